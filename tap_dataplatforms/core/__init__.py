@@ -1,0 +1,1 @@
+"""What every platform shares: requests, budgets, errors, timestamps, redaction."""

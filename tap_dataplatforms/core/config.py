@@ -1,0 +1,197 @@
+"""Settings: the shared ones, each platform's block, defaults and one-line validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from jsonschema import Draft7Validator
+from singer_sdk import typing as th
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream, Tap
+
+COMMON_SETTINGS: list[th.Property] = [
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        description="Earliest timestamp for incremental streams (RFC 3339).",
+    ),
+    th.Property(
+        "lookback_seconds",
+        th.IntegerType(minimum=0),
+        default=0,
+        description="Re-read this many seconds before each bookmark, for late-arriving data.",
+    ),
+    th.Property(
+        "max_concurrency",
+        th.IntegerType(minimum=1),
+        default=4,
+        description="Parallel requests for independent partitions, always inside the budget.",
+    ),
+    th.Property(
+        "rate_limit_backend",
+        th.StringType,
+        default="memory",
+        description=(
+            "Where request budgets live: 'memory', 'sqlite:///PATH' (several processes on "
+            "one host) or 'redis://HOST:PORT/DB' (several hosts)."
+        ),
+    ),
+    th.Property(
+        "partition",
+        th.ObjectType(
+            th.Property("index", th.IntegerType(minimum=0), required=True),
+            th.Property("count", th.IntegerType(minimum=1), required=True),
+            additional_properties=False,
+        ),
+        description=(
+            "Extract only the parents (runs, sources, workspaces, tables, data flows) that "
+            "hash to partition `index` of `count`, so n processes extract what one would."
+        ),
+    ),
+    th.Property(
+        "request_timeout_seconds",
+        th.NumberType(exclusive_minimum=0),
+        default=300,
+        description="Read timeout of one HTTP request.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=7,
+        description=(
+            "Retries of a failed request (5xx, 408, timeouts, dropped connections, broken "
+            "bodies) before its partition fails; waits for 429 are not counted."
+        ),
+    ),
+]
+
+
+def url_setting(default: str | None, example: str) -> th.Property:
+    return th.Property(
+        "api_url",
+        th.StringType,
+        default=default,
+        description=f"Base URL of the API, e.g. `{example}`.",
+    )
+
+
+def budget_setting(default: float, meaning: str) -> th.Property:
+    return th.Property(
+        "max_requests_per_second",
+        th.NumberType(exclusive_minimum=0),
+        default=default,
+        description=f"Request budget, enforced before sending: {meaning}.",
+    )
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """What the tap needs to know of a platform: its settings block and its streams."""
+
+    key: str
+    title: str
+    settings: tuple[th.Property, ...]
+    # The block is complete when every setting of at least one group is set.
+    credential_groups: tuple[tuple[str, ...], ...]
+    build_streams: Callable[[Tap], list[Stream]] | None = None
+    # One request that proves the credentials and the host, before any record.
+    check: Callable[[Tap], None] | None = None
+
+    @property
+    def block(self) -> th.Property:
+        return th.Property(
+            self.key,
+            th.ObjectType(*self.settings, additional_properties=False),
+            description=f"{self.title}: the platform is enabled when this block is present.",
+        )
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.settings if p.to_dict()[p.name].get("secret"))
+
+    def defaults(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for prop in self.settings:
+            default = prop.to_dict()[prop.name].get("default")
+            if default is not None:
+                values[prop.name] = default
+        return values
+
+
+def resolved_block(spec: PlatformSpec, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A platform's settings with defaults applied, or ``None`` when it is not enabled."""
+    block = config.get(spec.key)
+    if block is None:
+        return None
+    return {**spec.defaults(), **{k: v for k, v in block.items() if v is not None}}
+
+
+def common_value(config: Mapping[str, Any], name: str) -> Any:
+    value = config.get(name)
+    if value is None:
+        for prop in COMMON_SETTINGS:
+            if prop.name == name:
+                return prop.to_dict()[name].get("default")
+    return value
+
+
+def _setting_path(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _schema_error(error: Any) -> str:
+    path = _setting_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = f"{path}." if path else ""
+        return f"unknown setting {', '.join(where + e for e in extra)}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        where = f"{path}." if path else ""
+        return f"missing setting {where}{missing}"
+    if error.validator == "type":
+        expected = error.validator_value
+        if isinstance(expected, list):
+            expected = " or ".join(t for t in expected if t != "null")
+        return f"setting {path}: expected {expected}, got {type(error.instance).__name__}"
+    return f"setting {path}: {error.message}"
+
+
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def validate(
+    config: Mapping[str, Any], schema: dict[str, Any], platforms: Iterable[PlatformSpec]
+) -> list[str]:
+    """Every problem of ``config``, each one line naming the setting, before any request."""
+    errors = [
+        _schema_error(e)
+        for e in sorted(Draft7Validator(schema).iter_errors(dict(config)), key=lambda e: e.path)
+    ]
+    if errors:
+        return errors
+    platforms = list(platforms)
+    enabled = [p for p in platforms if config.get(p.key) is not None]
+    if not enabled:
+        names = ", ".join(p.key for p in platforms)
+        return [f"no platform configured: add a block for at least one of {names}"]
+    for spec in enabled:
+        block = resolved_block(spec, config) or {}
+        groups = spec.credential_groups
+        if not any(all(block.get(name) for name in group) for group in groups):
+            group = min(groups, key=lambda g: sum(1 for n in g if not block.get(n)))
+            missing = [f"{spec.key}.{n}" for n in group if not block.get(n)]
+            errors.append(f"missing setting {', '.join(missing)}: {spec.title} needs it")
+        url = block.get("api_url")
+        if url is not None and not _is_url(str(url)):
+            errors.append(f"setting {spec.key}.api_url: not an http(s) URL")
+    partition = config.get("partition")
+    if partition and partition["index"] >= partition["count"]:
+        errors.append("setting partition.index: must be smaller than partition.count")
+    return errors

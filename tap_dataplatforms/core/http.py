@@ -1,0 +1,370 @@
+"""The one path every request takes: budget, send, wait hints, retries, errors.
+
+``PlatformStream`` is the base of every platform's stream. A request first waits for
+its platform budget, then goes out; a 429 (or a budget the server says is spent)
+pauses the whole budget until the instant the server named, and is sent again
+without counting as a failed try. Other transient failures (408, 5xx, timeouts,
+dropped connections, bodies that are not the JSON promised) are retried with
+exponential backoff and jitter, bounded by ``max_retries`` and by time. Errors
+reach the user as one line, in the platform's own words, without secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import backoff
+import requests
+from pyrate_limiter import Rate
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._state import reset_state_progress_markers
+from singer_sdk.helpers.jsonpath import extract_jsonpath
+from singer_sdk.streams import RESTStream
+
+from tap_dataplatforms import __version__
+from tap_dataplatforms.core import ratelimit
+from tap_dataplatforms.core.budget import Budget, rates_per_second
+from tap_dataplatforms.core.config import common_value
+from tap_dataplatforms.core.errors import (
+    PartitionError,
+    PlatformAuthError,
+    PlatformUnavailableError,
+    RateLimitedError,
+)
+from tap_dataplatforms.core.progress import Progress
+from tap_dataplatforms.core.redact import redact, redact_url
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+    from tap_dataplatforms.core.runtime import Runtime
+
+USER_AGENT = f"tap-dataplatforms/{__version__}"
+CONNECT_TIMEOUT_SECONDS = 30.0
+# How long one request may spend waiting out 429s before its partition fails.
+RATE_LIMIT_PATIENCE_SECONDS = 30 * 60
+MAX_RETRY_WAIT_SECONDS = 60.0
+_TRANSIENT_EXCEPTIONS = (
+    ConnectionResetError,
+    RetriableAPIError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+_JSON_CACHE = "_tap_dataplatforms_json"
+
+
+def response_json(response: requests.Response) -> Any:
+    """The parsed JSON body of a response, parsed once."""
+    cached = getattr(response, _JSON_CACHE, None)
+    if cached is None:
+        cached = (json.loads(response.content),)
+        setattr(response, _JSON_CACHE, cached)
+    return cached[0]
+
+
+class PlatformStream(RESTStream[Any]):
+    """Base of every stream: a platform's settings, budget and request discipline."""
+
+    #: The settings block of the platform (``redivis``, ``dexi``, ...).
+    platform: ClassVar[str]
+    #: The platform's name in messages.
+    platform_title: ClassVar[str]
+    #: Whether a 2xx body must parse as JSON (a broken one is retried).
+    expects_json: ClassVar[bool] = True
+    #: Which of the platform's budgets requests of this stream spend.
+    budget_kind: ClassVar[str] = "requests"
+    #: First retry wait; doubles per try up to ``MAX_RETRY_WAIT_SECONDS``.
+    retry_base_seconds: ClassVar[float] = 1.0
+    #: Statuses retried besides 5xx.
+    retry_statuses: ClassVar[frozenset[int]] = frozenset({408})
+    #: Full-table children keep no per-parent state (it would grow with every parent).
+    state_partitioning_keys: ClassVar[list[str] | None] = []
+
+    _LOG_REQUEST_METRIC_URLS = False
+
+    # -- settings and budget ------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        return cast("Runtime", self._tap.runtime)  # type: ignore[attr-defined]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The platform block, defaults applied."""
+        return self.runtime.block(self.platform)
+
+    @property
+    def url_base(self) -> str:
+        return str(self.settings["api_url"]).rstrip("/")
+
+    def credential(self) -> tuple[str, ...]:
+        """What identifies the account whose budget requests spend."""
+        return tuple(
+            str(self.settings.get(name, "")) for name in self.runtime.secret_names(self.platform)
+        )
+
+    def budget_rates(self) -> list[Rate]:
+        return rates_per_second(float(self.settings["max_requests_per_second"]))
+
+    @property
+    def budget(self) -> Budget:
+        return self.runtime.budgets.get(
+            self.platform, self.credential(), self.budget_rates(), self.budget_kind
+        )
+
+    @property
+    def user_agent(self) -> str:
+        return USER_AGENT
+
+    @property
+    def http_headers(self) -> dict[str, Any]:
+        return {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+    @property
+    def request_timeout(self) -> tuple[float, float]:
+        return (
+            CONNECT_TIMEOUT_SECONDS,
+            float(common_value(self.config, "request_timeout_seconds")),
+        )
+
+    # -- errors ---------------------------------------------------------------------
+
+    def error_detail(self, response: requests.Response) -> str | None:
+        """The platform's own message from an error body; platforms override this."""
+        try:
+            body = response_json(response)
+        except ValueError:
+            text = response.text.strip()
+            return text[:300] or None
+        if isinstance(body, dict):
+            for key in ("message", "error_description", "error", "detail"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    return value
+        return None
+
+    def describe_failure(self, response: requests.Response) -> str:
+        request = response.request
+        method = request.method if request is not None else "GET"
+        url = redact_url(response.url or (request.url if request is not None else "") or "")
+        text = f"{self.platform_title}: HTTP {response.status_code}"
+        if response.reason:
+            text += f" {response.reason}"
+        text += f" on {method} {url}"
+        detail = self.error_detail(response)
+        if detail:
+            text += f": {detail}"
+        return redact(text)
+
+    def response_error_message(self, response: requests.Response) -> str:
+        return self.describe_failure(response)
+
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status == 429:
+            raise RateLimitedError(self.describe_failure(response), response)
+        if status >= 500 or status in self.retry_statuses:
+            raise RetriableAPIError(self.describe_failure(response), response)
+        if status in (401, 403):
+            raise PlatformAuthError(self.describe_failure(response))
+        if status >= 400:
+            raise PartitionError(self.describe_failure(response))
+        if self.expects_json:
+            try:
+                response_json(response)
+            except ValueError as exc:
+                message = (
+                    f"{self.platform_title}: unreadable JSON body from {redact_url(response.url)}"
+                )
+                raise RetriableAPIError(message, response) from exc
+
+    # -- sending ------------------------------------------------------------------
+
+    def _request(
+        self, prepared_request: requests.PreparedRequest, context: Context | None
+    ) -> requests.Response:
+        budget = self.budget
+        patience_deadline = time.monotonic() + RATE_LIMIT_PATIENCE_SECONDS
+        rate_limited = 0
+        while True:
+            budget.acquire()
+            request = self.authenticator(prepared_request)
+            response = self.requests_session.send(
+                request, timeout=self.request_timeout, allow_redirects=self.allow_redirects
+            )
+            received_at = budget.clock.time()
+            self._write_request_duration_log(
+                endpoint=self.path or "", response=response, context=context, extra_tags=None
+            )
+            self.runtime.note_response(self.platform, response)
+            if response.status_code != 429:
+                spent = ratelimit.exhausted_until(response.headers, received_at=received_at)
+                if spent is not None:
+                    budget.pause_until(spent.instant, reason="X-RateLimit-Remaining is 0")
+                self.validate_response(response)
+                self.observe_response(response)
+                return response
+            rate_limited += 1
+            self.runtime.count_rate_limited(self.platform)
+            wait = self._rate_limit_wait(response, received_at, rate_limited)
+            if time.monotonic() + wait > patience_deadline:
+                self.validate_response(response)  # raises RateLimitedError
+            budget.pause_until(received_at + wait, reason=f"HTTP 429 on {self.path}")
+
+    def _rate_limit_wait(
+        self, response: requests.Response, received_at: float, attempt: int
+    ) -> float:
+        """Seconds to hold the budget after a 429: what the server asked, plus a little."""
+        hint = ratelimit.wait_hint(response.headers, received_at=received_at)
+        wait = None if hint is None else ratelimit.clamp_wait(hint.instant, now=received_at)
+        if wait is None:
+            return self._expo_wait(attempt)
+        # Jitter only ever lengthens a server-given wait, so parallel partitions do not
+        # all wake at the same instant and none goes back early.
+        return wait + random.uniform(0, min(0.05 * wait, 0.25))
+
+    def _expo_wait(self, attempt: int) -> float:
+        ceiling = min(self.retry_base_seconds * 2 ** (attempt - 1), MAX_RETRY_WAIT_SECONDS)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def observe_response(self, response: requests.Response) -> None:
+        """Hook for what a platform reads off every good response (totals, timings)."""
+
+    # -- retries ------------------------------------------------------------------
+
+    def backoff_max_tries(self) -> int:
+        return int(common_value(self.config, "max_retries")) + 1
+
+    def _retry_waits(self) -> Generator[float, Any, None]:
+        """Exponential backoff with jitter; a server's ``Retry-After`` on a 5xx wins."""
+        attempt = 0
+        exception = yield 0.0  # primed by backoff
+        while True:
+            attempt += 1
+            wait = self._expo_wait(attempt)
+            response = getattr(exception, "response", None)
+            if response is not None:
+                now = time.time()
+                hint = ratelimit.retry_after(response.headers, received_at=now)
+                hinted = None if hint is None else ratelimit.clamp_wait(hint.instant, now=now)
+                if hinted is not None:
+                    wait = hinted
+            exception = yield wait
+
+    def backoff_handler(self, details: Any) -> None:
+        exc = details.get("exception")
+        reason = redact(str(exc)) if exc is not None else "unknown error"
+        self.runtime.count_retry(self.platform)
+        self.logger.warning(
+            "%s: retry %d after %.1fs: %s",
+            self.platform_title,
+            details.get("tries", 0),
+            details.get("wait", 0.0),
+            reason,
+        )
+
+    def request_decorator(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return cast(
+            "Callable[..., Any]",
+            backoff.on_exception(
+                self._retry_waits,
+                _TRANSIENT_EXCEPTIONS,
+                max_tries=self.backoff_max_tries,
+                max_time=lambda: 3600,
+                jitter=None,
+                on_backoff=self.backoff_handler,
+                logger=None,
+            )(func),
+        )
+
+    # -- records ------------------------------------------------------------------
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        yield from extract_jsonpath(self.records_jsonpath, input=response_json(response))
+
+    def partition_label(self, context: Context | None) -> str:
+        if not context:
+            return self.name
+        inner = ", ".join(f"{k}={v}" for k, v in context.items())
+        return f"{self.name} [{inner}]"
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """Records of one partition; a permanent failure there is recorded, not raised."""
+        progress = Progress(self.partition_label(context), self.logger)
+        self._progress = progress
+        try:
+            for record in self.request_records(context):
+                progress.advance()
+                yield record
+        except PlatformAuthError:
+            raise
+        except (FatalAPIError, *_TRANSIENT_EXCEPTIONS) as exc:
+            self._fail_partition(context, exc)
+
+    def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
+        message = redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, RetriableAPIError | requests.exceptions.RequestException):
+            message = f"{message} (gave up after retries)"
+        self.runtime.record_failure(self.partition_label(context), message)
+        self.logger.error(
+            "Partition failed, continuing with the rest: %s: %s",
+            self.partition_label(context),
+            message,
+        )
+        # The partition's bookmark must not move past records it never delivered.
+        state = self.get_context_state(context)
+        reset_state_progress_markers(state)
+
+    @property
+    def progress(self) -> Progress | None:
+        return getattr(self, "_progress", None)
+
+
+def _connection_reason(exc: requests.exceptions.RequestException) -> str:
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    for needle, reason in (
+        ("Name or service not known", "host name not found"),
+        ("NameResolutionError", "host name not found"),
+        ("nodename nor servname", "host name not found"),
+        ("Connection refused", "connection refused"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
+        ("SSLError", "TLS error"),
+    ):
+        if needle in text:
+            return reason
+    return type(exc).__name__
+
+
+def check_connection(
+    stream: PlatformStream, path: str, params: dict[str, Any] | None = None
+) -> None:
+    """One request through the full discipline with a single retry, before any record.
+
+    Bad credentials and unreachable hosts fail here with one line naming the platform;
+    a missing resource is left for the sync to report as a partition failure.
+    """
+    prepared = stream.build_prepared_request(
+        method="GET", url=stream.url_base + path, params=params or {}, headers=stream.http_headers
+    )
+    send = backoff.on_exception(
+        stream._retry_waits, _TRANSIENT_EXCEPTIONS, max_tries=2, jitter=None, logger=None
+    )(stream._request)
+    try:
+        send(prepared, None)
+    except PartitionError as exc:
+        stream.logger.warning("Connection check: %s", exc)
+    except requests.exceptions.RequestException as exc:
+        raise PlatformUnavailableError(
+            f"{stream.platform_title}: cannot reach {redact_url(stream.url_base)}: "
+            f"{_connection_reason(exc)}"
+        ) from None
+    except RetriableAPIError as exc:
+        raise PlatformUnavailableError(f"{exc} (still failing after a retry)") from None

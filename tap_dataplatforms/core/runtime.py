@@ -1,0 +1,79 @@
+"""What one tap process shares across its streams: budgets, failures, counters."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from tap_dataplatforms.core.budget import SYSTEM_CLOCK, BudgetRegistry, Clock
+from tap_dataplatforms.core.config import PlatformSpec, common_value, resolved_block
+
+logger = logging.getLogger("tap-dataplatforms")
+
+
+@dataclass(frozen=True)
+class Failure:
+    partition: str
+    message: str
+
+
+class Runtime:
+    """Shared state of one sync; the tap owns one, streams reach it as ``self.runtime``."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        platforms: Iterable[PlatformSpec],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.specs = {spec.key: spec for spec in platforms}
+        self.blocks = {
+            key: block
+            for key, spec in self.specs.items()
+            if (block := resolved_block(spec, config)) is not None
+        }
+        self.budgets = BudgetRegistry(str(common_value(config, "rate_limit_backend")), clock)
+        self.failures: list[Failure] = []
+        self.counters: Counter[str] = Counter()
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def block(self, platform: str) -> dict[str, Any]:
+        return self.blocks[platform]
+
+    def secret_names(self, platform: str) -> tuple[str, ...]:
+        return self.specs[platform].secret_names
+
+    def record_failure(self, partition: str, message: str) -> None:
+        with self._lock:
+            self.failures.append(Failure(partition, message))
+
+    def count_rate_limited(self, platform: str) -> None:
+        with self._lock:
+            self.counters[f"{platform}.http_429"] += 1
+
+    def count_retry(self, platform: str) -> None:
+        with self._lock:
+            self.counters[f"{platform}.retries"] += 1
+
+    def warn_once(self, text: str) -> None:
+        with self._lock:
+            if text in self._warned:
+                return
+            self._warned.add(text)
+        logger.warning("%s", text)
+
+    def note_response(self, platform: str, response: requests.Response) -> None:
+        with self._lock:
+            self.counters[f"{platform}.requests"] += 1
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"{len(self.failures)} partition(s) failed:"]
+        lines += [f"  {f.partition}: {f.message}" for f in self.failures]
+        return lines

@@ -1,0 +1,73 @@
+"""Every timestamp leaves the tap as RFC 3339 in UTC; the conversions live here.
+
+Platforms send epoch milliseconds (Redivis), ``yyyy.MM.dd HH:mm:ss`` (InVision),
+ISO 8601 with or without an offset (most others) and naive date-times that mean UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+UTC = dt.timezone.utc
+_INVISION = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
+
+
+def format_rfc3339(moment: dt.datetime) -> str:
+    """Render an aware or naive (meaning UTC) datetime as RFC 3339 UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def from_epoch_ms(value: float) -> str:
+    return format_rfc3339(dt.datetime.fromtimestamp(value / 1000.0, tz=UTC))
+
+
+def from_epoch_s(value: float) -> str:
+    return format_rfc3339(dt.datetime.fromtimestamp(value, tz=UTC))
+
+
+def parse_datetime(value: str) -> dt.datetime:
+    """Parse ISO 8601 (with ``Z``, an offset, or none = UTC) or InVision's format."""
+    text = value.strip()
+    match = _INVISION.match(text)
+    if match:
+        year, month, day, hour, minute, second, frac = match.groups()
+        micro = int((frac or "0").ljust(6, "0"))
+        return dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, UTC
+        )
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_rfc3339(value: object, *, epoch_unit: str = "ms") -> str | None:
+    """Normalise a platform timestamp to RFC 3339 UTC.
+
+    Numbers (and numeric strings) are epochs in ``epoch_unit`` (``ms`` or ``s``);
+    the platform's documentation says which, so it is never guessed from magnitude.
+    ``None`` and empty strings stay ``None``.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.lstrip("-").replace(".", "", 1).isdigit():
+            value = float(stripped)
+        else:
+            return format_rfc3339(parse_datetime(stripped))
+    if isinstance(value, (int, float)):
+        return from_epoch_ms(value) if epoch_unit == "ms" else from_epoch_s(value)
+    if isinstance(value, dt.datetime):
+        return format_rfc3339(value)
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def to_invision(moment: dt.datetime) -> str:
+    """InVision's monitoring window format, ``yyyy.MM.dd HH:mm:ss`` in UTC."""
+    return moment.astimezone(UTC).strftime("%Y.%m.%d %H:%M:%S")

@@ -1,0 +1,158 @@
+"""TapDataPlatforms: one Singer tap for five data-platform APIs."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from functools import cached_property
+from typing import Any
+
+from singer_sdk import Stream, Tap
+from singer_sdk import typing as th
+from singer_sdk.helpers._util import read_json_file  # noqa: F401  (re-exported for tests)
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+
+from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
+from tap_dataplatforms.core import config as settings
+from tap_dataplatforms.core.errors import ConfigError, SyncFailedError, TapDataPlatformsError
+from tap_dataplatforms.core.redact import install_log_redaction, register_secret
+from tap_dataplatforms.core.runtime import Runtime
+
+PLATFORMS: tuple[settings.PlatformSpec, ...] = (
+    dexi.PLATFORM,
+    reinfer.PLATFORM,
+    redivis.PLATFORM,
+    invision.PLATFORM,
+    datalinx.PLATFORM,
+)
+
+
+class TapDataPlatforms(Tap):
+    """Extracts Dexi.io, Re:infer, Redivis, Profitbase InVision and Datalinx AI."""
+
+    name = "tap-dataplatforms"
+    package_name = "tap-dataplatforms"
+    dynamic_catalog = True
+    capabilities = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        TapCapabilities.TEST,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.BATCH,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
+    config_jsonschema = th.PropertiesList(
+        *settings.COMMON_SETTINGS, *(spec.block for spec in PLATFORMS)
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        install_log_redaction()
+        super().__init__(*args, **kwargs)
+
+    # -- configuration ----------------------------------------------------------------
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Validate with one line per problem, each naming the setting."""
+        self._register_secrets()
+        schema = copy.deepcopy(self.config_jsonschema)
+        self.append_builtin_config(schema)
+        schema["additionalProperties"] = False
+        errors = settings.validate(self.config, schema, PLATFORMS)
+        if errors and raise_errors:
+            raise ConfigError("invalid configuration: " + "; ".join(errors))
+        return errors
+
+    def _register_secrets(self) -> None:
+        for spec in PLATFORMS:
+            block = self.config.get(spec.key)
+            if isinstance(block, dict):
+                for name in spec.secret_names:
+                    register_secret(block.get(name))
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        self._register_secrets()
+        return Runtime(self.config, PLATFORMS)
+
+    def enabled_platforms(self) -> list[settings.PlatformSpec]:
+        return [spec for spec in PLATFORMS if spec.key in self.runtime.blocks]
+
+    def discover_streams(self) -> list[Stream]:
+        streams: list[Stream] = []
+        for spec in self.enabled_platforms():
+            if spec.build_streams is None:
+                self.logger.warning(
+                    "%s is configured, but its streams are not part of this version yet",
+                    spec.title,
+                )
+                continue
+            streams.extend(spec.build_streams(self))
+        return streams
+
+    # -- running ----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Prove each enabled platform's host and credentials before any record."""
+        for spec in self.enabled_platforms():
+            if spec.check is not None and any(
+                stream.selected or stream.has_selected_descendents
+                for stream in self.streams.values()
+                if getattr(stream, "platform", None) == spec.key
+            ):
+                spec.check(self)
+
+    def finish(self) -> None:
+        """End non-zero, naming each failed partition, if any partition failed."""
+        counters = {k: v for k, v in sorted(self.runtime.counters.items()) if v}
+        if counters:
+            self.logger.info("Request counters: %s", counters)
+        if self.runtime.failures:
+            raise SyncFailedError("\n".join(self.runtime.summary_lines()))
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        state: Any = None,
+        catalog: Any = None,
+    ) -> None:
+        if about:
+            cls.print_about(about_format)
+            sys.exit(0)
+        cls.print_version(print_fn=cls.logger.info)
+        tap = cls(
+            config=config.config if config else None,
+            state=None if state is None else read_json_stream(state),
+            catalog=None if catalog is None else read_json_stream(catalog),
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+        )
+        tap.preflight()
+        tap.sync_all()
+        tap.finish()
+
+
+def read_json_stream(handle: Any) -> Any:
+    import json
+
+    return json.loads(handle.read())
+
+
+def main() -> None:
+    """Console entry point: known errors end as one line on stderr and a non-zero exit."""
+    try:
+        TapDataPlatforms.cli()
+    except TapDataPlatformsError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            TapDataPlatforms.logger.error("%s", line)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
