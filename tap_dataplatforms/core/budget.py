@@ -65,6 +65,20 @@ def rates_per_second(requests_per_second: float) -> list[Rate]:
     return [Rate(1, math.ceil(1000 / requests_per_second))]
 
 
+def with_cap(rates: list[Rate], cap: Rate) -> list[Rate]:
+    """Add a platform's documented longer-window cap where it binds.
+
+    pyrate-limiter wants windows ordered generous-before-tight: longer windows with
+    larger limits and lower density, so a cap that never binds is left out.
+    """
+    last = rates[-1]
+    if last.interval >= cap.interval or last.limit / last.interval <= cap.limit / cap.interval:
+        return rates
+    if last.limit >= cap.limit:
+        rates = [*rates[:-1], Rate(cap.limit - 1, last.interval)]
+    return [*rates, cap]
+
+
 def make_bucket(backend: str, rates: list[Rate], *, clock: Clock) -> AbstractBucket:
     """Choose the bucket that holds a budget's counts (the one place that does)."""
     if backend == "memory":

@@ -10,7 +10,7 @@ from pyrate_limiter import Rate
 from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.pagination import BaseAPIPaginator
 
-from tap_dataplatforms.core.budget import rates_per_second
+from tap_dataplatforms.core.budget import rates_per_second, with_cap
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.timestamps import to_rfc3339
 
@@ -59,7 +59,8 @@ class RedivisStream(PlatformStream):
         return BearerTokenAuthenticator(token=self.settings["token"])
 
     def budget_rates(self) -> list[Rate]:
-        return [*rates_per_second(float(self.settings["max_requests_per_second"])), DOCUMENTED_RATE]
+        rates = rates_per_second(float(self.settings["max_requests_per_second"]))
+        return with_cap(rates, DOCUMENTED_RATE)
 
     def get_url(self, context: Context | None) -> str:
         values = {k: encode_reference(str(v)) for k, v in (context or {}).items()}
