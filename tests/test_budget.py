@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from pyrate_limiter import Rate
 
@@ -34,7 +36,7 @@ def test_budget_never_exceeds_its_rate_in_any_window() -> None:
 
 def test_fractional_budget_spaces_requests() -> None:
     times, _ = acquisition_times(0.5, 4)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(gap >= 2.0 for gap in gaps)
 
 

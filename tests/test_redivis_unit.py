@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 from typing import Any
 
@@ -150,7 +151,7 @@ def test_spent_budget_waits_for_reset_before_sending(requests_mock: rm.Mocker) -
     requests_mock.get(rm.ANY, json=answer)
     run_sync(tap)
     assert len(sent) == 3  # check + two organizations, none of them answered 429
-    assert all(b - a >= 4.0 for a, b in zip(sent, sent[1:], strict=False))
+    assert all(b - a >= 4.0 for a, b in itertools.pairwise(sent))
 
 
 def test_transient_failures_are_retried(requests_mock: rm.Mocker) -> None:
