@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from functools import cached_property
 from typing import Any
 
+import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from singer_sdk.helpers._util import read_json_file  # noqa: F401  (re-exported for tests)
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
@@ -137,10 +139,27 @@ class TapDataPlatforms(Tap):
         tap.sync_all()
         tap.finish()
 
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``: the connection check of every platform, then one record per stream."""
+        if value == CliTestOptionValue.Disabled.value:
+            return
+        config = ctx.params.get("config")
+        tap = cls(
+            config=config.config if config else None,
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+        )
+        if value == CliTestOptionValue.Schema.value:
+            tap.write_schemas()
+        else:
+            tap.preflight()
+            tap.run_connection_test()
+            tap.finish()
+        ctx.exit()
+
 
 def read_json_stream(handle: Any) -> Any:
-    import json
-
     return json.loads(handle.read())
 
 
