@@ -225,3 +225,26 @@ def test_variables_of_healthy_tables_arrive_despite_failures(redivis: rm.Mocker)
     out = run_sync(tap, finish=False)
     assert len(out.records["redivis_variables"]) == 2
     assert len(tap.runtime.failures) == 1
+
+
+def test_datasets_seen_only_in_overview_are_not_listed(requests_mock: rm.Mocker) -> None:
+    overview = {**dataset(1), "accessLevel": "overview"}
+    requests_mock.get(f"{BASE}/organizations/demo/datasets", json=listing([overview], None))
+    out = run_sync(make_tap(config(), clock=FakeClock()))
+    assert len(out.records["redivis_datasets"]) == 1
+    assert not any("/tables" in h.path for h in requests_mock.request_history)
+
+
+def test_a_403_on_one_dataset_fails_that_partition_only(redivis: rm.Mocker) -> None:
+    redivis.get(
+        f"{BASE}/datasets/demo.claims1%3Aye2v/tables",
+        status_code=403,
+        json={"error": "insufficient_scope", "error_description": "metadata access required"},
+    )
+    tap = make_tap(config(), clock=FakeClock())
+    out = run_sync(tap, finish=False)
+    assert len(out.records["redivis_variables"]) == 2
+    assert [f.message for f in tap.runtime.failures] == [
+        "Redivis: HTTP 403 on GET https://redivis.test/api/v1/datasets/demo.claims1%3Aye2v/"
+        "tables?maxResults=100: metadata access required (insufficient_scope)"
+    ]

@@ -26,6 +26,10 @@ class PartitionError(FatalAPIError, TapDataPlatformsError):
     The partition is skipped, the sync goes on, and the run ends non-zero.
     """
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class PlatformUnavailableError(TapDataPlatformsError):
     """The platform could not be reached or kept failing after every retry."""

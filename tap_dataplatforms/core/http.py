@@ -83,6 +83,9 @@ class PlatformStream(RESTStream[Any]):
     retry_base_seconds: ClassVar[float] = 1.0
     #: Statuses retried besides 5xx.
     retry_statuses: ClassVar[frozenset[int]] = frozenset({408})
+    #: Statuses that condemn the credentials, and so the whole sync. A platform where a
+    #: 403 can concern one resource only lists 401 and lets 403 fail that partition.
+    auth_fatal_statuses: ClassVar[frozenset[int]] = frozenset({401, 403})
     #: Full-table children keep no per-parent state (it would grow with every parent).
     state_partitioning_keys: ClassVar[list[str] | None] = []
 
@@ -171,10 +174,10 @@ class PlatformStream(RESTStream[Any]):
             raise RateLimitedError(self.describe_failure(response), response)
         if status >= 500 or status in self.retry_statuses:
             raise RetriableAPIError(self.describe_failure(response), response)
-        if status in (401, 403):
+        if status in self.auth_fatal_statuses:
             raise PlatformAuthError(self.describe_failure(response))
         if status >= 400:
-            raise PartitionError(self.describe_failure(response))
+            raise PartitionError(self.describe_failure(response), status)
         if self.expects_json:
             try:
                 response_json(response)
@@ -360,6 +363,8 @@ def check_connection(
     try:
         send(prepared, None)
     except PartitionError as exc:
+        if exc.status in (401, 403):  # the very first request: the credentials are at fault
+            raise PlatformAuthError(str(exc)) from None
         stream.logger.warning("Connection check: %s", exc)
     except requests.exceptions.RequestException as exc:
         raise PlatformUnavailableError(

@@ -51,6 +51,9 @@ class RedivisStream(PlatformStream):
     page_size: ClassVar[int] = 100
     #: Fields sent as epoch milliseconds, emitted as RFC 3339.
     epoch_ms_fields: ClassVar[tuple[str, ...]] = ("createdAt", "updatedAt", "releasedAt")
+    #: 404 also hides resources one may not see and 403 may concern one dataset's
+    #: access level (doc), so only 401 condemns the token; 403 fails that partition.
+    auth_fatal_statuses = frozenset({401})
     #: Context values copied onto every record (the parent's ids, for joins).
     parent_fields: ClassVar[tuple[str, ...]] = ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
 
 TIMESTAMP = th.DateTimeType
+BELOW_METADATA_ACCESS = frozenset({"none", "overview"})
 _OWNER = th.ObjectType(
     th.Property("kind", th.StringType),
     th.Property("name", th.StringType),
@@ -64,8 +66,19 @@ class DatasetsStream(RedivisStream):
         owners += [("users", name) for name in dict.fromkeys(self.settings.get("users") or [])]
         return [{"owner_kind": kind, "owner": name} for kind, name in owners]
 
-    def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
-        return {"dataset_reference": record["qualifiedReference"], "dataset_id": record["id"]}
+    def generate_child_contexts(
+        self, record: Record, context: Context | None
+    ) -> Iterable[dict[str, Any] | None]:
+        # Listing tables needs metadata access; the dataset says what the caller has.
+        level = record.get("accessLevel")
+        if level in BELOW_METADATA_ACCESS:
+            self.logger.info(
+                "Not listing tables of %s: your access level is '%s'",
+                record.get("qualifiedReference"),
+                level,
+            )
+            return
+        yield {"dataset_reference": record["qualifiedReference"], "dataset_id": record["id"]}
 
 
 class TablesStream(RedivisStream):
