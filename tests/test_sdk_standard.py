@@ -1,0 +1,16 @@
+"""The Singer SDK's standard tap tests, against the sandbox."""
+
+from __future__ import annotations
+
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from tap_dataplatforms.tap import TapDataPlatforms
+from tests.sandbox_env import redivis_config, shared_sandbox
+
+TestTapDataPlatforms = get_tap_test_class(
+    tap_class=TapDataPlatforms,
+    config=redivis_config(
+        shared_sandbox(), users=["jdoe"], organizations=["demo"], max_requests_per_second=200
+    ),
+    suite_config=SuiteConfig(max_records_limit=None),
+)
