@@ -1,0 +1,571 @@
+"""The sandbox HTTP server: routing by platform prefix, rate limits, faults, request log.
+
+Python use::
+
+    sb = Sandbox(seed=1, scale=1).start()
+    requests.get(sb.base_url("redivis") + "/users/jdoe/datasets", headers=...)
+    sb.stop()
+
+Command line (console script ``tap-dataplatforms-sandbox``)::
+
+    tap-dataplatforms-sandbox --port 0 --seed 1 --scale 1 --limit redivis=1000/60
+
+Control endpoints (outside every platform prefix, never rate limited, never logged):
+
+- ``GET  /_sandbox/health``                     -> ``{"status": "ok", "platforms": {...}, ...}``
+- ``GET  /_sandbox/requests?platform=redivis``  -> ``{"count": n, "requests": [log entries]}``
+- ``POST /_sandbox/clear-log``
+- ``POST /_sandbox/force``   body: the arguments of :meth:`Sandbox.force` plus ``platform``
+- ``POST /_sandbox/clear-forced``  body: optional ``{"platform": ...}``
+- ``POST /_sandbox/limits``  body: ``{"platform", "limit", "window_seconds"}`` (limit null = off)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import pkgutil
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .framework import (
+    RETRY_AFTER_FORMS,
+    FixedWindowLimiter,
+    ForcedFault,
+    Identity,
+    Platform,
+    Request,
+    Response,
+    Verdict,
+    http_date,
+    json_response,
+    reason_phrase,
+    registered_platforms,
+    split_path,
+)
+
+CONTROL_PREFIX = "/_sandbox"
+_FRAMEWORK_MODULES = {"server", "framework", "credentials"}
+_MAX_LOG = 500_000
+
+
+def load_platform_classes() -> dict[str, type[Platform]]:
+    """Import every sibling module so that its ``@register_platform`` runs."""
+    package = __name__.rsplit(".", 1)[0]
+    path = sys.modules[package].__path__
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name in _FRAMEWORK_MODULES:
+            continue
+        importlib.import_module(f"{package}.{info.name}")
+    return registered_platforms()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], app: Sandbox) -> None:
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 300  # idle keep-alive connections are dropped after this
+    server: _Server
+
+    # -- connection bookkeeping (so stop() can cut keep-alive connections) -------------
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.app.verbose:
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        now = time.time()
+        app = self.server.app
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            self._send(json_response(400, {"error": "unreadable request body"}), head=False)
+            return
+        split = urlsplit(self.path)
+        raw_path = split.path or "/"
+        query = parse_qs(split.query, keep_blank_values=True)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        head = self.command == "HEAD"
+
+        if raw_path == CONTROL_PREFIX or raw_path.startswith(CONTROL_PREFIX + "/"):
+            resp = app._control(self.command, raw_path[len(CONTROL_PREFIX) :], query, body)
+            self._send(resp, head=head)
+            return
+
+        platform = app._platform_for(raw_path)
+        if platform is None:
+            resp = json_response(404, {"error": f"no emulated platform serves {raw_path}"})
+            entry = app._log_entry(None, self.command, raw_path, raw_path, query, headers, now)
+            self._send(resp, head=head, log=entry)
+            return
+
+        rest = raw_path[len(platform.base_path) :]
+        req = Request(
+            method=self.command,
+            raw_path=rest,
+            path=unquote(rest),
+            query=query,
+            headers=headers,
+            body=body,
+            now=now,
+        )
+        resp, extra = app._serve(platform, req)
+        if head:
+            platform.finalize_head(req, resp)
+        entry = app._log_entry(platform, self.command, req.path, rest, query, headers, now)
+        entry.update(extra)
+        self._send(resp, head=head, log=entry)
+
+    def _send(self, resp: Response, *, head: bool, log: dict[str, Any] | None = None) -> None:
+        headers: list[tuple[str, str]] = [("Date", http_date(time.time()))]
+        if resp.content_type and resp.body:
+            headers.append(("Content-Type", resp.content_type))
+        headers.extend(resp.headers)
+        headers.append(("Content-Length", str(len(resp.body))))
+        if self.close_connection:
+            headers.append(("Connection", "close"))
+        status_line = f"{self.protocol_version} {resp.status} {reason_phrase(resp.status)}"
+        lines = [status_line] + [f"{k}: {v}" for k, v in headers]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if not head:
+            data += resp.body
+        if log is not None:
+            log["status"] = resp.status
+            sent: dict[str, str] = {}
+            for name, value in headers:
+                sent[name] = f"{sent[name]}, {value}" if name in sent else value
+            log["headers_sent"] = sent
+            self.server.app._append_log(log)
+        self.log_request(resp.status)
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+
+class Sandbox:
+    """Local emulator of the tap's APIs, served from a background thread."""
+
+    def __init__(
+        self,
+        seed: int = 1,
+        scale: int = 1,
+        limits: dict[str, tuple[int, float]] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if scale < 1:
+            raise ValueError("scale must be >= 1")
+        self.seed = seed
+        self.scale = scale
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._log: list[dict[str, Any]] = []
+        self._faults: dict[str, list[ForcedFault]] = {}
+        self._limiters: dict[str, FixedWindowLimiter | None] = {}
+        self._platforms: dict[str, Platform] = {}
+        for name, cls in load_platform_classes().items():
+            self._platforms[name] = cls(seed, scale)
+            self._faults[name] = []
+            default = cls.default_limit
+            self._limiters[name] = None if default is None else FixedWindowLimiter(*default)
+        for name, (limit, window) in (limits or {}).items():
+            self.set_limit(name, limit, window)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+        if self._server is not None:
+            raise RuntimeError("sandbox already started")
+        self._server = _Server((host, port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="sandbox-http",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with server.connections_lock:
+            open_connections = list(server.connections)
+        for conn in open_connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self if self._server is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses and data ------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("sandbox not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("sandbox not started")
+        host = str(self._server.server_address[0])
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def platforms(self) -> list[str]:
+        return list(self._platforms)
+
+    def platform(self, name: str) -> Platform:
+        try:
+            return self._platforms[name]
+        except KeyError:
+            raise ValueError(f"unknown platform {name!r}") from None
+
+    def base_url(self, platform: str) -> str:
+        return self.url + self.platform(platform).base_path
+
+    def __getattr__(self, name: str) -> Any:
+        # sb.redivis, sb.dexi, ...: the platform's data model
+        platforms = self.__dict__.get("_platforms")
+        if platforms is not None and name in platforms:
+            return platforms[name].model
+        raise AttributeError(name)
+
+    # -- knobs -------------------------------------------------------------------------
+
+    def set_limit(self, platform: str, limit: int | None, window_seconds: float = 60.0) -> None:
+        """Replace a platform's fixed window (all windows restart); ``limit=None`` turns
+        limiting and the rate-limit headers off."""
+        self.platform(platform)
+        limiter = None if limit is None else FixedWindowLimiter(int(limit), float(window_seconds))
+        with self._lock:
+            self._limiters[platform] = limiter
+
+    def force(
+        self,
+        platform: str,
+        status: int = 429,
+        count: int = 1,
+        retry_after_form: str | None = None,
+        delay: float = 2,
+        path_contains: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` matching requests with ``status`` and the platform's
+        error body.  ``retry_after_form`` (one of RETRY_AFTER_FORMS) picks the wait hint;
+        by default a 429 carries the platform's own form and other statuses none.  Forced
+        answers bypass (and do not consume) the rate limit; a 429 carries only its hint."""
+        self.platform(platform)
+        status = int(status)
+        if not 400 <= status <= 599:
+            raise ValueError("status must be 4xx or 5xx")
+        if retry_after_form is not None and retry_after_form not in RETRY_AFTER_FORMS:
+            raise ValueError(f"retry_after_form must be one of {RETRY_AFTER_FORMS}")
+        if int(count) < 0 or float(delay) < 0:
+            raise ValueError("count and delay must be >= 0")
+        fault = ForcedFault(status, int(count), retry_after_form, float(delay), path_contains)
+        with self._lock:
+            self._faults[platform].append(fault)
+
+    def clear_forced(self, platform: str | None = None) -> None:
+        with self._lock:
+            for name in [platform] if platform else list(self._faults):
+                self._faults[name] = []
+
+    def request_log(self, platform: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            entries = list(self._log)
+        if platform is not None:
+            entries = [e for e in entries if e["platform"] == platform]
+        return [dict(e) for e in entries]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    # -- request processing (called from handler threads) ----------------------------
+
+    def _platform_for(self, raw_path: str) -> Platform | None:
+        best: Platform | None = None
+        for platform in self._platforms.values():
+            base = platform.base_path
+            if (raw_path == base or raw_path.startswith(base + "/")) and (
+                best is None or len(base) > len(best.base_path)
+            ):
+                best = platform
+        return best
+
+    def _take_fault(self, name: str, req: Request) -> ForcedFault | None:
+        with self._lock:
+            faults = self._faults[name]
+            for fault in faults:
+                if fault.matches(req):
+                    fault.count -= 1
+                    taken = ForcedFault(**vars(fault))
+                    self._faults[name] = [f for f in faults if f.count > 0]
+                    return taken
+        return None
+
+    def _serve(self, platform: Platform, req: Request) -> tuple[Response, dict[str, Any]]:
+        with self._lock:
+            limiter = self._limiters[platform.name]
+        fault = self._take_fault(platform.name, req)
+        if fault is not None:
+            return self._forced(platform, req, fault, limiter), {"forced": True}
+
+        identity = Identity(key="unidentified", ok=False)
+        verdict: Verdict | None = None
+        try:
+            identity = platform.identify(req)
+            verdict = limiter.hit(identity.key, req.now) if limiter is not None else None
+            route, params, allowed = platform.router.match(req.method, split_path(req.raw_path))
+            if verdict is not None and not verdict.allowed:
+                resp = platform.over_limit(req, verdict)
+            elif not identity.ok and not (route is not None and route.public):
+                resp = platform.unauthorized(req)
+            elif route is None:
+                if allowed:
+                    resp = platform.method_not_allowed(req, allowed)
+                else:
+                    resp = platform.not_found(req)
+            else:
+                req.params = params
+                resp = route.handler(req)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            resp = platform.internal_error(req, exc)
+        if verdict is not None and platform.rate_limit_headers:
+            for name, value in platform.limit_header_values(
+                verdict.limit, verdict.remaining, verdict.reset_at, req.now
+            ):
+                if not resp.has_header(name):
+                    resp.headers.append((name, value))
+        platform.decorate(req, resp)
+        return resp, {"forced": False, "credential_ok": identity.ok}
+
+    def _forced(
+        self,
+        platform: Platform,
+        req: Request,
+        fault: ForcedFault,
+        limiter: FixedWindowLimiter | None,
+    ) -> Response:
+        resp = platform.forced_error(req, fault.status)
+        form = fault.retry_after_form
+        if form is None:
+            form = platform.limit_retry_after if fault.status == 429 else "none"
+        limit = limiter.limit if limiter is not None else None
+        if fault.status != 429 and limiter is not None and platform.rate_limit_headers:
+            # a forced server error still reports the (unchanged) budget
+            verdict = limiter.peek(platform.identify(req).key, req.now)
+            resp.headers.extend(
+                platform.limit_header_values(
+                    verdict.limit, verdict.remaining, verdict.reset_at, req.now
+                )
+            )
+        for name, value in platform.hint_headers(form, req.now, req.now + fault.delay, limit):
+            resp.set_header(name, value)
+        return resp
+
+    def _log_entry(
+        self,
+        platform: Platform | None,
+        method: str,
+        path: str,
+        raw_path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        now: float,
+    ) -> dict[str, Any]:
+        secret = platform.secret_headers if platform is not None else ("authorization",)
+        return {
+            "time": now,
+            "platform": platform.name if platform is not None else None,
+            "method": method,
+            "path": path,
+            "raw_path": raw_path,
+            "query": {k: v[0] if len(v) == 1 else list(v) for k, v in query.items()},
+            "request_headers": {
+                k: ("<redacted>" if k in secret else v) for k, v in headers.items()
+            },
+        }
+
+    def _append_log(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._log.append(entry)
+            if len(self._log) > _MAX_LOG:
+                del self._log[: len(self._log) - _MAX_LOG]
+
+    # -- control endpoints -------------------------------------------------------------
+
+    def _control(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes
+    ) -> Response:
+        try:
+            payload = json.loads(body.decode("utf-8")) if body.strip() else {}
+            if not isinstance(payload, dict):
+                raise ValueError("the body must be a JSON object")
+            route = (method, path.rstrip("/"))
+            if route in (("GET", "/health"), ("HEAD", "/health")):
+                return json_response(
+                    200,
+                    {
+                        "status": "ok",
+                        "seed": self.seed,
+                        "scale": self.scale,
+                        "platforms": {n: p.base_path for n, p in self._platforms.items()},
+                    },
+                )
+            if route == ("GET", "/requests"):
+                platform = query.get("platform", [None])[0]
+                entries = self.request_log(platform=platform)
+                return json_response(200, {"count": len(entries), "requests": entries})
+            if route == ("POST", "/clear-log"):
+                self.clear_log()
+                return json_response(200, {"status": "ok"})
+            if route == ("POST", "/force"):
+                args = dict(payload)
+                self.force(args.pop("platform"), **args)
+                return json_response(200, {"status": "ok"})
+            if route == ("POST", "/clear-forced"):
+                self.clear_forced(payload.get("platform"))
+                return json_response(200, {"status": "ok"})
+            if route == ("POST", "/limits"):
+                self.set_limit(
+                    payload["platform"], payload["limit"], payload.get("window_seconds", 60.0)
+                )
+                return json_response(200, {"status": "ok"})
+        except (KeyError, TypeError, ValueError) as exc:
+            return json_response(400, {"error": f"{type(exc).__name__}: {exc}"})
+        return json_response(404, {"error": f"no control endpoint {method} {path}"})
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parse_limit(text: str) -> tuple[str, int, float]:
+    try:
+        name, spec = text.split("=", 1)
+        limit, window = spec.split("/", 1)
+        return name.strip(), int(limit), float(window)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected PLATFORM=LIMIT/WINDOW_SECONDS, got {text!r}"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tap-dataplatforms-sandbox",
+        description="Serve the local emulator of the tap-dataplatforms APIs.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scale", type=int, default=1)
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        type=_parse_limit,
+        metavar="PLATFORM=LIMIT/WINDOW_SECONDS",
+        help="override a platform's rate limit (repeatable)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="access log on stderr")
+    args = parser.parse_args(argv)
+
+    limits = {name: (limit, window) for name, limit, window in args.limit}
+    try:
+        sandbox = Sandbox(seed=args.seed, scale=args.scale, limits=limits, verbose=args.verbose)
+        sandbox.start(host=args.host, port=args.port)
+    except (ValueError, OSError) as exc:
+        print(f"tap-dataplatforms-sandbox: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    print(f"sandbox listening on {sandbox.url}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
