@@ -288,6 +288,14 @@ class PlatformStream(RESTStream[Any]):
 
     # -- records ------------------------------------------------------------------
 
+    def _write_schema_message(self) -> None:
+        # The SDK announces a child's schema once per parent; targets re-check their
+        # tables on every SCHEMA message, so a stream announces its schema once.
+        if getattr(self, "_schema_announced", False):
+            return
+        super()._write_schema_message()
+        self._schema_announced = True
+
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         yield from extract_jsonpath(self.records_jsonpath, input=response_json(response))
 

@@ -1,0 +1,96 @@
+"""The command line as users and schedulers see it: exit codes, one-line errors, no secrets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tap_dataplatforms.sandbox import CREDENTIALS
+from tests.sandbox_env import redivis_config, shared_sandbox
+
+
+def run(tmp_path: Path, config: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return subprocess.run(
+        [sys.executable, "-m", "tap_dataplatforms.tap", "--config", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "| ERROR" in line]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sync_writes_records_and_state(tmp_path: Path) -> None:
+    config = redivis_config(shared_sandbox(), organizations=["demo"], users=[])
+    config["redivis"]["max_requests_per_second"] = 200
+    result = run(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    types = Counter(m["type"] for m in messages)
+    assert types["RECORD"] > 0
+    assert types["SCHEMA"] == 3
+    assert messages[-1]["type"] == "STATE"
+    assert CREDENTIALS["redivis"]["token"] not in result.stdout + result.stderr
+
+
+def test_unreachable_host_fails_fast_in_one_line(tmp_path: Path) -> None:
+    config = redivis_config(shared_sandbox())
+    config["redivis"]["api_url"] = f"http://127.0.0.1:{free_port()}/redivis/api/v1"
+    result = run(tmp_path, config)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = error_lines(result)
+    assert "Redivis: cannot reach http://127.0.0.1:" in line
+    assert line.endswith("connection refused")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_token_fails_fast_in_one_line(tmp_path: Path) -> None:
+    config = redivis_config(shared_sandbox(), token="wrong-token-123456")
+    result = run(tmp_path, config)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = error_lines(result)
+    assert "Redivis: HTTP 401" in line
+    assert "wrong-token-123456" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_partition_ends_non_zero_after_delivering_the_rest(tmp_path: Path) -> None:
+    sandbox = shared_sandbox()
+    config = redivis_config(sandbox, organizations=["demo", "no_such_org"], users=[])
+    result = run(tmp_path, config)
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines() if '"RECORD"' in line]
+    assert {r["stream"] for r in records} == {
+        "redivis_datasets",
+        "redivis_tables",
+        "redivis_variables",
+    }
+    errors = "\n".join(error_lines(result))
+    assert "1 partition(s) failed" in errors
+    assert "owner=no_such_org" in errors
+    assert "Traceback" not in result.stderr
+
+
+def test_connection_test_flag(tmp_path: Path) -> None:
+    config = redivis_config(shared_sandbox(), organizations=["demo"], users=[])
+    result = run(tmp_path, config, "--test")
+    assert result.returncode == 0, result.stderr
+    assert '"RECORD"' in result.stdout
