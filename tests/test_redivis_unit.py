@@ -248,3 +248,15 @@ def test_a_403_on_one_dataset_fails_that_partition_only(redivis: rm.Mocker) -> N
         "Redivis: HTTP 403 on GET https://redivis.test/api/v1/datasets/demo.claims1%3Aye2v/"
         "tables?maxResults=100: metadata access required (insufficient_scope)"
     ]
+
+
+def test_replication_start_applies_lookback() -> None:
+    tap = make_tap({**config(), "start_date": "2024-05-01T10:00:00Z", "lookback_seconds": 90})
+    stream = tap.streams["redivis_datasets"]
+    assert isinstance(stream, PlatformStream)
+    # Full-table streams have no bookmark: start_date, moved back by the lookback.
+    stream.replication_key = "updatedAt"
+    stream._write_starting_replication_value(None)  # what the SDK does as a sync begins
+    start = stream.replication_start(None)
+    assert start is not None
+    assert start.isoformat() == "2024-05-01T09:58:30+00:00"

@@ -11,6 +11,7 @@ reach the user as one line, in the platform's own words, without secrets.
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import time
@@ -287,6 +288,17 @@ class PlatformStream(RESTStream[Any]):
         )
 
     # -- records ------------------------------------------------------------------
+
+    def replication_start(self, context: Context | None) -> datetime.datetime | None:
+        """Where an incremental partition starts: its bookmark (or ``start_date``)
+        moved back by ``lookback_seconds``, for data that arrives late."""
+        start = self.get_starting_timestamp(context)
+        if start is None:
+            return None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=datetime.timezone.utc)
+        lookback = int(common_value(self.config, "lookback_seconds") or 0)
+        return start - datetime.timedelta(seconds=lookback)
 
     def _write_schema_message(self) -> None:
         # The SDK announces a child's schema once per parent; targets re-check their
