@@ -204,7 +204,10 @@ class PlatformStream(RESTStream[Any]):
             )
             received_at = budget.clock.time()
             self._write_request_duration_log(
-                endpoint=self.path or "", response=response, context=context, extra_tags=None
+                endpoint=self.path or "",
+                response=response,
+                context=context,
+                extra_tags=self.request_metric_tags(response),
             )
             self.runtime.note_response(self.platform, response)
             if response.status_code != 429:
@@ -239,6 +242,11 @@ class PlatformStream(RESTStream[Any]):
 
     def observe_response(self, response: requests.Response) -> None:
         """Hook for what a platform reads off every good response (totals, timings)."""
+
+    def request_metric_tags(self, response: requests.Response) -> dict[str, Any] | None:
+        """Extra tags on the request-duration metric of every response, such as the
+        server's own processing time next to the client-side duration."""
+        return None
 
     # -- retries ------------------------------------------------------------------
 
