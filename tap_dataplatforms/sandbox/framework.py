@@ -49,7 +49,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -91,12 +91,18 @@ class Request:
         return json.loads(self.body.decode("utf-8")) if self.body else None
 
 
+class CutConnection(Exception):
+    """Raised by a streamed body to drop the connection mid-response (a network fault)."""
+
+
 @dataclass
 class Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str | None = "application/json; charset=utf-8"
+    # A large body produced piece by piece, sent with chunked transfer encoding.
+    stream: Iterable[bytes] | None = None
 
     def header(self, name: str) -> str | None:
         lname = name.lower()

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -40,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .framework import (
     RETRY_AFTER_FORMS,
+    CutConnection,
     FixedWindowLimiter,
     ForcedFault,
     Identity,
@@ -174,10 +176,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, resp: Response, *, head: bool, log: dict[str, Any] | None = None) -> None:
         headers: list[tuple[str, str]] = [("Date", http_date(time.time()))]
-        if resp.content_type and resp.body:
+        if resp.content_type and (resp.body or resp.stream is not None):
             headers.append(("Content-Type", resp.content_type))
         headers.extend(resp.headers)
-        headers.append(("Content-Length", str(len(resp.body))))
+        if resp.stream is not None and not head:
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            headers.append(("Content-Length", str(len(resp.body))))
         if self.close_connection:
             headers.append(("Connection", "close"))
         status_line = f"{self.protocol_version} {resp.status} {reason_phrase(resp.status)}"
@@ -195,8 +200,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.log_request(resp.status)
         try:
             self.wfile.write(data)
+            if resp.stream is not None and not head:
+                self._send_chunks(resp.stream)
         except OSError:
             self.close_connection = True
+
+    def _send_chunks(self, chunks: Iterable[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except CutConnection:
+            # Drop the connection without the closing chunk: the client sees a broken body.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(b"0\r\n\r\n")
 
 
 class Sandbox:
