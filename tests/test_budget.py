@@ -85,3 +85,17 @@ def test_documented_cap_is_added_only_where_it_binds() -> None:
     assert [(r.limit, r.interval) for r in huge] == [(999, 1000), (1000, 60_000)]
     # Each is accepted by a bucket.
     BudgetRegistry("memory", FakeClock()).get("x", ("y",), huge)
+
+
+def test_rate_with_burst_is_a_token_bucket() -> None:
+    clock = FakeClock()
+    budget = BudgetRegistry("memory", clock).get("p", ("cred",), [Rate(60, 60_000, burst=10)])
+    times = []
+    for _ in range(30):
+        budget.acquire()
+        times.append(clock.monotonic())
+    # Ten at once, then one a second: never the whole minute's sixty in one go.
+    assert times[:10] == [0.0] * 10
+    gaps = [b - a for a, b in itertools.pairwise(times[10:])]
+    assert all(0.99 <= gap <= 1.01 for gap in gaps), gaps
+    assert max_in_window([*times, 1e9], 5.0) <= 10 + 5

@@ -17,7 +17,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem
+from pyrate_limiter import (
+    AbstractBucket,
+    AbstractClock,
+    InMemoryBucket,
+    Rate,
+    RateItem,
+    StateBucket,
+    TokenBucket,
+)
 
 from tap_dataplatforms.core.errors import ConfigError
 
@@ -54,6 +62,16 @@ class _ClockedMemoryBucket(InMemoryBucket):
         return int(self._budget_clock.monotonic() * 1000)
 
 
+class _BudgetClockAdapter(AbstractClock):
+    """pyrate-limiter's clock interface over the budget's clock (milliseconds)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._budget_clock = clock
+
+    def now(self) -> int:
+        return int(self._budget_clock.monotonic() * 1000)
+
+
 def rates_per_second(requests_per_second: float) -> list[Rate]:
     """Express a (possibly fractional) requests-per-second budget as pyrate-limiter rates."""
     if requests_per_second <= 0:
@@ -82,6 +100,10 @@ def with_cap(rates: list[Rate], cap: Rate) -> list[Rate]:
 def make_bucket(backend: str, rates: list[Rate], *, clock: Clock) -> AbstractBucket:
     """Choose the bucket that holds a budget's counts (the one place that does)."""
     if backend == "memory":
+        if any(rate.burst != rate.limit for rate in rates):
+            # A rate with its own burst is a token bucket: `limit` per `interval`
+            # sustained, never more than `burst` at once (windows ignore burst).
+            return StateBucket(rates, algorithm=TokenBucket(), clock=_BudgetClockAdapter(clock))
         return _ClockedMemoryBucket(rates, clock)
     scheme = backend.split(":", 1)[0]
     if scheme in {"sqlite", "redis"}:
