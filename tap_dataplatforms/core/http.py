@@ -170,6 +170,11 @@ class PlatformStream(RESTStream[Any]):
         return self.describe_failure(response)
 
     def validate_response(self, response: requests.Response) -> None:
+        self.validate_status(response)
+        self.validate_body(response)
+
+    def validate_status(self, response: requests.Response) -> None:
+        """Turn an error status into the exception that says what to do about it."""
         status = response.status_code
         if status == 429:
             raise RateLimitedError(self.describe_failure(response), response)
@@ -179,6 +184,9 @@ class PlatformStream(RESTStream[Any]):
             raise PlatformAuthError(self.describe_failure(response))
         if status >= 400:
             raise PartitionError(self.describe_failure(response), status)
+
+    def validate_body(self, response: requests.Response) -> None:
+        """A 2xx whose JSON does not parse (a truncated or HTML body) is retried."""
         if self.expects_json:
             try:
                 response_json(response)
@@ -191,8 +199,16 @@ class PlatformStream(RESTStream[Any]):
     # -- sending ------------------------------------------------------------------
 
     def _request(
-        self, prepared_request: requests.PreparedRequest, context: Context | None
+        self,
+        prepared_request: requests.PreparedRequest,
+        context: Context | None,
+        *,
+        stream: bool = False,
     ) -> requests.Response:
+        """Send once the budget allows; wait out 429s; raise on errors.
+
+        With ``stream`` the body is left unread for the caller (large binary bodies).
+        """
         budget = self.budget
         patience_deadline = time.monotonic() + RATE_LIMIT_PATIENCE_SECONDS
         rate_limited = 0
@@ -200,7 +216,10 @@ class PlatformStream(RESTStream[Any]):
             budget.acquire()
             request = self.authenticator(prepared_request)
             response = self.requests_session.send(
-                request, timeout=self.request_timeout, allow_redirects=self.allow_redirects
+                request,
+                timeout=self.request_timeout,
+                allow_redirects=self.allow_redirects,
+                stream=stream,
             )
             received_at = budget.clock.time()
             self._write_request_duration_log(
@@ -214,7 +233,9 @@ class PlatformStream(RESTStream[Any]):
                 spent = ratelimit.exhausted_until(response.headers, received_at=received_at)
                 if spent is not None:
                     budget.pause_until(spent.instant, reason="X-RateLimit-Remaining is 0")
-                self.validate_response(response)
+                self.validate_status(response)
+                if not stream:
+                    self.validate_body(response)
                 self.observe_response(response)
                 return response
             rate_limited += 1
@@ -223,6 +244,34 @@ class PlatformStream(RESTStream[Any]):
             if time.monotonic() + wait > patience_deadline:
                 self.validate_response(response)  # raises RateLimitedError
             budget.pause_until(received_at + wait, reason=f"HTTP 429 on {self.path}")
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        context: Context | None = None,
+        stream: bool = False,
+        max_tries: int | None = None,
+    ) -> requests.Response:
+        """One request outside pagination (a POST that opens something, a lookup),
+        through the same budget, waits and retries as every other request."""
+        prepared = self.build_prepared_request(
+            method=method, url=url, params=params or {}, headers=self.http_headers, json=json_body
+        )
+        tries = max_tries if max_tries is not None else self.backoff_max_tries()
+        send = backoff.on_exception(
+            self._retry_waits,
+            _TRANSIENT_EXCEPTIONS,
+            max_tries=tries,
+            max_time=lambda: 3600,
+            jitter=None,
+            on_backoff=self.backoff_handler,
+            logger=None,
+        )(self._request)
+        return cast("requests.Response", send(prepared, context, stream=stream))
 
     def _rate_limit_wait(
         self, response: requests.Response, received_at: float, attempt: int
@@ -382,14 +431,8 @@ def check_connection(
     Bad credentials and unreachable hosts fail here with one line naming the platform;
     a missing resource is left for the sync to report as a partition failure.
     """
-    prepared = stream.build_prepared_request(
-        method="GET", url=stream.url_base + path, params=params or {}, headers=stream.http_headers
-    )
-    send = backoff.on_exception(
-        stream._retry_waits, _TRANSIENT_EXCEPTIONS, max_tries=2, jitter=None, logger=None
-    )(stream._request)
     try:
-        send(prepared, None)
+        stream.send("GET", stream.url_base + path, params=params, max_tries=2)
     except PartitionError as exc:
         if exc.status in (401, 403):  # the very first request: the credentials are at fault
             raise PlatformAuthError(str(exc)) from None
