@@ -1,0 +1,55 @@
+# tap-dataplatforms: the two commands of the README, and a few helpers.
+#
+#   make demo   sandbox -> tap-dataplatforms -> Meltano -> DuckDB, prints rows per table
+#   make test   lint, type-check and the whole test suite (what CI runs)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MELTANO := .venv-meltano/bin/meltano
+
+.DEFAULT_GOAL := help
+
+.PHONY: help demo test lint format pytest meltano clean
+
+help:
+	@echo "make demo    run the demo (sandbox -> Meltano -> DuckDB) and print rows per table"
+	@echo "make test    ruff, mypy and the whole pytest suite (what CI runs)"
+	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make format  ruff format and ruff check --fix"
+	@echo "make clean   remove the environments, .meltano/ and output/"
+
+demo:
+	$(PYTHON) scripts/demo.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The stamp is refreshed whenever pyproject.toml changes (scripts/demo.py reads it too).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,redivis]'
+	touch $@
+
+# Meltano lives in its own environment: it pins its own dependencies (SQLAlchemy among them).
+meltano: $(MELTANO)
+$(MELTANO): scripts/demo.py
+	$(PYTHON) scripts/demo.py --setup-only
+	touch $@
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy tap_dataplatforms
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+pytest: $(VENV)/.installed $(MELTANO)
+	$(BIN)/pytest
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) .venv-meltano .meltano output

@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""The demo: sandbox -> tap-dataplatforms -> Meltano -> DuckDB, then rows per table.
+
+Run it with ``make demo`` (or ``python3 scripts/demo.py``) on a machine that has nothing
+but Python 3 and make. It
+
+1. creates or refreshes the development environment ``.venv`` (the tap and its sandbox) and
+   Meltano's own environment ``.venv-meltano`` (Meltano pins its own dependencies, so it
+   lives apart from the tap's);
+2. starts the sandbox (``tap-dataplatforms-sandbox``), a local emulator of the platforms;
+3. runs ``meltano install`` and ``meltano run tap-dataplatforms target-duckdb``, the tap
+   configured through ``TAP_DATAPLATFORMS_*`` environment variables pointing at the
+   sandbox;
+4. prints the rows per table found in the DuckDB file, and the elapsed time.
+
+The sandbox is stopped in every case. The exit code is non-zero when a step fails or when
+a table, or a stream the demo expects, holds no rows.
+
+Only the standard library is used until the environments exist; the rest then runs under
+``.venv/bin/python`` (the script re-executes itself there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+VENV_STAMP = VENV / ".installed"  # the Makefile touches the same stamp
+MELTANO_VENV = ROOT / ".venv-meltano"
+MELTANO = MELTANO_VENV / "bin" / "meltano"
+UV = MELTANO_VENV / "bin" / "uv"
+MELTANO_VERSION = "4.4.1"
+UV_VERSION = "0.13.9"
+INSTALL_STAMP = ROOT / ".meltano" / ".demo-installed"
+TARGET_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
+TARGET_SCHEMA = "tap_dataplatforms"
+EXTRACTOR = "tap-dataplatforms"
+LOADER = "target-duckdb"
+ENV_PREFIX = "TAP_DATAPLATFORMS_"
+SANDBOX_START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class DemoPlatform:
+    """How the demo points one platform of the tap at the sandbox.
+
+    The tap is configured with ``<platform>.api_url`` = sandbox URL + ``base_path``, the
+    sandbox's credentials for the platform (``credentials`` picks which, all by default)
+    and ``settings``; the demo then expects rows in each of ``streams``.
+    """
+
+    base_path: str
+    streams: tuple[str, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    credentials: tuple[str, ...] | None = None
+
+
+# One entry per platform the tap implements; a new platform is one more entry.
+PLATFORMS: dict[str, DemoPlatform] = {
+    "redivis": DemoPlatform(
+        base_path="/redivis/api/v1",
+        settings={"organizations": ["demo", "census_archive"], "users": ["jdoe"]},
+        streams=("redivis_datasets", "redivis_tables", "redivis_variables"),
+    ),
+}
+
+
+class DemoError(Exception):
+    """A step of the demo failed; the message says which and why."""
+
+
+# --------------------------------------------------------------------------- environments
+
+
+def _run(cmd: Sequence[str | Path], **kwargs: Any) -> None:
+    printable = " ".join(str(part) for part in cmd)
+    print(f"  $ {printable}", flush=True)
+    result = subprocess.run([str(part) for part in cmd], cwd=ROOT, check=False, **kwargs)
+    if result.returncode != 0:
+        raise DemoError(f"command failed with exit code {result.returncode}: {printable}")
+
+
+def _meltano_installed() -> bool:
+    site = MELTANO_VENV / "lib"
+    dist_info = f"meltano-{MELTANO_VERSION}.dist-info"
+    return (
+        MELTANO.exists() and UV.exists() and any(site.glob(f"python3*/site-packages/{dist_info}"))
+    )
+
+
+def ensure_meltano() -> None:
+    """Install Meltano (and uv, which it uses to build plugin environments) in .venv-meltano."""
+    if _meltano_installed():
+        return
+    print(f"Installing Meltano {MELTANO_VERSION} into {MELTANO_VENV.name}/ ...", flush=True)
+    if not (MELTANO_VENV / "bin" / "python").exists():
+        _run([sys.executable, "-m", "venv", MELTANO_VENV])
+    # uv first: it installs Meltano (and later every plugin) in a fraction of pip's time.
+    _run([MELTANO_VENV / "bin" / "python", "-m", "pip", "install", "-q", f"uv=={UV_VERSION}"])
+    _run(
+        [
+            UV,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            MELTANO_VENV / "bin" / "python",
+            f"meltano=={MELTANO_VERSION}",
+        ]
+    )
+
+
+def _dev_venv_fresh() -> bool:
+    return (
+        VENV_PYTHON.exists()
+        and (VENV / "bin" / "tap-dataplatforms-sandbox").exists()
+        and VENV_STAMP.exists()
+        and VENV_STAMP.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime
+    )
+
+
+def ensure_dev_venv() -> None:
+    """Create or refresh .venv with the tap, its sandbox and the dev tools."""
+    if _dev_venv_fresh():
+        return
+    print(f"Installing tap-dataplatforms[dev,redivis] into {VENV.name}/ ...", flush=True)
+    if not VENV_PYTHON.exists():
+        _run([sys.executable, "-m", "venv", VENV])
+    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev,redivis]"])
+    VENV_STAMP.touch()
+
+
+def _in_dev_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _terminate(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _copy_lines(src: IO[str], dst: IO[str]) -> None:
+    for line in src:
+        dst.write(line)
+        dst.flush()
+
+
+@contextmanager
+def sandbox(seed: int, scale: int, log_path: Path) -> Iterator[str]:
+    """Start the sandbox on a free port; yield its base URL; always stop it."""
+    cmd = [
+        str(VENV / "bin" / "tap-dataplatforms-sandbox"),
+        "--port",
+        "0",
+        "--seed",
+        str(seed),
+        "--scale",
+        str(scale),
+    ]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            assert proc.stdout is not None
+            url = _read_sandbox_url(proc, proc.stdout, log_path)
+            drain = threading.Thread(target=_copy_lines, args=(proc.stdout, log), daemon=True)
+            drain.start()
+            yield url
+        finally:
+            _terminate(proc)
+            print("Sandbox stopped.", flush=True)
+
+
+def _read_sandbox_url(proc: subprocess.Popen[str], stdout: IO[str], log_path: Path) -> str:
+    found: list[str] = []
+    reader = threading.Thread(target=lambda: found.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(SANDBOX_START_TIMEOUT)
+    line = found[0] if found else ""
+    match = re.search(r"listening on (http://\S+)", line)
+    if not match:
+        proc.poll()
+        raise DemoError(
+            f"the sandbox did not start (exit code {proc.returncode}, first line {line!r}); "
+            f"see {_rel(log_path)}"
+        )
+    return match.group(1).rstrip("/")
+
+
+def run_logged(
+    cmd: Sequence[str | Path], env: Mapping[str, str], log_path: Path, *, verbose: bool
+) -> None:
+    """Run a command, its output to a log file (and the terminal with --verbose)."""
+    printable = " ".join(str(part) for part in cmd)
+    print(f"  $ {printable}   (log: {_rel(log_path)})", flush=True)
+    with log_path.open("a") as log:
+        log.write(f"$ {printable}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            [str(part) for part in cmd],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if verbose:
+                    sys.stdout.write(line)
+            proc.wait()
+        finally:
+            _terminate(proc)
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-30:]
+        print("\n".join(f"    | {line}" for line in tail), file=sys.stderr)
+        raise DemoError(f"{printable} failed with exit code {proc.returncode}")
+
+
+# --------------------------------------------------------------------------- Meltano
+
+
+def tap_environment(url: str, credentials: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """TAP_DATAPLATFORMS_* variables that point every demo platform at the sandbox."""
+    env: dict[str, str] = {}
+    for name, platform in PLATFORMS.items():
+        values: dict[str, Any] = {"api_url": url + platform.base_path}
+        creds = credentials[name]
+        for key in platform.credentials or tuple(creds):
+            values[key] = creds[key]
+        values.update(platform.settings)
+        for key, value in values.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            env[f"{ENV_PREFIX}{name.upper()}_{key.upper()}"] = text
+    return env
+
+
+def meltano_environment(tap_env: Mapping[str, str], duckdb_path: Path) -> dict[str, str]:
+    # Only the demo's own tap settings: none inherited from the caller's shell.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+    env.update(tap_env)
+    env.update(
+        {
+            "MELTANO_CLI_DISABLE_VERSION_CHECK": "1",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "TARGET_DUCKDB_FILEPATH": str(duckdb_path),
+            "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": TARGET_SCHEMA,
+        }
+    )
+    return env
+
+
+def _install_fingerprint() -> str:
+    digest = hashlib.sha256(MELTANO_VERSION.encode())
+    for name in ("meltano.yml", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def meltano_install(env: Mapping[str, str], log_path: Path, *, verbose: bool) -> bool:
+    """Install the demo's two plugins unless meltano.yml and pyproject.toml are unchanged."""
+    fingerprint = _install_fingerprint()
+    plugin_venvs = (ROOT / ".meltano" / "extractors" / EXTRACTOR / "venv", TARGET_PYTHON)
+    if (
+        all(path.exists() for path in plugin_venvs)
+        and INSTALL_STAMP.exists()
+        and INSTALL_STAMP.read_text().strip() == fingerprint
+    ):
+        print("Meltano plugins are up to date (meltano install skipped).", flush=True)
+        return False
+    run_logged([MELTANO, "install", EXTRACTOR, LOADER], env, log_path, verbose=verbose)
+    INSTALL_STAMP.write_text(fingerprint + "\n")
+    return True
+
+
+# --------------------------------------------------------------------------- DuckDB
+
+_COUNT_ROWS = """
+import json, sys
+import duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+tables = con.execute(
+    "select table_name from information_schema.tables where table_schema = ? "
+    "order by table_name", [sys.argv[2]]).fetchall()
+counts = {name: con.execute(f'select count(*) from "{sys.argv[2]}"."{name}"').fetchone()[0]
+          for (name,) in tables}
+print(json.dumps(counts))
+"""
+
+
+def count_rows(duckdb_path: Path) -> dict[str, int]:
+    """Rows per table, read with the duckdb module that wrote the file (the target's own)."""
+    if not duckdb_path.exists():
+        raise DemoError(f"no DuckDB file at {_rel(duckdb_path)}: the target wrote nothing")
+    result = subprocess.run(
+        [str(TARGET_PYTHON), "-c", _COUNT_ROWS, str(duckdb_path), TARGET_SCHEMA],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"could not read {_rel(duckdb_path)}: {result.stderr.strip()}")
+    counts: dict[str, int] = json.loads(result.stdout)
+    return counts
+
+
+def summarize(counts: Mapping[str, int], elapsed: float, duckdb_path: Path) -> list[str]:
+    """Print rows per table; return the problems (empty tables, missing streams)."""
+    expected = [stream for platform in PLATFORMS.values() for stream in platform.streams]
+    names = sorted(set(counts) | set(expected))
+    width = max((len(name) for name in names), default=10)
+    print(f"\nRows per table in {_rel(duckdb_path)} (schema {TARGET_SCHEMA}):")
+    for name in names:
+        rows = counts.get(name)
+        print(f"  {name:<{width}}  {rows if rows is not None else 'missing':>8}")
+    print(f"  {'total':<{width}}  {sum(counts.values()):>8}")
+    print(f"\nDemo finished in {elapsed:.1f} s.")
+    problems = [f"{name}: no table" for name in expected if name not in counts]
+    problems += [f"{name}: 0 rows" for name in names if counts.get(name) == 0]
+    return problems
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--seed", type=int, default=1, help="sandbox seed (default 1)")
+    parser.add_argument("--scale", type=int, default=1, help="sandbox scale (default 1)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "output",
+        help="where the DuckDB file and the logs go (default output/)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="stream Meltano's log")
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="only create the environments (.venv, .venv-meltano), then exit",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = float(os.environ.get("DEMO_STARTED_AT", time.time()))
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        ensure_meltano()
+        ensure_dev_venv()
+        if args.setup_only:
+            return 0
+        if not _in_dev_venv():
+            # Continue under .venv's Python, where the tap's sandbox package is importable.
+            os.environ["DEMO_STARTED_AT"] = str(started)
+            script = [str(VENV_PYTHON), str(Path(__file__).resolve())]
+            os.execv(str(VENV_PYTHON), [*script, *(argv if argv is not None else sys.argv[1:])])  # noqa: S606
+        return run_demo(args, started)
+    except DemoError as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndemo interrupted", file=sys.stderr)
+        return 130
+
+
+def run_demo(args: argparse.Namespace, started: float) -> int:
+    from tap_dataplatforms.sandbox import CREDENTIALS
+
+    output: Path = args.output.resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    duckdb_path = output / "demo.duckdb"
+    for stale in (duckdb_path, duckdb_path.with_name(duckdb_path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    meltano_log = output / "demo-meltano.log"
+    meltano_log.unlink(missing_ok=True)
+
+    install_started = time.time()
+    if meltano_install(meltano_environment({}, duckdb_path), meltano_log, verbose=args.verbose):
+        print(f"  installed in {time.time() - install_started:.1f} s", flush=True)
+
+    print(f"Starting the sandbox (seed {args.seed}, scale {args.scale}) ...", flush=True)
+    with sandbox(args.seed, args.scale, output / "demo-sandbox.log") as url:
+        print(f"Sandbox at {url}; platforms: {', '.join(PLATFORMS)}", flush=True)
+        env = meltano_environment(tap_environment(url, CREDENTIALS), duckdb_path)
+        run_started = time.time()
+        run_logged(
+            [MELTANO, "run", "--full-refresh", "--force", EXTRACTOR, LOADER],
+            env,
+            meltano_log,
+            verbose=args.verbose,
+        )
+        print(f"  ran in {time.time() - run_started:.1f} s", flush=True)
+    counts = count_rows(duckdb_path)
+    problems = summarize(counts, time.time() - started, duckdb_path)
+    if problems:
+        print("demo failed: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

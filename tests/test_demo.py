@@ -1,0 +1,181 @@
+"""The Meltano project and the demo.
+
+- The end-to-end test runs the README's demo command (``scripts/demo.py``: sandbox ->
+  Meltano -> DuckDB) as a user would and reads the summary it prints, which the demo takes
+  from the DuckDB file itself, not from the log. It needs Meltano in ``.venv-meltano``
+  (``make test`` installs it): without it the test fails under ``CI=true`` and skips
+  elsewhere.
+- The definition checks keep ``meltano.yml``, the Hub-style definition in ``plugins/`` and
+  the tap's own settings schema in step.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tap_dataplatforms.tap import TapDataPlatforms
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "scripts" / "demo.py"
+MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
+MELTANO_YML = ROOT / "meltano.yml"
+HUB_DEFINITION = ROOT / "plugins" / "extractors" / "tap-dataplatforms--dataplatforms.yml"
+EXPECTED_STREAMS = ("redivis_datasets", "redivis_tables", "redivis_variables")
+SUMMARY_LINE = re.compile(r"^\s+([a-z][a-z0-9_]*)\s+(\d+|missing)\s*$")
+
+
+def parse_summary(stdout: str) -> dict[str, int]:
+    """Rows per table from the demo's summary block (``missing`` counts as 0)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Rows per table in "))
+    counts: dict[str, int] = {}
+    for line in lines[start + 1 :]:
+        match = SUMMARY_LINE.match(line)
+        if not match:
+            break
+        name, rows = match.groups()
+        counts[name] = 0 if rows == "missing" else int(rows)
+    counts.pop("total", None)
+    return counts
+
+
+def test_parse_summary_reads_counts_and_missing_tables() -> None:
+    stdout = (
+        "Sandbox stopped.\n\nRows per table in output/demo.duckdb (schema s):\n"
+        "  redivis_datasets        165\n  redivis_tables      missing\n"
+        "  total                   165\n\nDemo finished in 3.0 s.\n"
+    )
+    assert parse_summary(stdout) == {"redivis_datasets": 165, "redivis_tables": 0}
+
+
+@pytest.mark.e2e
+def test_demo_loads_rows_for_every_redivis_stream(tmp_path: Path) -> None:
+    if not MELTANO.exists():
+        message = f"Meltano is not installed at {MELTANO.relative_to(ROOT)} (run `make meltano`)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    result = subprocess.run(
+        [sys.executable, str(DEMO), "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    log = tmp_path / "demo-meltano.log"
+    details = (
+        f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        + (f"\n--- meltano log (tail)\n{log.read_text()[-4000:]}" if log.exists() else "")
+    )
+    assert result.returncode == 0, details
+    counts = parse_summary(result.stdout)
+    for stream in EXPECTED_STREAMS:
+        assert counts.get(stream, 0) > 0, f"{stream}: no rows\n{details}"
+    assert "Sandbox stopped." in result.stdout
+
+
+# --------------------------------------------------------------------------- definitions
+
+JSON_TYPE_TO_KIND = {
+    "string": "string",
+    "integer": "integer",
+    "number": "decimal",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+
+
+def _meltano_project() -> dict[str, Any]:
+    project: dict[str, Any] = yaml.safe_load(MELTANO_YML.read_text())
+    return project
+
+
+def _extractor() -> dict[str, Any]:
+    plugins = _meltano_project()["plugins"]["extractors"]
+    extractor: dict[str, Any] = next(p for p in plugins if p["name"] == "tap-dataplatforms")
+    return extractor
+
+
+def _tap_settings(dotted_parents: set[str]) -> dict[str, dict[str, Any]]:
+    """The tap's settings schema, nested blocks as dotted names (``redivis.token``)."""
+    full = copy.deepcopy(TapDataPlatforms.config_jsonschema)
+    TapDataPlatforms.append_builtin_config(full)  # the SDK's own settings, as --about lists
+    flat: dict[str, dict[str, Any]] = {}
+    for name, schema in full["properties"].items():
+        if name in dotted_parents:
+            for child, child_schema in schema["properties"].items():
+                flat[f"{name}.{child}"] = child_schema
+        else:
+            flat[name] = schema
+    return flat
+
+
+def _expected_kind(schema: dict[str, Any]) -> str:
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    (json_type,) = [t for t in types if t != "null"]
+    if json_type == "string" and schema.get("format") == "date-time":
+        return "date_iso8601"
+    return JSON_TYPE_TO_KIND[json_type]
+
+
+def test_meltano_yml_declares_every_tap_setting_with_its_kind() -> None:
+    settings = {s["name"]: s for s in _extractor()["settings"]}
+    parents = {name.split(".")[0] for name in settings if "." in name}
+    tap = _tap_settings(parents)
+    assert sorted(settings) == sorted(tap)
+    for name, schema in tap.items():
+        setting = settings[name]
+        assert setting["kind"] == _expected_kind(schema), name
+        secret = bool(schema.get("secret") or schema.get("writeOnly"))
+        assert bool(setting.get("sensitive")) == secret, name
+        assert setting.get("label"), name
+        assert setting.get("description"), name
+
+
+def test_meltano_yml_passes_no_platform_setting_the_user_did_not_set() -> None:
+    extractor = _extractor()
+    assert all("value" not in setting for setting in extractor["settings"])
+    assert "config" not in extractor
+    for plugin in _meltano_project()["plugins"]["extractors"]:
+        assert "config" not in plugin, plugin["name"]
+
+
+def test_settings_groups_name_declared_settings() -> None:
+    extractor = _extractor()
+    names = {s["name"] for s in extractor["settings"]}
+    groups = extractor["settings_group_validation"]
+    assert ["redivis.token"] in groups
+    assert all(set(group) <= names for group in groups)
+
+
+def test_hub_definition_matches_meltano_yml() -> None:
+    hub = yaml.safe_load(HUB_DEFINITION.read_text())
+    extractor = _extractor()
+    for key in ("name", "namespace", "executable", "capabilities", "settings"):
+        assert hub[key] == extractor[key], key
+    assert hub["settings_group_validation"] == extractor["settings_group_validation"]
+
+
+def test_every_plugin_installs_from_a_pinned_package() -> None:
+    plugins = _meltano_project()["plugins"]
+    for loader in plugins["loaders"]:
+        packages = loader["pip_url"].split()
+        assert all("==" in package for package in packages), loader["name"]
+        assert loader["namespace"], loader["name"]
+        assert loader["executable"], loader["name"]
+    duckdb = next(p for p in plugins["loaders"] if p["name"] == "target-duckdb")
+    # target-duckdb 0.8.0 with duckdb >= 1.2 logs the load and leaves the table empty.
+    assert any(re.fullmatch(r"duckdb==1\.[01]\.\d+", p) for p in duckdb["pip_url"].split())
