@@ -11,11 +11,12 @@ reach the user as one line, in the platform's own words, without secrets.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import random
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import backoff
@@ -432,15 +433,24 @@ def check_connection(
     a missing resource is left for the sync to report as a partition failure.
     """
     try:
-        stream.send("GET", stream.url_base + path, params=params, max_tries=2)
+        with reaching(stream):
+            stream.send("GET", stream.url_base + path, params=params, max_tries=2)
     except PartitionError as exc:
         if exc.status in (401, 403):  # the very first request: the credentials are at fault
             raise PlatformAuthError(str(exc)) from None
         stream.logger.warning("Connection check: %s", exc)
+
+
+@contextlib.contextmanager
+def reaching(stream: PlatformStream) -> Iterator[None]:
+    """Requests made outside a partition (checks, discovery): a host that cannot be
+    reached, or keeps failing after the retries, ends the run with one line."""
+    try:
+        yield
     except requests.exceptions.RequestException as exc:
         raise PlatformUnavailableError(
             f"{stream.platform_title}: cannot reach {redact_url(stream.url_base)}: "
             f"{_connection_reason(exc)}"
         ) from None
     except RetriableAPIError as exc:
-        raise PlatformUnavailableError(f"{exc} (still failing after a retry)") from None
+        raise PlatformUnavailableError(f"{exc} (still failing after retries)") from None

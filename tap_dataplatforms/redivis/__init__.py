@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
-from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.http import check_connection, reaching
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
+from tap_dataplatforms.redivis.rows import TableRowsStream, slug
 from tap_dataplatforms.redivis.streams import STREAMS
 
 if TYPE_CHECKING:
@@ -38,8 +40,57 @@ SETTINGS = (
 )
 
 
+def describe_table(
+    client: RedivisStream, reference: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The table resource and all its variables."""
+    base = f"{client.url_base}/tables/{encode_reference(reference)}"
+    table = client.send("GET", base).json()
+    variables: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"maxResults": 1000}
+        if token:
+            params["pageToken"] = token
+        page = client.send("GET", f"{base}/variables", params=params).json()
+        variables += page.get("results") or []
+        token = page.get("nextPageToken")
+        if not token:
+            return table, variables
+
+
 def build_streams(tap: Tap) -> list[Stream]:
-    return [stream_type(tap) for stream_type in STREAMS]
+    streams: list[Stream] = [stream_type(tap) for stream_type in STREAMS]
+    client = streams[0]
+    assert isinstance(client, RedivisStream)
+    return streams + table_row_streams(client)
+
+
+def table_row_streams(client: RedivisStream) -> list[Stream]:
+    """One `redivis_rows__<table>` per configured table, typed from its variables.
+
+    A table that cannot be read (404: missing, or hidden from this token) is skipped
+    and reported in the sync's failure summary.
+    """
+    tables: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for reference in dict.fromkeys(client.settings.get("tables") or []):
+        try:
+            with reaching(client):
+                tables.append(describe_table(client, reference))
+        except PartitionError as exc:
+            client.runtime.record_failure(f"redivis_rows [table={reference}]", str(exc))
+            client.logger.error("Skipping table %s: %s", reference, exc)
+    names = [slug(str(table.get("name") or "table")) for table, _ in tables]
+    streams: list[Stream] = []
+    for (table, variables), name in zip(tables, names, strict=True):
+        if names.count(name) > 1:  # two tables share a name: tell them apart by id
+            name = f"{name}_{str(table.get('referenceId') or table.get('id'))[:8]}"
+        streams.append(
+            TableRowsStream(
+                client._tap, name=f"redivis_rows__{name}", table=table, variables=variables
+            )
+        )
+    return streams
 
 
 def check(tap: Tap) -> None:

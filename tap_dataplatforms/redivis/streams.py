@@ -66,6 +66,11 @@ class DatasetsStream(RedivisStream):
         owners += [("users", name) for name in dict.fromkeys(self.settings.get("users") or [])]
         return [{"owner_kind": kind, "owner": name} for kind, name in owners]
 
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if not context:  # no organization or user configured: nothing to list
+            return []
+        return super().request_records(context)
+
     def generate_child_contexts(
         self, record: Record, context: Context | None
     ) -> Iterable[dict[str, Any] | None]:

@@ -1,0 +1,325 @@
+"""Table rows: one stream per configured table, read through a read session.
+
+A read session splits the table into read streams; each is an Arrow IPC stream read
+concurrently (inside the Redivis budget), converted batch by batch, never the whole
+table at once. Columns are typed from the table's variables, not from the Arrow schema,
+which can disagree (notes, pitfall 4). A broken stream resumes at ``?offset=`` the rows
+already read; an expired session is recreated and reading resumes where it was.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+import requests
+from singer_sdk import typing as th
+
+from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.redact import redact
+from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context
+
+BATCH_QUEUE_PER_WORKER = 2
+MAX_SESSION_RENEWALS = 3
+
+JSON_TYPES: dict[str, th.JSONTypeHelper[Any]] = {
+    "integer": th.IntegerType(),
+    "float": th.NumberType(),
+    "boolean": th.BooleanType(),
+    "date": th.DateType(),
+    "dateTime": th.DateTimeType(),
+    "time": th.TimeType(),
+}
+
+
+def slug(name: str) -> str:
+    """The table name as a snake_case stream suffix."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "table"
+
+
+def rows_schema(variables: list[dict[str, Any]]) -> dict[str, Any]:
+    properties = [
+        th.Property(v["name"], JSON_TYPES.get(v.get("type", ""), th.StringType()))
+        for v in variables
+    ]
+    row_number = th.Property(
+        "_row_number",
+        th.IntegerType,
+        required=True,
+        description="Position of the row within this read session (stream-interleaved).",
+    )
+    return th.PropertiesList(*properties, row_number).to_dict()
+
+
+@dataclass
+class _Layout:
+    """A session's streams, renewed when the session expires."""
+
+    generation: int
+    num_rows: int
+    stream_ids: list[str]
+    estimated: list[int]
+
+
+class _SessionExpiredError(Exception):
+    pass
+
+
+class TableRowsStream(RedivisStream):
+    """Rows of one Redivis table (`redivis_rows__<table>`)."""
+
+    primary_keys = ("_row_number",)
+    path = "/tables/{table_reference}/readSessions"
+    state_partitioning_keys = []
+    #: Batches are converted where they are read; this bounds the batches in flight.
+    workers_cap: ClassVar[int] = 16
+
+    def __init__(
+        self, tap: Tap, *, name: str, table: dict[str, Any], variables: list[dict[str, Any]]
+    ):
+        self.table = table
+        self.variables = sorted(variables, key=lambda v: v.get("index", 0))
+        super().__init__(tap, name=name, schema=rows_schema(self.variables))
+        self._layout_lock = threading.Lock()
+        self._layout: _Layout | None = None
+
+    @property
+    def table_reference(self) -> str:
+        return str(self.table["qualifiedReference"])
+
+    def selected_variables(self) -> list[dict[str, Any]]:
+        """The columns selected in the catalog: deselected ones are not even requested."""
+        mask = self.mask
+        return [v for v in self.variables if mask.get(("properties", v["name"]), True)]
+
+    # -- session --------------------------------------------------------------------------
+
+    def _open_session(self, selected: list[dict[str, Any]], generation: int) -> _Layout:
+        url = f"{self.url_base}/tables/{encode_reference(self.table_reference)}/readSessions"
+        body = {
+            "format": "arrow",
+            "selectedVariables": [v["name"] for v in selected],
+            "requestedStreamCount": int(self.settings["read_streams"]),
+        }
+        payload = self.send("POST", url, json_body=body).json()
+        streams = payload.get("streams") or []
+        return _Layout(
+            generation=generation,
+            num_rows=int(payload.get("numRows") or 0),
+            stream_ids=[str(s["id"]) for s in streams],
+            estimated=[int(s.get("estimatedRows") or 0) for s in streams],
+        )
+
+    def _renew(self, selected: list[dict[str, Any]], seen_generation: int) -> _Layout:
+        """A new session after expiry, once for all streams that noticed."""
+        with self._layout_lock:
+            layout = self._layout
+            assert layout is not None
+            if layout.generation != seen_generation:
+                return layout  # another stream renewed it already
+            if layout.generation >= MAX_SESSION_RENEWALS:
+                raise PartitionError(
+                    f"Redivis: read session of {self.table_reference} kept expiring"
+                )
+            self.logger.warning(
+                "Read session of %s expired; opening a new one", self.table_reference
+            )
+            fresh = self._open_session(selected, layout.generation + 1)
+            if fresh.estimated != layout.estimated or fresh.num_rows != layout.num_rows:
+                raise PartitionError(
+                    f"Redivis: the new read session of {self.table_reference} splits the table "
+                    "differently from the expired one; rerun the sync to read it afresh"
+                )
+            self._layout = fresh
+            return fresh
+
+    # -- reading ------------------------------------------------------------------------
+
+    def request_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
+        selected = self.selected_variables()
+        with self._layout_lock:
+            self._layout = self._open_session(selected, 0)
+            layout = self._layout
+        if self.progress is not None:
+            self.progress.total = layout.num_rows
+        count = len(layout.stream_ids)
+        if count == 0 or layout.num_rows == 0:
+            return
+        limits = self._stream_limits(layout)
+        workers = max(1, min(count, int(self.config.get("max_concurrency") or 4), self.workers_cap))
+        batches: queue.Queue[Any] = queue.Queue(maxsize=workers * BATCH_QUEUE_PER_WORKER)
+        stop = threading.Event()
+        done = object()
+
+        def work(index: int) -> None:
+            try:
+                for rows in self._read_stream(index, count, limits[index], selected, stop):
+                    batches.put(rows)
+                batches.put(done)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                batches.put(exc)
+
+        emitted = 0
+        finished = 0
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.name}-read")
+        try:
+            for index in range(count):
+                pool.submit(work, index)
+            while finished < count:
+                item = batches.get()
+                if item is done:
+                    finished += 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                for row in item:
+                    if emitted >= layout.num_rows:
+                        break  # the backend can over-deliver (notes, pitfall 5)
+                    emitted += 1
+                    yield row
+        finally:
+            stop.set()
+            while not batches.empty():  # unblock producers waiting on a full queue
+                batches.get_nowait()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _stream_limits(layout: _Layout) -> list[int | None]:
+        """Rows each stream may deliver: a surplus over ``numRows`` is trimmed from the last."""
+        limits: list[int | None] = [None] * len(layout.estimated)
+        surplus = sum(layout.estimated) - layout.num_rows
+        if surplus > 0 and layout.estimated:
+            limits[-1] = max(layout.estimated[-1] - surplus, 0)
+        return limits
+
+    def _read_stream(
+        self,
+        index: int,
+        count: int,
+        limit: int | None,
+        selected: list[dict[str, Any]],
+        stop: threading.Event,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """One read stream's rows, batch by batch, resuming after breaks."""
+        import pyarrow as pa
+
+        offset = 0
+        breaks = 0
+        max_breaks = int(self.config.get("max_retries") or 7)
+        while not stop.is_set():
+            with self._layout_lock:
+                layout = self._layout
+            assert layout is not None
+            url = f"{self.url_base}/readStreams/{quote(layout.stream_ids[index], safe='')}"
+            response: requests.Response | None = None
+            try:
+                try:
+                    response = self.send("GET", url, params={"offset": offset}, stream=True)
+                except PartitionError as exc:
+                    if exc.status == 404:
+                        raise _SessionExpiredError from exc
+                    raise
+                response.raw.decode_content = True
+                for batch in pa.ipc.open_stream(response.raw):
+                    if stop.is_set():
+                        return
+                    rows = self._convert(batch, selected)
+                    numbered = []
+                    for position, row in enumerate(rows, start=offset):
+                        if limit is not None and position >= limit:
+                            break
+                        row["_row_number"] = position * count + index
+                        numbered.append(row)
+                    offset += batch.num_rows
+                    if numbered:
+                        yield numbered
+                return
+            except _SessionExpiredError:
+                self._renew(selected, layout.generation)
+            except (
+                requests.exceptions.RequestException,
+                pa.ArrowException,
+                OSError,
+                ValueError,
+                _urllib3_errors(),
+            ) as exc:
+                breaks += 1
+                if breaks > max_breaks:
+                    raise PartitionError(
+                        f"Redivis: read stream {index} of {self.table_reference} kept breaking: "
+                        f"{redact(str(exc))}"
+                    ) from None
+                self.runtime.count_retry(self.platform)
+                self.logger.warning(
+                    "Read stream %d of %s broke after %d rows (%s); resuming there",
+                    index,
+                    self.table_reference,
+                    offset,
+                    type(exc).__name__,
+                )
+                time.sleep(self._expo_wait(breaks))
+            finally:
+                if response is not None:
+                    response.close()
+
+    def _convert(
+        self, batch: pa.RecordBatch, selected: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Arrow columns to JSON values, typed by the variables, matched by name case-blind."""
+        import pyarrow as pa
+
+        by_name = {name.lower(): i for i, name in enumerate(batch.schema.names)}
+        arrays = []
+        for variable in selected:
+            position = by_name.get(variable["name"].lower())
+            if position is None:  # a stream of an unreleased table may lack a column
+                arrays.append(pa.nulls(batch.num_rows))
+                continue
+            arrays.append(to_json_ready(batch.column(position), variable.get("type", "string")))
+        names = [v["name"] for v in selected]
+        return pa.RecordBatch.from_arrays(arrays, names=names).to_pylist()
+
+
+def _urllib3_errors() -> type[Exception]:
+    from urllib3.exceptions import HTTPError
+
+    return HTTPError
+
+
+def to_json_ready(column: pa.Array, variable_type: str) -> pa.Array:
+    """A column cast to what its variable says, with dates and times as RFC 3339 text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if variable_type == "integer":
+        return column if pa.types.is_int64(kind) else column.cast(pa.int64())
+    if variable_type == "float":
+        return column if pa.types.is_float64(kind) else column.cast(pa.float64())
+    if variable_type == "boolean":
+        return column if pa.types.is_boolean(kind) else column.cast(pa.bool_())
+    if variable_type == "dateTime":
+        if pa.types.is_timestamp(kind):
+            naive = column.cast(pa.timestamp(kind.unit)) if kind.tz else column
+            text = pc.strftime(naive, format="%Y-%m-%dT%H:%M:%S")
+        else:  # text such as "2024-05-01 10:00:00[.ffffff]"
+            text = pc.replace_substring(column.cast(pa.string()), " ", "T", max_replacements=1)
+        # dateTime carries no zone: the contract emits it as UTC, unshifted.
+        zoned = pc.match_substring_regex(text, r"(Z|[+-]\d\d:?\d\d)$")
+        return pc.if_else(zoned, text, pc.binary_join_element_wise(text, "+00:00", ""))
+    if variable_type in ("date", "time"):
+        return column.cast(pa.string())
+    return column if pa.types.is_string(kind) else column.cast(pa.string())
