@@ -1,8 +1,18 @@
 """Re:infer / Communications Mining: projects, datasets, sources, comments, streams, labellings."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.reinfer.client import CHECK_PATH, ReinferStream
+from tap_dataplatforms.reinfer.streams import STREAMS
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream, Tap
 
 SETTINGS = (
     url_setting(None, "https://acme.reinfer.io"),
@@ -20,9 +30,23 @@ SETTINGS = (
     budget_setting(10, "requests per second"),
 )
 
+
+def build_streams(tap: Tap) -> list[Stream]:
+    return [stream_type(tap) for stream_type in STREAMS]
+
+
+def check(tap: Tap) -> None:
+    """The token's user on the tenant endpoint: proves host, prefix and token."""
+    stream = tap.streams["reinfer_sources"]
+    assert isinstance(stream, ReinferStream)
+    check_connection(stream, CHECK_PATH)
+
+
 PLATFORM = PlatformSpec(
     key="reinfer",
     title="Re:infer",
     settings=SETTINGS,
     credential_groups=(("api_url", "token"),),
+    build_streams=build_streams,
+    check=check,
 )

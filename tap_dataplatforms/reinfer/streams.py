@@ -1,0 +1,368 @@
+"""Re:infer streams: projects, datasets -> streams and labellings, sources -> comments."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import typing as th
+
+from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
+from tap_dataplatforms.reinfer.client import (
+    COMMENTS_PATH,
+    DATASETS_PATH,
+    LABELLINGS_PATH,
+    PROJECTS_PATH,
+    SOURCES_PATH,
+    STREAMS_PATH,
+    CursorPaginator,
+    ReinferStream,
+    configured_names,
+)
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context, Record
+
+#: The maximum page size of the comments endpoint (notes 5.4); larger is rejected.
+COMMENTS_PAGE_SIZE = 256
+#: How a label name given as parts is shown (the CLI's display form).
+LABEL_SEPARATOR = " > "
+
+TIMESTAMP = th.DateTimeType
+_OBJECT = th.ObjectType(additional_properties=True)
+_OBJECTS = th.ArrayType(_OBJECT)
+_STRINGS = th.ArrayType(th.StringType)
+
+_MESSAGE = th.ObjectType(
+    th.Property("body", _OBJECT),
+    th.Property("subject", _OBJECT),
+    th.Property("signature", _OBJECT),
+    th.Property("from", th.StringType),
+    th.Property("to", _STRINGS),
+    th.Property("cc", _STRINGS),
+    th.Property("bcc", _STRINGS),
+    th.Property("sent_at", TIMESTAMP),
+    th.Property("language", th.StringType),
+    additional_properties=True,
+)
+_COMMENT_FIELDS = (
+    th.Property("id", th.StringType, required=True),
+    th.Property("uid", th.StringType),
+    th.Property("thread_id", th.StringType),
+    th.Property("timestamp", TIMESTAMP),
+    th.Property("messages", th.ArrayType(_MESSAGE)),
+    th.Property(
+        "user_properties",
+        _OBJECT,
+        description="Keys carry a type prefix, `string:<Name>` or `number:<Name>`.",
+    ),
+    th.Property("attachments", _OBJECTS),
+    th.Property("created_at", TIMESTAMP),
+    th.Property("has_annotations", th.BooleanType),
+)
+_LABEL = th.ObjectType(
+    th.Property("name", th.StringType, description='Parts joined with " > ".'),
+    th.Property("name_parts", _STRINGS, description="The label's hierarchy, top first."),
+    th.Property("sentiment", th.StringType),
+    th.Property("probability", th.NumberType),
+    th.Property("metadata", _OBJECT),
+    additional_properties=True,
+)
+_LABELLING_GROUP = th.ObjectType(
+    th.Property("group", th.StringType),
+    th.Property("assigned", th.ArrayType(_LABEL)),
+    th.Property("dismissed", th.ArrayType(_LABEL)),
+    th.Property("predicted", th.ArrayType(_LABEL)),
+    additional_properties=True,
+)
+
+
+def _normalise_comment(comment: dict[str, Any]) -> dict[str, Any]:
+    for name in ("timestamp", "created_at"):
+        if comment.get(name) is not None:
+            comment[name] = to_rfc3339(comment[name])
+    for message in comment.get("messages") or []:
+        if isinstance(message, dict) and message.get("sent_at") is not None:
+            message["sent_at"] = to_rfc3339(message["sent_at"])
+    return comment
+
+
+def _normalise_label(label: Any) -> Any:
+    if not isinstance(label, dict):
+        return label
+    name = label.get("name")
+    if isinstance(name, list):
+        parts = [str(p) for p in name]
+    elif isinstance(name, str):
+        parts = name.split(LABEL_SEPARATOR)
+    else:
+        return label
+    label["name"] = LABEL_SEPARATOR.join(parts)
+    label["name_parts"] = parts
+    return label
+
+
+class ProjectsStream(ReinferStream):
+    """Projects (formerly organisations): the permission boundary."""
+
+    name = "reinfer_projects"
+    path = PROJECTS_PATH
+    list_field = "projects"
+    primary_keys = ("name",)
+    schema = th.PropertiesList(
+        th.Property("name", th.StringType, required=True),
+        th.Property("id", th.StringType),
+        th.Property("title", th.StringType),
+        th.Property("description", th.StringType),
+        th.Property("created_at", TIMESTAMP),
+        th.Property("updated_at", TIMESTAMP),
+    ).to_dict()
+
+
+class _ConfiguredParent(ReinferStream):
+    """A listing whose records open child partitions, restricted to configured names."""
+
+    setting: str = ""
+
+    @cached_property
+    def wanted(self) -> list[str] | None:
+        return configured_names(self.settings.get(self.setting))
+
+    def is_wanted(self, record: Record) -> bool:
+        wanted = self.wanted
+        return wanted is None or f"{record.get('owner')}/{record.get('name')}" in wanted
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        seen: set[str] = set()
+        failures = len(self.runtime.failures)
+        for record in super().get_records(context):
+            seen.add(f"{record.get('owner')}/{record.get('name')}")
+            yield record
+        if self.wanted is None or len(self.runtime.failures) > failures:
+            return
+        for missing in (name for name in self.wanted if name not in seen):
+            message = (
+                f"{self.platform_title}: {missing} is not among the {self.list_field} "
+                "this token can see"
+            )
+            self.runtime.record_failure(f"{self.setting} [{missing}]", message)
+            self.logger.error("%s", message)
+
+
+class DatasetsStream(_ConfiguredParent):
+    """Datasets (models over sources); parents of streams and labellings."""
+
+    name = "reinfer_datasets"
+    path = DATASETS_PATH
+    list_field = "datasets"
+    setting = "datasets"
+    primary_keys = ("id",)
+    # Datasets name their timestamps differently from everything else (notes 9).
+    timestamp_fields = ("created", "last_modified")
+    schema = th.PropertiesList(
+        th.Property("id", th.StringType, required=True),
+        th.Property("name", th.StringType),
+        th.Property("owner", th.StringType, description="The project name."),
+        th.Property("title", th.StringType),
+        th.Property("description", th.StringType),
+        th.Property("source_ids", _STRINGS),
+        th.Property("has_sentiment", th.BooleanType),
+        th.Property("model_family", th.StringType),
+        th.Property("label_defs", _OBJECTS),
+        th.Property("label_groups", _OBJECTS),
+        th.Property("entity_defs", _OBJECTS),
+        th.Property("general_fields", _OBJECTS),
+        th.Property("_dataset_flags", _OBJECT),
+        th.Property("_model_config", _OBJECT),
+        th.Property("created", TIMESTAMP),
+        th.Property("last_modified", TIMESTAMP),
+    ).to_dict()
+
+    def generate_child_contexts(
+        self, record: Record, context: Context | None
+    ) -> Iterable[dict[str, Any] | None]:
+        if self.is_wanted(record):
+            yield {
+                "dataset_id": record["id"],
+                "owner": record.get("owner"),
+                "dataset_name": record.get("name"),
+                "source_ids": list(record.get("source_ids") or []),
+            }
+
+
+class SourcesStream(_ConfiguredParent):
+    """Sources (collections of comments); parents of comments."""
+
+    name = "reinfer_sources"
+    path = SOURCES_PATH
+    list_field = "sources"
+    setting = "sources"
+    primary_keys = ("id",)
+    schema = th.PropertiesList(
+        th.Property("id", th.StringType, required=True),
+        th.Property("owner", th.StringType, description="The project name."),
+        th.Property("name", th.StringType),
+        th.Property("title", th.StringType),
+        th.Property("description", th.StringType),
+        th.Property("language", th.StringType),
+        th.Property("should_translate", th.BooleanType),
+        th.Property("sensitive_properties", _STRINGS),
+        th.Property("bucket_id", th.StringType),
+        th.Property("_kind", th.StringType),
+        th.Property("email_transform_tag", th.StringType),
+        th.Property("created_at", TIMESTAMP),
+        th.Property("updated_at", TIMESTAMP),
+    ).to_dict()
+
+    def generate_child_contexts(
+        self, record: Record, context: Context | None
+    ) -> Iterable[dict[str, Any] | None]:
+        if self.is_wanted(record):
+            yield {
+                "source_id": record["id"],
+                "owner": record.get("owner"),
+                "source_name": record.get("name"),
+            }
+
+
+class CommentsStream(ReinferStream):
+    """Comments of each source, ascending by ``timestamp``: sorted, resumable per source.
+
+    The window's upper end is fixed once per sync so every page sees the same window;
+    the lower end is the source's bookmark (inclusive: boundary comments repeat and the
+    key de-duplicates them). Only timestamps go into state, never a continuation.
+    """
+
+    name = "reinfer_comments"
+    path = COMMENTS_PATH
+    list_field = "comments"
+    parent_stream_type = SourcesStream
+    primary_keys = ("source_id", "id")
+    replication_key = "timestamp"
+    is_sorted = True
+    state_partitioning_keys = ["source_id"]
+    parent_fields = ("source_id",)
+    timestamp_fields = ()
+    # A STATE after every full page: a killed sync re-reads at most one page per source.
+    STATE_MSG_FREQUENCY = COMMENTS_PAGE_SIZE
+    schema = th.PropertiesList(
+        th.Property("source_id", th.StringType, required=True),
+        *_COMMENT_FIELDS,
+    ).to_dict()
+
+    @cached_property
+    def window_end(self) -> str:
+        now = dt.datetime.fromtimestamp(self.budget.clock.time(), tz=UTC)
+        return format_rfc3339(now)
+
+    def get_new_paginator(self) -> CursorPaginator:
+        return CursorPaginator("continuation", "comments", stop_on_empty=False)
+
+    def get_url_params(
+        self, context: Context | None, next_page_token: str | None
+    ) -> dict[str, Any]:
+        # requests percent-encodes the values, so a `+00:00` offset arrives as `%2B00:00`.
+        params: dict[str, Any] = {"to_timestamp": self.window_end, "limit": COMMENTS_PAGE_SIZE}
+        if next_page_token:
+            params["after"] = next_page_token
+        else:
+            start = self.replication_start(context)
+            if start is not None:
+                params["from_timestamp"] = format_rfc3339(start)
+        return params
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        return _normalise_comment(super().post_process(row, context))
+
+
+class StreamsStream(ReinferStream):
+    """Stream definitions of each dataset (never fetched or advanced: shared cursors)."""
+
+    name = "reinfer_streams"
+    path = STREAMS_PATH
+    list_field = "streams"
+    parent_stream_type = DatasetsStream
+    primary_keys = ("id",)
+    parent_fields = ("dataset_id",)
+    schema = th.PropertiesList(
+        th.Property("id", th.StringType, required=True),
+        th.Property("dataset_id", th.StringType),
+        th.Property("name", th.StringType),
+        th.Property("title", th.StringType),
+        th.Property("description", th.StringType),
+        th.Property("comment_filter", _OBJECT),
+        th.Property("label_threshold_filter", _OBJECT),
+        th.Property("model", _OBJECT),
+        th.Property("created_at", TIMESTAMP),
+        th.Property("updated_at", TIMESTAMP),
+    ).to_dict()
+
+
+class LabellingsStream(ReinferStream):
+    """Reviewed (and predicted) labels of each dataset's comments, one source at a time."""
+
+    name = "reinfer_labellings"
+    path = LABELLINGS_PATH
+    list_field = "results"
+    parent_stream_type = DatasetsStream
+    primary_keys = ("dataset_id", "uid")
+    timestamp_fields = ()
+    schema = th.PropertiesList(
+        th.Property("dataset_id", th.StringType, required=True),
+        th.Property("uid", th.StringType, required=True, description="From `comment.uid`."),
+        th.Property("source_id", th.StringType),
+        th.Property("comment", th.ObjectType(*_COMMENT_FIELDS, additional_properties=True)),
+        th.Property("labelling", th.ArrayType(_LABELLING_GROUP)),
+        th.Property("entities", _OBJECT),
+        th.Property("thread_properties", th.AnyType),
+        th.Property("moon_forms", th.AnyType),
+        th.Property("label_properties", th.AnyType),
+    ).to_dict()
+
+    def get_new_paginator(self) -> CursorPaginator:
+        return CursorPaginator("after", "results", stop_on_empty=True)
+
+    def get_url_params(
+        self, context: Context | None, next_page_token: str | None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "source_id": (context or {}).get("source_id"),
+            "return_predictions": "true",
+        }
+        if next_page_token:
+            params["after"] = next_page_token
+        return params
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        # One request sequence per (dataset, source): a failure stays with that pair.
+        for source_id in (context or {}).get("source_ids") or []:
+            part = {**(context or {}), "source_id": source_id}
+            for record in super().get_records(part):
+                record["source_id"] = source_id
+                yield record
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        comment = row.get("comment")
+        if isinstance(comment, dict):
+            row["uid"] = comment.get("uid")
+            _normalise_comment(comment)
+        if context and "dataset_id" in context:
+            row["dataset_id"] = context["dataset_id"]
+        for group in row.get("labelling") or []:
+            if isinstance(group, dict):
+                for kind in ("assigned", "dismissed", "predicted"):
+                    for label in group.get(kind) or []:
+                        _normalise_label(label)
+        return row
+
+
+STREAMS = (
+    ProjectsStream,
+    DatasetsStream,
+    SourcesStream,
+    CommentsStream,
+    StreamsStream,
+    LabellingsStream,
+)
