@@ -1,8 +1,18 @@
 """Dexi.io: runs, executions, results per run, dataset rows, files."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.dexi.discovery import discover
+from tap_dataplatforms.dexi.streams import RunsStream
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream, Tap
 
 SETTINGS = (
     th.Property("account_id", th.StringType, description="Dexi account id."),
@@ -37,9 +47,25 @@ SETTINGS = (
     budget_setting(75, "GET requests per second; writes and file downloads use 15/s"),
 )
 
+
+def build_streams(tap: Tap) -> list[Stream]:
+    """The fixed streams plus one results stream per run and one per dataset, whose
+    columns are read from the data (the latest result, the first rows)."""
+    return discover(tap)
+
+
+def check(tap: Tap) -> None:
+    """The cheapest authenticated read: one run."""
+    stream = tap.streams["dexi_runs"]
+    assert isinstance(stream, RunsStream)
+    check_connection(stream, "runs", {"offset": 0, "limit": 1})
+
+
 PLATFORM = PlatformSpec(
     key="dexi",
     title="Dexi",
     settings=SETTINGS,
     credential_groups=(("account_id", "api_key"),),
+    build_streams=build_streams,
+    check=check,
 )

@@ -1,0 +1,107 @@
+"""Result and dataset columns: stream slugs and JSON-Schema types inferred from values.
+
+Dexi results carry no column types (only ``headers`` and rows of cells), so types come
+from the values: integers widen to number, anything mixed with a string (or with a
+different kind) becomes string, arrays stay arrays, and every column is nullable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def slugify(text: str) -> str:
+    """``"Price watch DE"`` -> ``price_watch_de``; ``"storeLocator"`` -> ``store_locator``."""
+    text = _CAMEL.sub(r"\1_\2", text)
+    return _NON_WORD.sub("_", text.lower()).strip("_")
+
+
+def run_slugs(runs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Run id -> slug of its name; ``_`` + 8 id characters only where two slugs collide."""
+    base = {run_id: slugify(name) or "run" for run_id, name in runs}
+    counts: dict[str, int] = {}
+    for slug in base.values():
+        counts[slug] = counts.get(slug, 0) + 1
+    return {
+        run_id: f"{slug}_{_NON_WORD.sub('_', run_id[:8].lower())}" if counts[slug] > 1 else slug
+        for run_id, slug in base.items()
+    }
+
+
+def _kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
+def merge_kinds(kinds: Iterable[str | None]) -> str | None:
+    found = {k for k in kinds if k is not None}
+    if not found:
+        return None
+    if len(found) == 1:
+        return found.pop()
+    if found == {"integer", "number"}:
+        return "number"
+    return "string"
+
+
+def column_schema(kind: str | None) -> dict[str, Any]:
+    if kind == "array":
+        return {"type": ["array", "null"], "items": {}}
+    if kind == "object":
+        return {"type": ["object", "null"], "additionalProperties": True}
+    # A column seen only empty is typed string: the most forgiving choice.
+    return {"type": [kind or "string", "null"]}
+
+
+def infer_columns(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict[str, str | None]:
+    """Column name -> inferred kind, from result rows aligned with ``headers``."""
+    kinds: dict[str, set[str | None]] = {h: set() for h in headers}
+    for row in rows:
+        for header, value in zip(headers, row, strict=False):
+            kinds[header].add(_kind(value))
+    return {h: merge_kinds(k) for h, k in kinds.items()}
+
+
+def infer_objects(rows: Iterable[dict[str, Any]]) -> dict[str, str | None]:
+    """Field name -> inferred kind, from dataset rows (JSON objects)."""
+    kinds: dict[str, set[str | None]] = {}
+    for row in rows:
+        for name, value in row.items():
+            kinds.setdefault(name, set()).add(_kind(value))
+    return {n: merge_kinds(k) for n, k in kinds.items()}
+
+
+def conform(value: Any, kind: str | None) -> Any:
+    """Fit a cell to its column's type where that is lossless; else leave it."""
+    if value is None:
+        return None
+    if kind == "string" and not isinstance(value, str):
+        return json.dumps(value) if isinstance(value, list | dict) else _scalar_text(value)
+    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

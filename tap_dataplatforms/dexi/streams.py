@@ -1,0 +1,468 @@
+"""Dexi streams: runs -> executions -> results of each run (and their files); dataset rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from singer_sdk import typing as th
+from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
+
+from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.timestamps import to_rfc3339
+from tap_dataplatforms.dexi.client import (
+    PAGE_SIZE,
+    WRITES,
+    DexiStream,
+    encode_segment,
+    in_partition,
+)
+from tap_dataplatforms.dexi.columns import column_schema, conform
+from tap_dataplatforms.dexi.files import download_file, file_cells, parse_file_cell
+
+if TYPE_CHECKING:
+    import requests
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context, Record
+
+TIMESTAMP = th.DateTimeType
+#: Partition-state keys of ``dexi_executions`` besides the bookmark (see ``request_records``).
+OPEN_IDS = "open_execution_ids"
+OPEN_SINCE = "open_since_starts"
+#: Passes over an execution list whose ``totalRows`` changes while it is paged.
+MAX_LIST_PASSES = 3
+
+
+class RunsStream(DexiStream):
+    """Every run of the account, or the runs of ``dexi.run_ids``."""
+
+    name = "dexi_runs"
+    path = "runs"
+    primary_keys = ("_id",)
+    schema = th.PropertiesList(
+        th.Property("_id", th.StringType, required=True),
+        th.Property("name", th.StringType),
+        th.Property("accountId", th.StringType),
+        th.Property("robotId", th.StringType),
+        th.Property("robotName", th.StringType),
+        th.Property("version", th.IntegerType),
+    ).to_dict()
+
+    @property
+    def partitions(self) -> list[dict[str, Any]] | None:
+        run_ids = self.settings.get("run_ids")
+        if not run_ids:
+            return None
+        # A configured run that was deleted answers 404: that partition fails, not the sync.
+        return [
+            {"run_id": run_id}
+            for run_id in dict.fromkeys(run_ids)
+            if in_partition(run_id, self.partition_setting)
+        ]
+
+    def get_url(self, context: Context | None) -> str:
+        if context and "run_id" in context:
+            return self.url_base + "runs/" + encode_segment(str(context["run_id"]))
+        return self.url_base + "runs"
+
+    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
+        if context and "run_id" in context:
+            return {}
+        return super().get_url_params(context, next_page_token)
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        body = response_json(response)
+        if isinstance(body, dict) and isinstance(body.get("rows"), list):
+            yield from body["rows"]
+        elif isinstance(body, dict):
+            yield body  # GET runs/{id}: one bare run
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        # Newest first: a run created while paging pushes one to the next page again.
+        seen: set[str] = set()
+        for run in super().request_records(context):
+            run_id = str(run.get("_id"))
+            if run_id in seen or not (context or in_partition(run_id, self.partition_setting)):
+                continue
+            seen.add(run_id)
+            yield run
+
+    def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
+        return {"run_id": record["_id"]}
+
+
+class ExecutionsStream(DexiStream):
+    """Finished executions of each run, incremental on ``finished``.
+
+    The list is newest first by start, and an execution that started before the bookmark
+    can finish after it; so each partition reads the list down to the start of the
+    oldest execution that was still open at the previous sync (anything older was
+    finished then, and so delivered then), keeps the finished ones at or after the
+    bookmark plus those that were open last time, and emits them in ``finished`` order.
+    """
+
+    name = "dexi_executions"
+    path = "runs/{run_id}/executions"
+    primary_keys = ("_id",)
+    replication_key = "finished"
+    parent_stream_type = RunsStream
+    # One state partition per run (the whole context), which the SDK treats as sorted and
+    # so resumable. Executions that were open at the previous sync may come first with an
+    # earlier ``finished`` than the bookmark, so the SDK must not object to the order.
+    state_partitioning_keys: ClassVar[list[str] | None] = None
+    is_sorted = True
+    check_sorted = False
+    schema = th.PropertiesList(
+        th.Property("_id", th.StringType, required=True),
+        th.Property("state", th.StringType),
+        th.Property("starts", TIMESTAMP),
+        th.Property("finished", TIMESTAMP),
+        th.Property("robotId", th.StringType),
+        th.Property("runId", th.StringType),
+        th.Property("run_id", th.StringType, description="The state partition: runId."),
+    ).to_dict()
+
+    _failed_child: str | None = None
+
+    def child_failed(self, execution_id: str) -> None:
+        """A child (result, files) of this execution failed: the bookmark stays before it."""
+        self._failed_child = execution_id
+
+    def _list(self, context: Context, watermark: int | None) -> dict[str, dict[str, Any]]:
+        """Every listed execution down to ``watermark`` (epoch ms of ``starts``), by id.
+
+        Executions created while paging push rows to later pages (seen twice, kept once);
+        executions deleted meanwhile pull rows to earlier pages (skipped): when
+        ``totalRows`` moved, the list is read again.
+        """
+        path = self.path.format(run_id=encode_segment(str(context["run_id"])))
+        rows_by_id: dict[str, dict[str, Any]] = {}
+        for _ in range(MAX_LIST_PASSES):
+            offset, first_total, total = 0, None, None
+            while True:
+                body = self.fetch_json(path, {"offset": offset, "limit": PAGE_SIZE})
+                rows = body.get("rows") or []
+                total = body.get("totalRows")
+                first_total = total if first_total is None else first_total
+                for row in rows:
+                    rows_by_id[str(row["_id"])] = row
+                offset += len(rows)
+                if not rows or total is None or offset >= int(total):
+                    break
+                oldest = rows[-1].get("starts")
+                if watermark is not None and isinstance(oldest, int) and oldest < watermark:
+                    break
+            if total == first_total:
+                break
+            self.logger.info(
+                "Dexi: executions of run %s changed while paging; reading the list again",
+                context["run_id"],
+            )
+        return rows_by_id
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        assert context is not None
+        state = self.get_context_state(context)
+        start = self.replication_start(context)
+        start_ms = None if start is None else round(start.timestamp() * 1000)
+        was_open = set(state.get(OPEN_IDS) or [])
+        watermark = state.get(OPEN_SINCE)
+        rows = self._list(context, watermark if isinstance(watermark, int) else None)
+
+        open_rows = [r for r in rows.values() if r.get("finished") is None]
+        finished = [r for r in rows.values() if r.get("finished") is not None]
+        late = [
+            r for r in finished if r["_id"] in was_open and start_ms and r["finished"] < start_ms
+        ]
+        new = [r for r in finished if start_ms is None or r["finished"] >= start_ms]
+
+        def order(row: dict[str, Any]) -> tuple[int, str]:
+            return int(row["finished"]), str(row["_id"])
+
+        emit = sorted(late, key=order) + sorted(new, key=order)
+        # Computed before emitting: records are rewritten on their way out.
+        open_ids = sorted(str(r["_id"]) for r in open_rows)
+        next_mark = self._next_watermark(open_rows, list(rows.values()), watermark)
+        if self.progress is not None:
+            self.progress.total = len(emit)
+        bookmark = state.get("replication_key_value")
+        self._failed_child = None
+        for row in emit:
+            yield row
+            if self._failed_child is not None:
+                # Its children ran before the record was counted; without them, the next
+                # sync must read this execution again, so the bookmark goes back.
+                self.logger.warning(
+                    "Dexi: run %s stops at execution %s, whose result or files failed; "
+                    "the next sync starts there again",
+                    context["run_id"],
+                    self._failed_child,
+                )
+                if bookmark is None:
+                    state.pop("replication_key_value", None)
+                else:
+                    state["replication_key_value"] = bookmark
+                return
+            bookmark = state.get("replication_key_value")
+
+        # Stored only once every record above was delivered.
+        state[OPEN_IDS] = open_ids
+        if next_mark is None:
+            state.pop(OPEN_SINCE, None)
+        else:
+            state[OPEN_SINCE] = next_mark
+
+    @staticmethod
+    def _next_watermark(
+        open_rows: list[dict[str, Any]], rows: list[dict[str, Any]], previous: Any
+    ) -> int | None:
+        """The ``starts`` below which every execution is known finished (and delivered):
+        the oldest open one, else the newest listed; unknown if an open one has none."""
+        if open_rows:
+            marks = [r.get("starts") for r in open_rows]
+            known = [m for m in marks if isinstance(m, int)]
+            return min(known) if len(known) == len(marks) else None
+        known = [r["starts"] for r in rows if isinstance(r.get("starts"), int)]
+        if known:
+            return max(known)
+        return previous if isinstance(previous, int) else None
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        for name in ("starts", "finished"):
+            if name in row:
+                row[name] = to_rfc3339(row[name], epoch_unit="ms")
+        if context and not row.get("runId"):
+            row["runId"] = context["run_id"]
+        return row
+
+    def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
+        run_id = context["run_id"] if context else record.get("runId")
+        return {"run_id": run_id, "execution_id": record["_id"]}
+
+    def _sync_children(self, child_context: Context | None) -> None:
+        # One results stream per run: an execution concerns only its own run's stream
+        # (and the files stream, which comes after it).
+        children = self.child_streams
+        run_id = (child_context or {}).get("run_id")
+        self.child_streams = [c for c in children if getattr(c, "run_id", run_id) == run_id]
+        try:
+            super()._sync_children(child_context)
+        finally:
+            self.child_streams = children
+
+
+def notify_parent(stream: DexiStream, context: Context | None) -> None:
+    parent = stream._tap.streams.get("dexi_executions")
+    if isinstance(parent, ExecutionsStream) and context and "execution_id" in context:
+        parent.child_failed(str(context["execution_id"]))
+
+
+class ResultsStream(DexiStream):
+    """``dexi_results__<run>``: the rows of each newly finished execution of one run."""
+
+    path = "executions/{execution_id}/result"
+    primary_keys = ("_execution_id", "_row_index")
+    parent_stream_type = ExecutionsStream
+
+    def __init__(
+        self,
+        tap: Tap,
+        *,
+        name: str,
+        run_id: str,
+        columns: dict[str, str | None],
+        files: FilesStream | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.columns = columns
+        self.files = files
+        properties = {column: column_schema(kind) for column, kind in columns.items()}
+        properties["_execution_id"] = {"type": ["string"]}
+        properties["_run_id"] = {"type": ["string"]}
+        properties["_row_index"] = {"type": ["integer"]}
+        schema = {"type": "object", "properties": properties}
+        super().__init__(tap, name=name, schema=schema)
+
+    def get_new_paginator(self) -> BaseAPIPaginator[Any]:
+        return SinglePagePaginator()
+
+    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
+        return {"format": "json"}
+
+    def get_url(self, context: Context | None) -> str:
+        execution_id = encode_segment(str((context or {})["execution_id"]))
+        return self.url_base + f"executions/{execution_id}/result"
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if not context or context.get("run_id") != self.run_id:
+            return
+        self._file_cells: list[str] | None = [] if self.files and self.files.wanted else None
+        try:
+            yield from super().request_records(context)
+        except PartitionError as exc:
+            if exc.status != 404:
+                raise
+            # Executions vanish (deleted, or with their run); the next one goes on.
+            self.logger.warning("Skipping a vanished execution's result: %s", exc)
+        if self.files is not None and self._file_cells is not None:
+            self.files.pending[str(context["execution_id"])] = self._file_cells
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        body = response_json(response)
+        headers = [str(h) for h in body.get("headers") or []]
+        unknown = [h for h in headers if h not in self.columns]
+        if unknown:
+            self.runtime.warn_once(
+                f"Dexi: {self.name} has columns not seen at discovery, not extracted: "
+                + ", ".join(unknown)
+                + " (run --discover again to add them)"
+            )
+        sink = getattr(self, "_file_cells", None)
+        for index, cells in enumerate(body.get("rows") or []):
+            record: dict[str, Any] = {}
+            for header, value in zip(headers, cells, strict=False):
+                if header in self.columns:
+                    record[header] = conform(value, self.columns[header])
+            if sink is not None:
+                sink.extend(file_cells(cells))
+            record["_row_index"] = index
+            yield record
+
+    def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
+        super()._fail_partition(context, exc)
+        notify_parent(self, context)
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        row["_execution_id"] = (context or {}).get("execution_id")
+        row["_run_id"] = self.run_id
+        return row
+
+
+class DatasetRowsStream(DexiStream):
+    """``dexi_dataset_rows__<dataset>``: every row of one dataset, offset/limit in the body."""
+
+    primary_keys = ("_row_index",)
+    http_method = "POST"
+    payload_as_json = True
+    # A POST used for reading: budgeted with the writes to stay safe (notes, pitfall 13).
+    budget_kind = WRITES
+
+    def __init__(
+        self, tap: Tap, *, name: str, dataset_id: str, columns: dict[str, str | None]
+    ) -> None:
+        self.dataset_id = dataset_id
+        self.columns = columns
+        properties = {column: column_schema(kind) for column, kind in columns.items()}
+        properties["_row_index"] = {"type": ["integer"]}
+        schema = {"type": "object", "properties": properties}
+        super().__init__(tap, name=name, schema=schema)
+        self.path = f"datasets/{encode_segment(dataset_id)}/rows"
+
+    def get_url(self, context: Context | None) -> str:
+        return self.url_base + (self.path or "")
+
+    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
+        return {}
+
+    def prepare_request_payload(
+        self, context: Context | None, next_page_token: Any
+    ) -> dict[str, Any]:
+        return {"offset": next_page_token or 0, "limit": PAGE_SIZE}
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        sent = json.loads(response.request.body or b"{}") if response.request else {}
+        offset = int(sent.get("offset") or 0)
+        for position, row in enumerate(response_json(response).get("rows") or []):
+            record = {
+                name: conform(value, self.columns.get(name))
+                for name, value in row.items()
+                if name in self.columns
+            }
+            record["_row_index"] = offset + position
+            yield record
+
+
+class FilesStream(DexiStream):
+    """``dexi_files``: files behind ``FILE:`` cells, streamed to ``dexi.files_dir``.
+
+    Runs after the results stream of the same execution, which hands over the cells it
+    saw, so a result is downloaded once.
+    """
+
+    name = "dexi_files"
+    path = "executions/{execution_id}/file/{file_id}"
+    primary_keys = ("file_id",)
+    parent_stream_type = ExecutionsStream
+    # About 15 downloads per second (doc): the same budget as writes.
+    budget_kind = WRITES
+    expects_json = False
+    schema = th.PropertiesList(
+        th.Property("file_id", th.StringType, required=True),
+        th.Property("execution_id", th.StringType),
+        th.Property("run_id", th.StringType),
+        th.Property("mime_type", th.StringType),
+        th.Property("size", th.IntegerType),
+        th.Property("path", th.StringType),
+        th.Property("sha256", th.StringType),
+    ).to_dict()
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__(tap)
+        self.pending: dict[str, list[str]] = {}
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.settings.get("download_files")) and self.selected
+
+    @property
+    def requests_session(self) -> requests.Session:
+        # File bodies go to disk chunk by chunk, never whole into memory.
+        session = super().requests_session
+        session.stream = True
+        return session
+
+    @property
+    def http_headers(self) -> dict[str, Any]:
+        return {**super().http_headers, "Accept": "*/*"}
+
+    def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
+        super()._fail_partition(context, exc)
+        notify_parent(self, context)
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if not context or not self.settings.get("download_files"):
+            return
+        execution_id = str(context["execution_id"])
+        cells = self.pending.pop(execution_id, None)
+        if cells is None:  # the run's results stream is not selected: read the result here
+            reader = self._tap.streams["dexi_executions"]
+            assert isinstance(reader, DexiStream)
+            try:
+                body = reader.fetch_json(
+                    f"executions/{encode_segment(execution_id)}/result", {"format": "json"}
+                )
+            except PartitionError as exc:
+                if exc.status != 404:
+                    raise
+                self.logger.warning("Skipping a vanished execution's files: %s", exc)
+                return
+            cells = [c for row in body.get("rows") or [] for c in file_cells(row)]
+        files_dir = str(self.settings.get("files_dir") or "dexi-files")
+        for cell in dict.fromkeys(cells):
+            parsed = parse_file_cell(cell)
+            if parsed is None:
+                continue
+            mime_type, _size, file_id = parsed
+            send = self.request_decorator(download_file)
+            path, size, sha256, content_type = send(self, execution_id, file_id, files_dir)
+            yield {
+                "file_id": file_id,
+                "execution_id": execution_id,
+                "run_id": context.get("run_id"),
+                "mime_type": mime_type or content_type,
+                "size": size,
+                "path": path,
+                "sha256": sha256,
+            }

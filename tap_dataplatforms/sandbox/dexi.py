@@ -1,0 +1,414 @@
+"""Dexi.io REST API, as documented (shared/apis/dexi.md, developer.dexi.io).
+
+Served under ``/dexi`` (the tap's ``dexi.api_url`` is ``<sandbox>/dexi/``):
+
+- ``GET runs`` (``offset``, ``limit`` default 30, silently capped at 200, ``robotId``)
+- ``GET runs/{runId}``, ``GET runs/{runId}/executions`` (newest first by ``starts``)
+- ``GET executions/{executionId}``, ``GET executions/{executionId}/result?format=json``
+- ``GET executions/{executionId}/file/{fileId}`` (the id keeps its ``/``)
+- ``POST datasets/{dataSetId}/rows`` (``offset``/``limit`` in the JSON body, capped at 200)
+- ``POST runs/{runId}/execute`` (asynchronous start: a QUEUED execution)
+
+Modelled behaviour: ``X-DexiIO-Account`` + ``X-DexiIO-Access`` (lowercase hex MD5 of account
+id then key; anything else is a 401); list bodies ``{offset, totalRows, rows}``; executions
+``QUEUED``/``RUNNING`` with ``finished: null`` beside finished ones (``OK``, ``FAILED``,
+``STOPPED``), including a long one that started before newer finished ones; results with
+mixed cell types, input columns, ``FILE:`` cells and the trailing ``error`` column; the error
+body ``{"error": true, "code": N, "message": ...}``; two budgets per account: every request
+(75/s, the framework's window) and writes plus file downloads (15/s), both answering 429
+without any hint header, as documented.
+
+Tests drive the data through the model (``sb.dexi``): ``advance()`` finishes open executions
+and adds new finished ones; ``insert_while_paging`` adds executions between two pages of a
+run's execution list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .credentials import CREDENTIALS
+from .framework import (
+    FixedWindowLimiter,
+    Identity,
+    Platform,
+    Request,
+    Response,
+    Router,
+    json_response,
+    register_platform,
+)
+
+ACCOUNT = CREDENTIALS["dexi"]["account_id"]
+API_KEY = CREDENTIALS["dexi"]["api_key"]
+ACCESS = hashlib.md5((ACCOUNT + API_KEY).encode("utf-8"), usedforsecurity=False).hexdigest()
+MAX_ROWS = 200
+DEFAULT_LIMIT = 30
+WRITE_LIMIT = (15, 1.0)
+BASE_MS = 1_714_521_600_000  # 2024-05-01T00:00:00Z
+MINUTE_MS = 60_000
+FINISHED_STATES = ("OK", "OK", "OK", "OK", "FAILED", "STOPPED")
+
+RUN_NAMES = (
+    "Price watch DE",
+    "Store locator",
+    "Store locator",
+    "Job board / listings",
+    "priceWatchFR",
+    "Review crawl",
+)
+TEMPLATES: dict[str, list[str]] = {
+    "shop": ["input_url", "title", "price", "qty", "in_stock", "image", "error"],
+    "locator": ["input_url", "store", "lat", "lng", "open_days", "error"],
+    "listing": ["input_url", "rank", "score", "error"],
+}
+
+
+@dataclass
+class Run:
+    id: str
+    name: str
+    robot_id: str
+    template: str
+    version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "_id": self.id,
+            "name": self.name,
+            "accountId": ACCOUNT,
+            "robotId": self.robot_id,
+            "robotName": f"{self.template} robot",
+            "version": self.version,
+            "inputs": {"url": f"https://{self.template}.example/"},
+        }
+
+
+@dataclass
+class Execution:
+    id: str
+    run_id: str
+    robot_id: str
+    state: str
+    starts: int
+    finished: int | None
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "_id": self.id,
+            "state": self.state,
+            "starts": self.starts,
+            "finished": self.finished,
+            "robotId": self.robot_id,
+            "runId": self.run_id,
+        }
+
+
+class DexiData:
+    """The seeded account: runs, executions with results, files, datasets."""
+
+    def __init__(self, seed: int, scale: int) -> None:
+        self.rng = random.Random(f"dexi:{seed}:{scale}")
+        self.lock = threading.Lock()
+        self.clock_ms = BASE_MS
+        self.runs: list[Run] = []  # oldest first; listed newest first
+        self.executions: dict[str, list[Execution]] = {}
+        self.by_id: dict[str, Execution] = {}
+        self.files: dict[str, bytes] = {}
+        self.datasets: dict[str, list[dict[str, Any]]] = {}
+        # run id -> executions to insert at the top when a later page is requested
+        self.insert_while_paging: dict[str, int] = {}
+        self._seed(scale)
+
+    # -- ids and values ------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def tick(self, minutes: int = 1) -> int:
+        self.clock_ms += minutes * MINUTE_MS + self.rng.randrange(0, 1000)
+        return self.clock_ms
+
+    def _file_cell(self, run: Run, execution_id: str) -> str:
+        file_id = (
+            f"accounts/{ACCOUNT}/robots/{run.robot_id}/runs/{run.id}/executions/{execution_id}"
+            f"/results/{self.new_id()}/lines/{self.new_id()}/image"
+        )
+        size = self.rng.randrange(40, 3000)
+        seed = hashlib.sha256(file_id.encode()).digest()
+        self.files[file_id] = (seed * (size // len(seed) + 1))[:size]
+        return f"FILE:image/jpeg;{size};{file_id}"
+
+    def _row(self, run: Run, execution_id: str, n: int) -> list[Any]:
+        rng = self.rng
+        url = f"https://{run.template}.example/p/{n}"
+        failed = rng.random() < 0.1
+        error = "Timeout waiting for element" if failed else None
+        if run.template == "shop":
+            price: float | int = round(rng.uniform(1, 500), 2) if rng.random() < 0.7 else 10 * n
+            image = self._file_cell(run, execution_id) if rng.random() < 0.5 else None
+            if failed:
+                return [url, None, None, None, None, None, error]
+            return [url, f"Item {n}", price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
+        if run.template == "locator":
+            days = rng.sample(["mon", "tue", "wed", "thu", "fri", "sat"], rng.randrange(1, 5))
+            lat, lng = round(rng.uniform(47, 55), 5), round(rng.uniform(6, 15), 5)
+            return [url, f"Store {n}", lat, lng, days, error]
+        score: int | str = rng.randrange(0, 100) if rng.random() < 0.8 else "n/a"
+        return [url, n, score, error]
+
+    # -- seeding -------------------------------------------------------------------------
+
+    def add_run(self, name: str, template: str) -> Run:
+        run = Run(self.new_id(), name, self.new_id(), template, self.rng.randrange(1, 9))
+        self.runs.append(run)
+        self.executions[run.id] = []
+        return run
+
+    def add_execution(
+        self, run: Run, state: str, starts: int, finished: int | None, rows: int
+    ) -> Execution:
+        execution = Execution(self.new_id(), run.id, run.robot_id, state, starts, finished)
+        if finished is not None:
+            self._fill_result(run, execution, rows)
+        self.executions[run.id].append(execution)
+        self.by_id[execution.id] = execution
+        return execution
+
+    def _fill_result(self, run: Run, execution: Execution, rows: int) -> None:
+        execution.headers = list(TEMPLATES[run.template])
+        execution.rows = [self._row(run, execution.id, n) for n in range(rows)]
+
+    def _history(self, run: Run, count: int, rows: tuple[int, int]) -> None:
+        for _ in range(count):
+            starts = self.tick(self.rng.randrange(1, 5))
+            finished = starts + self.rng.randrange(5_000, 20 * MINUTE_MS)
+            self.clock_ms = max(self.clock_ms, finished)
+            state = self.rng.choice(FINISHED_STATES)
+            self.add_execution(run, state, starts, finished, self.rng.randrange(*rows))
+
+    def _seed(self, scale: int) -> None:
+        templates = ("shop", "locator", "locator", "listing", "shop", "listing")
+        seeded = [self.add_run(n, t) for n, t in zip(RUN_NAMES, templates, strict=True)]
+        for index in range(41 * (scale - 1)):
+            template = self.rng.choice(list(TEMPLATES))
+            seeded.append(self.add_run(f"Catalog crawl {index + 1}", template))
+        big, *others = seeded
+        # A long execution that started before a stretch of finished ones and is still open.
+        long_start = self.tick()
+        self._history(big, 230, (0, 3))
+        self.add_execution(big, "RUNNING", long_start, None, 0)
+        for run in others[:5]:
+            self._history(run, self.rng.randrange(3, 12), (0, 6))
+        for run in others[5:]:
+            self._history(run, self.rng.randrange(1, 3), (1, 3))
+        # Open executions at the top of some lists.
+        self.add_execution(big, "RUNNING", self.tick(), None, 0)
+        self.add_execution(others[0], "QUEUED", self.tick(), None, 0)
+        self.add_execution(others[2], "PENDING", self.tick(), None, 0)
+        # The last run has never been executed.
+        self.add_run("Never executed", "listing")
+        for n, count in enumerate((203, 5)):
+            self.datasets[self.new_id()] = [
+                {"sku": f"{chr(65 + n)}-{i:03d}", "price": f"{i * 1.5:.2f}", "stock": i % 7}
+                for i in range(count)
+            ]
+
+    # -- what tests compare with and how they move the data -------------------------------
+
+    def finished_executions(self, run_id: str | None = None) -> list[Execution]:
+        runs = [run_id] if run_id else list(self.executions)
+        return [e for r in runs for e in self.executions[r] if e.finished is not None]
+
+    def open_executions(self) -> list[Execution]:
+        return [e for r in self.executions.values() for e in r if e.finished is None]
+
+    def run(self, run_id: str) -> Run:
+        return next(r for r in self.runs if r.id == run_id)
+
+    def finish(self, execution: Execution, state: str = "OK", rows: int = 2) -> None:
+        execution.finished = self.tick()
+        execution.state = state
+        self._fill_result(self.run(execution.run_id), execution, rows)
+
+    def advance(
+        self, new_executions: int = 1, runs: list[str] | None = None, finish_open: bool = True
+    ) -> list[Execution]:
+        """Finish the open executions (``finish_open``) and add ``new_executions`` finished
+        ones to each run of ``runs`` (default: the first three runs). Returns what finished."""
+        done: list[Execution] = []
+        with self.lock:
+            if finish_open:
+                for execution in self.open_executions():
+                    self.finish(execution)
+                    done.append(execution)
+            for run_id in runs or [r.id for r in self.runs[:3]]:
+                run = self.run(run_id)
+                for _ in range(new_executions):
+                    starts = self.tick()
+                    done.append(self.add_execution(run, "OK", starts, self.tick(), 2))
+        return done
+
+    def delete_run(self, run_id: str) -> None:
+        with self.lock:
+            self.runs = [r for r in self.runs if r.id != run_id]
+            for execution in self.executions.pop(run_id, []):
+                self.by_id.pop(execution.id, None)
+
+
+def _page(rows: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    return {"offset": offset, "totalRows": len(rows), "rows": rows[offset : offset + limit]}
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+@register_platform
+class DexiPlatform(Platform):
+    name = "dexi"
+    base_path = "/dexi"
+    default_limit = (75, 1.0)
+    limit_retry_after = "none"  # no rate-limit header is documented
+    secret_headers = ("x-dexiio-access", "authorization")
+
+    def __init__(self, seed: int, scale: int) -> None:
+        self.data = DexiData(seed, scale)
+        self.writes = FixedWindowLimiter(*WRITE_LIMIT)
+        super().__init__(seed, scale)
+
+    @property
+    def model(self) -> DexiData:
+        return self.data
+
+    def set_write_limit(self, limit: int, window_seconds: float = 1.0) -> None:
+        self.writes = FixedWindowLimiter(limit, window_seconds)
+
+    def register_routes(self, router: Router) -> None:
+        router.get("/runs", self.list_runs)
+        router.get("/runs/{runId}", self.get_run)
+        router.get("/runs/{runId}/executions", self.list_executions)
+        router.post("/runs/{runId}/execute", self.execute)
+        router.get("/executions/{executionId}", self.get_execution)
+        router.get("/executions/{executionId}/result", self.get_result)
+        router.post("/datasets/{dataSetId}/rows", self.dataset_rows)
+        # A file id keeps its slashes: accounts/.../lines/<line>/<field> (13 segments).
+        captures = "/".join(f"{{s{i}}}" for i in range(13))
+        router.get("/executions/{executionId}/file/" + captures, self.get_file)
+
+    def identify(self, req: Request) -> Identity:
+        access = req.header("x-dexiio-access") or "anonymous"
+        ok = req.header("x-dexiio-account") == ACCOUNT and access == ACCESS
+        return Identity(key=access, ok=ok)
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        description: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        return json_response(status, {"error": True, "code": status, "message": message}, headers)
+
+    def _write_budget(self, req: Request) -> Response | None:
+        """The second budget: writes and file downloads, about 15/s per account."""
+        verdict = self.writes.hit(req.header("x-dexiio-access") or "anonymous", req.now)
+        return None if verdict.allowed else self.error(429, "Too many requests")
+
+    # -- handlers ------------------------------------------------------------------------
+
+    def list_runs(self, req: Request) -> Response:
+        offset = max(0, _int(req.arg("offset"), 0))
+        limit = min(MAX_ROWS, max(1, _int(req.arg("limit"), DEFAULT_LIMIT)))
+        robot = req.arg("robotId") or None
+        with self.data.lock:
+            runs = [r.to_json() for r in reversed(self.data.runs)]
+        if robot:
+            runs = [r for r in runs if r["robotId"] == robot]
+        return json_response(200, _page(runs, offset, limit))
+
+    def get_run(self, req: Request) -> Response:
+        with self.data.lock:
+            run = next((r for r in self.data.runs if r.id == req.params["runId"]), None)
+        if run is None:
+            return self.error(404, "Run not found")
+        return json_response(200, run.to_json())
+
+    def list_executions(self, req: Request) -> Response:
+        run_id = req.params["runId"]
+        offset = max(0, _int(req.arg("offset"), 0))
+        limit = min(MAX_ROWS, max(1, _int(req.arg("limit"), DEFAULT_LIMIT)))
+        data = self.data
+        with data.lock:
+            if run_id not in data.executions:
+                return self.error(404, "Run not found")
+            if offset > 0 and data.insert_while_paging.get(run_id, 0) > 0:
+                data.insert_while_paging[run_id] -= 1
+                data.add_execution(data.run(run_id), "OK", data.tick(), data.tick(), 1)
+            listed = sorted(data.executions[run_id], key=lambda e: e.starts, reverse=True)
+            rows = [e.to_json() for e in listed]
+        return json_response(200, _page(rows, offset, limit))
+
+    def get_execution(self, req: Request) -> Response:
+        execution = self.data.by_id.get(req.params["executionId"])
+        if execution is None:
+            return self.error(404, "Execution not found")
+        return json_response(200, execution.to_json())
+
+    def get_result(self, req: Request) -> Response:
+        if (req.arg("format") or "json") != "json":
+            return self.error(400, "Only format=json is emulated")
+        execution = self.data.by_id.get(req.params["executionId"])
+        if execution is None:
+            return self.error(404, "Execution not found")
+        body = {"headers": execution.headers, "rows": execution.rows}
+        return json_response(200, {**body, "totalRows": len(execution.rows)})
+
+    def get_file(self, req: Request) -> Response:
+        limited = self._write_budget(req)
+        if limited is not None:
+            return limited
+        parts = [req.params[f"s{i}"] for i in range(13)]
+        if any("/" in p for p in parts):  # an encoded slash is not the documented form
+            return self.error(404, "File not found")
+        content = self.data.files.get("/".join(parts))
+        if content is None or req.params["executionId"] not in self.data.by_id:
+            return self.error(404, "File not found")
+        return Response(200, content, content_type="image/jpeg")
+
+    def dataset_rows(self, req: Request) -> Response:
+        limited = self._write_budget(req)
+        if limited is not None:
+            return limited
+        rows = self.data.datasets.get(req.params["dataSetId"])
+        if rows is None:
+            return self.error(404, "Dataset not found")
+        try:
+            body = req.json() or {}
+        except ValueError:
+            return self.error(400, "Body is not JSON")
+        offset = max(0, _int(body.get("offset"), 0))
+        limit = min(MAX_ROWS, max(1, _int(body.get("limit"), MAX_ROWS)))
+        return json_response(200, _page(rows, offset, limit))
+
+    def execute(self, req: Request) -> Response:
+        limited = self._write_budget(req)
+        if limited is not None:
+            return limited
+        data = self.data
+        with data.lock:
+            run = next((r for r in data.runs if r.id == req.params["runId"]), None)
+            if run is None:
+                return self.error(404, "Run not found")
+            execution = data.add_execution(run, "QUEUED", data.tick(), None, 0)
+        return json_response(200, execution.to_json())
