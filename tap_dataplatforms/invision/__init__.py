@@ -1,8 +1,26 @@
 """Profitbase InVision: data flow runs, the execution log, table data."""
 
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.timestamps import to_invision
+from tap_dataplatforms.invision.client import in_partition
+from tap_dataplatforms.invision.jsonrows import infer_schema
+from tap_dataplatforms.invision.streams import DataflowRunsStream, ExecutionLogStream, TableStream
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream, Tap
 
 SETTINGS = (
     url_setting(None, "https://host/invision"),
@@ -36,12 +54,125 @@ SETTINGS = (
         th.ArrayType(th.StringType),
         description="Tables whose data to read through the JSON Data API.",
     ),
+    th.Property(
+        "monitoring_api_key",
+        th.StringType,
+        secret=True,
+        description="Key from the Monitoring tab, for the execution log (default: api_key).",
+    ),
+    th.Property(
+        "data_api_key",
+        th.StringType,
+        secret=True,
+        description="Key from the Data tab, for table data (default: api_key).",
+    ),
     budget_setting(5, "requests per second"),
 )
+
+#: Rows of a table read at discovery to type its columns.
+SAMPLE_ROWS = 200
+TABLE_PREFIX = "invision_table__"
+
+
+_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "å": "a", "ß": "ss", "đ": "d", "ł": "l"})
+
+
+def table_slug(table: str) -> str:
+    """``Prosjekt Øst`` -> ``prosjekt_ost``: lower case ASCII, words joined by ``_``."""
+    text = unicodedata.normalize("NFKD", table.lower().translate(_LETTERS))
+    text = text.encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^0-9a-z]+", "_", text).strip("_") or "table"
+
+
+def table_stream_names(tables: list[str]) -> dict[str, str]:
+    """Stream name of each table; a slug two tables share gets a short hash of the name."""
+    slugs = [table_slug(t) for t in tables]
+    names = {}
+    for table, slug in zip(tables, slugs, strict=True):
+        if slugs.count(slug) > 1:
+            slug += "_" + hashlib.sha256(table.encode("utf-8")).hexdigest()[:8]
+        names[table] = TABLE_PREFIX + slug
+    return names
+
+
+def catalog_schema(tap: Tap, name: str) -> dict[str, Any] | None:
+    catalog = tap.input_catalog
+    entry = catalog.get(name) if catalog is not None else None
+    if entry is None:
+        return None
+    schema = entry.schema.to_dict()
+    return schema if schema.get("properties") else None
+
+
+def sampled_schema(stream: TableStream) -> dict[str, Any] | None:
+    """Types of a table's columns from its first rows; ``None`` when it cannot be read."""
+    context = {"table": stream.table}
+    try:
+        response = stream.send("GET", stream.get_url(context), max_tries=2, stream=True)
+        rows = []
+        try:
+            for row in stream.parse_response(response):
+                rows.append(row)
+                if len(rows) >= SAMPLE_ROWS:
+                    break
+        finally:
+            response.close()  # the rest of the table is not needed here
+    except PlatformAuthError:
+        raise
+    except Exception as exc:
+        stream.logger.warning(
+            "InVision: cannot sample table '%s' to type its columns: %s", stream.table, exc
+        )
+        return None
+    return infer_schema(rows)
+
+
+def build_streams(tap: Tap) -> list[Stream]:
+    block = tap.runtime.block("invision")  # type: ignore[attr-defined]
+    streams: list[Stream] = [DataflowRunsStream(tap), ExecutionLogStream(tap)]
+    tables = [
+        t for t in dict.fromkeys(block.get("tables") or []) if in_partition(dict(tap.config), t)
+    ]
+    for table, name in table_stream_names(tables).items():
+        schema = catalog_schema(tap, name)
+        if schema is None:
+            probe = TableStream(tap, table, name, {"type": "object", "properties": {}})
+            schema = sampled_schema(probe)
+            stream = TableStream(tap, table, name, schema or {"type": "object", "properties": {}})
+            stream.sample_ok = schema is not None
+        else:
+            stream = TableStream(tap, table, name, schema)
+        streams.append(stream)
+    return streams
+
+
+def check(tap: Tap) -> None:
+    """Prove the host and keys without side effects; never start a data flow.
+
+    The execution log is asked for one minute; a table that discovery already read has
+    proven the data key, otherwise the first selected table is read once.
+    """
+    streams = [s for s in tap.streams.values() if getattr(s, "platform", None) == "invision"]
+    for stream in streams:
+        if isinstance(stream, ExecutionLogStream) and stream.selected:
+            until = stream.sync_until()
+            params = {
+                "logEventType": stream.log_event_type,
+                "fromDateTimeUtc": to_invision(until - dt.timedelta(minutes=1)),
+                "toDateTimeUtc": to_invision(until),
+            }
+            check_connection(stream, f"{stream.path}?{urlencode(params, quote_via=quote)}")
+    tables = [s for s in streams if isinstance(s, TableStream) and s.selected]
+    if tables and not any(t.sample_ok for t in tables):
+        first = tables[0]
+        check_connection(first, first.get_url({"table": first.table})[len(first.url_base) :])
+
 
 PLATFORM = PlatformSpec(
     key="invision",
     title="InVision",
     settings=SETTINGS,
     credential_groups=(("api_url", "api_key"),),
+    build_streams=build_streams,
+    check=check,
 )
