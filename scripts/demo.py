@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -113,7 +113,7 @@ def ensure_meltano() -> None:
     if not (MELTANO_VENV / "bin" / "python").exists():
         _run([sys.executable, "-m", "venv", MELTANO_VENV])
     # uv first: it installs Meltano (and later every plugin) in a fraction of pip's time.
-    _run([MELTANO_VENV / "bin" / "python", "-m", "pip", "install", "-q", f"uv=={UV_VERSION}"])
+    _run([MELTANO_VENV / "bin" / "python", "-m", "pip", "install", "-qq", f"uv=={UV_VERSION}"])
     _run(
         [
             UV,
@@ -154,15 +154,26 @@ def _in_dev_venv() -> bool:
 # --------------------------------------------------------------------------- processes
 
 
-def _terminate(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def _signal_group(pgid: int, signum: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """Stop a process started in a session of its own, and all it left in its group.
+
+    Own sessions keep a terminal's Ctrl-C from reaching the children before the demo
+    handles it, and let the demo clean up what Meltano leaves behind (a discovery process
+    still running after ``meltano run`` timed out, say).
+    """
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _signal_group(proc.pid, signal.SIGTERM)
 
 
 def _copy_lines(src: IO[str], dst: IO[str]) -> None:
@@ -184,7 +195,9 @@ def sandbox(seed: int, scale: int, log_path: Path) -> Iterator[str]:
         str(scale),
     ]
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
+        )
         try:
             assert proc.stdout is not None
             url = _read_sandbox_url(proc, proc.stdout, log_path)
@@ -192,7 +205,7 @@ def sandbox(seed: int, scale: int, log_path: Path) -> Iterator[str]:
             drain.start()
             yield url
         finally:
-            _terminate(proc)
+            _stop(proc)
             print("Sandbox stopped.", flush=True)
 
 
@@ -228,6 +241,7 @@ def run_logged(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
         try:
             assert proc.stdout is not None
@@ -237,7 +251,7 @@ def run_logged(
                     sys.stdout.write(line)
             proc.wait()
         finally:
-            _terminate(proc)
+            _stop(proc)
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
         print("\n".join(f"    | {line}" for line in tail), file=sys.stderr)
