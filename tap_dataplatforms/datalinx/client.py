@@ -225,14 +225,17 @@ class DatalinxStream(PlatformStream):
             return "; ".join(parts) or None
         return str(code) if code else None
 
-    def validate_response(self, response: requests.Response) -> None:
+    def validate_status(self, response: requests.Response) -> None:
         if (
             response.status_code == 401
             and isinstance(self.authenticator, JWTLogin)
             and not is_login(response.request)
         ):
             raise TokenRejectedError(self.describe_failure(response))
-        super().validate_response(response)
+        super().validate_status(response)
+
+    def validate_body(self, response: requests.Response) -> None:
+        super().validate_body(response)
         body = response_json(response)
         if isinstance(body, dict) and body.get("status") == "failed":
             raise PartitionError(self.describe_failure(response), response.status_code)
@@ -290,6 +293,9 @@ class DatalinxStream(PlatformStream):
         """Incremental reads are client-side: no updated-since filter is documented."""
         if not self.replication_key:
             return row
+        if row.get(self.replication_key) is None:
+            # A record never updated may carry only its creation time.
+            row[self.replication_key] = row.get("created_at")
         start = self.replication_start(context)
         value = row.get(self.replication_key)
         if start is None or not isinstance(value, str):
