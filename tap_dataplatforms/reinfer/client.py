@@ -133,12 +133,12 @@ class ReinferStream(PlatformStream):
                 return message.strip()
         return None
 
-    def validate_response(self, response: requests.Response) -> None:
+    def validate_status(self, response: requests.Response) -> None:
         if response.status_code == 404 and PRIVATE_PREFIX in urlsplit(response.url).path:
             detail = (self.error_detail(response) or "").strip().lower().rstrip(".")
             if _GENERIC_NOT_FOUND.fullmatch(detail):
                 raise PrivateRouteMissingError(self.describe_failure(response))
-        super().validate_response(response)
+        super().validate_status(response)
 
     def request_metric_tags(self, response: requests.Response) -> dict[str, Any] | None:
         # The platform's own processing time, so network time can be told apart (doc).

@@ -242,7 +242,9 @@ class CommentsStream(ReinferStream):
     primary_keys = ("source_id", "id")
     replication_key = "timestamp"
     is_sorted = True
-    state_partitioning_keys = ["source_id"]
+    # One state partition per source context (its id, project and name): the SDK only
+    # keeps sorted, resumable bookmarks when the state partition is the whole context.
+    state_partitioning_keys = None
     parent_fields = ("source_id",)
     timestamp_fields = ()
     # A STATE after every full page: a killed sync re-reads at most one page per source.
