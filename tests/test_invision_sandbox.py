@@ -1,0 +1,269 @@
+"""InVision against the sandbox: triggered runs, the incremental execution log, tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tap_dataplatforms.core.errors import PlatformUnavailableError, SyncFailedError
+from tap_dataplatforms.core.http import PlatformStream
+from tap_dataplatforms.core.timestamps import parse_datetime
+from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tests.helpers import make_tap, run_sync
+
+KEY = CREDENTIALS["invision"]["api_key"]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    sb = Sandbox(seed=5, scale=1).start()
+    # Runs last 0.15-0.4 s instead of 0.3-0.8 s.
+    sb.invision.speed = 0.5
+    sb.invision.pending_seconds = 0.05
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.001)
+
+
+def invision_config(sb: Sandbox, **extra: Any) -> dict[str, Any]:
+    top = {k: extra.pop(k) for k in ("start_date", "max_concurrency") if k in extra}
+    block = {
+        "api_url": sb.base_url("invision"),
+        "api_key": KEY,
+        "poll_interval_seconds": 0.02,
+        "await_timeout_seconds": 10,
+        "max_requests_per_second": 500,
+    }
+    block.update(extra)
+    return {**top, "invision": block}
+
+
+def select_only(tap: Any, *names: str) -> None:
+    for stream in tap.streams.values():
+        stream.selected = stream.name in names
+
+
+def days_ago(days: float) -> str:
+    moment = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+    return moment.isoformat()
+
+
+# -- data flow runs ------------------------------------------------------------------
+
+
+def test_three_triggered_flows_one_failing(sandbox: Sandbox) -> None:
+    model = sandbox.invision
+    flows = [*model.succeeding[:2], model.flow_named("Failed")]
+    ids = [f.id for f in flows]
+    cfg = invision_config(sandbox, dataflow_ids=ids, trigger_dataflows=True, max_concurrency=3)
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+
+    records = out.records["invision_dataflow_runs"]
+    assert sorted(r["dataflow_id"] for r in records) == sorted(ids)
+    by_flow = {r["dataflow_id"]: r for r in records}
+    for flow in flows:
+        record = by_flow[flow.id]
+        assert record["status"] == flow.outcome
+        assert model.runs[record["run_id"]].flow.id == flow.id
+        assert record["polls"] >= 1
+        assert record["timed_out"] is False
+        assert parse_datetime(record["finished_at"]) >= parse_datetime(record["started_at"])
+        assert record["duration_seconds"] >= 0
+
+    log = sandbox.request_log(platform="invision")
+    starts = [e for e in log if e["method"] == "POST"]
+    assert len(starts) == 3
+    # Flows run side by side: every flow started before the first run could end.
+    first_end = min(run.ends_at or 0 for run in model.runs.values())
+    assert max(e["time"] for e in starts) < first_end
+    for entry in log:
+        assert "await" not in entry["query"]
+        assert "api_key" not in entry["query"]
+        assert entry["request_headers"]["x-api-key"] == "<redacted>"
+
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    summary = str(caught.value)
+    assert "1 partition(s) failed" in summary
+    assert f"dataflow_id={model.flow_named('Failed').id}" in summary
+    for flow in flows[:2]:
+        assert flow.id not in summary
+
+
+def test_nothing_is_started_when_trigger_dataflows_is_false(sandbox: Sandbox) -> None:
+    ids = list(sandbox.invision.flows)
+    cfg = invision_config(sandbox, dataflow_ids=ids, start_date=days_ago(2), tables=["GL_Actuals"])
+    out = run_sync(make_tap(cfg))
+    assert out.records["invision_dataflow_runs"] == []
+    assert out.records["invision_execution_log"]
+    assert sandbox.invision.runs == {}
+    assert [e for e in sandbox.request_log(platform="invision") if e["method"] == "POST"] == []
+
+
+def test_a_run_that_never_finishes_times_out(sandbox: Sandbox) -> None:
+    hang = sandbox.invision.flow_named("Hang")
+    cfg = invision_config(
+        sandbox, dataflow_ids=[hang.id], trigger_dataflows=True, await_timeout_seconds=1
+    )
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+    [record] = out.records["invision_dataflow_runs"]
+    assert record["status"] == "TimedOut"
+    assert record["timed_out"] is True
+    assert record["finished_at"] is None
+    with pytest.raises(SyncFailedError, match=hang.id):
+        tap.finish()
+
+
+def test_an_unknown_flow_fails_its_partition_with_the_platform_message(
+    sandbox: Sandbox,
+) -> None:
+    good = sandbox.invision.succeeding[0]
+    cfg = invision_config(sandbox, dataflow_ids=["no-such-flow", good.id], trigger_dataflows=True)
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+    assert [r["status"] for r in out.records["invision_dataflow_runs"]] == ["Succeeded"]
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    assert "dataflow_id=no-such-flow" in str(caught.value)
+    assert "Data flow with id 'no-such-flow' does not exist." in str(caught.value)
+
+
+# -- execution log -------------------------------------------------------------------
+
+
+def test_execution_log_is_complete_then_incremental(sandbox: Sandbox) -> None:
+    model = sandbox.invision
+    cfg = invision_config(sandbox, start_date=days_ago(45))
+    tap = make_tap(cfg)
+    select_only(tap, "invision_execution_log")
+    first = run_sync(tap)
+    rows = first.records["invision_execution_log"]
+    ids = [r["rowid"] for r in rows]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {r["rowid"] for r in model.execution_rows()}
+    moments = [parse_datetime(r["timestamputc"]) for r in rows]
+    assert moments == sorted(moments)
+    assert all(r["timestamputc"].endswith("+00:00") for r in rows)
+    assert {r["logevent"] for r in rows} == {"DataFlowExecution"}
+    # 45 days in windows of at most one day, plus the check's minute.
+    assert len(sandbox.request_log(platform="invision")) == 1 + 46
+
+    state = first.states[-1]
+    bookmark = state["bookmarks"]["invision_execution_log"]["replication_key_value"]
+    assert bookmark == max(r["timestamputc"] for r in rows)
+    added = model.advance(rows=6, now=time.time() - 2)
+
+    tap = make_tap(cfg, state=state)
+    select_only(tap, "invision_execution_log")
+    second = run_sync(tap)
+    again = second.records["invision_execution_log"]
+    added_ids = {r["rowid"] for r in added}
+    assert added_ids <= {r["rowid"] for r in again}
+    for row in again:
+        if row["rowid"] not in added_ids:
+            assert row["timestamputc"] == bookmark  # only rows sharing the bookmark's instant
+    assert len(again) <= len(added_ids) + sum(1 for r in rows if r["timestamputc"] == bookmark)
+
+
+def test_a_transient_500_on_the_log_is_retried(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = days_ago(3)
+    tap = make_tap(invision_config(sandbox, start_date=start))
+    select_only(tap, "invision_execution_log")
+    tap.preflight()
+    monkeypatch.setattr(tap, "preflight", lambda: None)  # the 500s are for the sync
+    sandbox.force("invision", status=500, count=2, path_contains="monitoring")
+    out = run_sync(tap)
+    expected = {
+        r["rowid"]
+        for r in sandbox.invision.execution_rows()
+        if parse_datetime(r["timestamputc"]) >= parse_datetime(start)
+    }
+    assert {r["rowid"] for r in out.records["invision_execution_log"]} == expected
+    assert tap.runtime.counters["invision.retries"] == 2
+
+
+def test_a_bad_key_fails_fast_before_any_record(sandbox: Sandbox) -> None:
+    cfg = invision_config(sandbox, start_date=days_ago(3), api_key="wrong-key")
+    tap = make_tap(cfg)
+    with pytest.raises(PlatformUnavailableError) as caught:
+        run_sync(tap)
+    assert "Invalid or missing API key." in str(caught.value)
+    assert "wrong-key" not in str(caught.value)
+    assert len(sandbox.request_log(platform="invision")) == 2
+
+
+# -- tables --------------------------------------------------------------------------
+
+
+def test_tables_equal_the_sandbox_and_an_unknown_one_fails(sandbox: Sandbox) -> None:
+    model = sandbox.invision
+    tables = ["GL_Actuals", "Cost Centers", "Prosjekt_Øst", "Missing"]
+    tap = make_tap(invision_config(sandbox, tables=tables))
+    names = [n for n in tap.streams if n.startswith("invision_table__")]
+    select_only(tap, *names)
+    out = run_sync(tap, finish=False)
+
+    gl = out.records["invision_table__gl_actuals"]
+    assert len(gl) == len(model.tables["GL_Actuals"])
+    assert gl[0]["PostedAt"] == model.tables["GL_Actuals"][0]["PostedAt"] + "+00:00"
+    assert [r["Account"] for r in gl] == [r["Account"] for r in model.tables["GL_Actuals"]]
+    assert out.records["invision_table__cost_centers"] == model.tables["Cost Centers"]
+    assert out.records["invision_table__prosjekt_ost"] == model.tables["Prosjekt_Øst"]
+
+    properties = out.schemas["invision_table__gl_actuals"]["properties"]
+    assert properties["Amount"] == {"type": ["number", "null"]}
+    assert properties["Quantity"] == {"type": ["integer", "null"]}
+    assert properties["Approved"] == {"type": ["boolean", "null"]}
+    assert properties["PostedAt"] == {"type": ["string", "null"], "format": "date-time"}
+    assert all("null" in spec["type"] for spec in properties.values())
+
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    assert "invision_table__missing [table=Missing]" in str(caught.value)
+    assert "Invalid object name 'Missing'." in str(caught.value)
+
+
+# -- the sandbox itself --------------------------------------------------------------
+
+
+def test_sandbox_models_the_documented_api(sandbox: Sandbox) -> None:
+    base = sandbox.base_url("invision")
+    flow = sandbox.invision.succeeding[0]
+    # The documented query-parameter key works too, and await=true blocks until the end.
+    started = requests.post(
+        f"{base}/api/pub/v1/dataflows/{flow.id}/start",
+        params={"api_key": KEY, "await": "true"},
+        timeout=10,
+    )
+    assert started.json()["status"] == "Succeeded"
+    status = requests.get(
+        f"{base}/api/pub/v1/dataflows/{flow.id}/runs/{started.json()['runId']}/status",
+        headers={"x-api-key": KEY},
+        timeout=10,
+    )
+    assert status.json() == started.json()
+    bad = requests.get(f"{base}/api/v1/monitoring", headers={"x-api-key": "nope"}, timeout=10)
+    assert bad.status_code == 500
+    media = requests.post(
+        f"{base}/api/pub/v1/dataflows/{flow.id}/start",
+        headers={"x-api-key": KEY, "Content-Type": "text/plain"},
+        data="x",
+        timeout=10,
+    )
+    assert media.status_code == 415
