@@ -1,0 +1,194 @@
+"""Datalinx against the sandbox: short-lived tokens, plans and bursts, a key without
+``org.admin``, increments, and credentials that fail before any record."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tap_dataplatforms.sandbox.datalinx import PLANS, VIEWER_API_KEY, record_key
+from tests.helpers import SyncOutput, make_tap, run_sync
+
+ROOMY = {"datalinx": (100_000, 60.0)}
+SCOPED = (
+    "sources",
+    "schemas",
+    "mappings",
+    "pipelines",
+    "pipeline_runs",
+    "audiences",
+    "queries",
+    "alerts",
+)
+ORGANIZATION = ("users", "roles", "service_accounts")
+INCREMENTAL = ("sources", "schemas", "mappings", "pipelines", "audiences", "queries", "alerts")
+ORG_PATHS = ("/workspaces", "/users", "/roles", "/service-accounts")
+
+
+def datalinx_config(sb: Sandbox, *, login: bool = False, **extra: Any) -> dict[str, Any]:
+    creds = CREDENTIALS["datalinx"]
+    block: dict[str, Any] = {"api_url": sb.base_url("datalinx")}
+    if login:
+        block.update(email=creds["email"], password=creds["password"])
+    else:
+        block["api_key"] = creds["api_key"]
+    block.update(extra)
+    return {"datalinx": block}
+
+
+def keys(out: SyncOutput, stream: str) -> list[Any]:
+    records = out.records[f"datalinx_{stream}"]
+    if stream in SCOPED:
+        return [(r["workspace"], r["id"]) for r in records]
+    return [r["id"] for r in records]
+
+
+def assert_complete(sb: Sandbox, out: SyncOutput, streams: tuple[str, ...]) -> None:
+    for stream in streams:
+        got = keys(out, stream)
+        assert len(got) == len(set(got)), f"duplicates in {stream}"
+        assert set(got) == sb.datalinx.keys(stream), stream
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    sb = Sandbox(seed=5, scale=1, limits=ROOMY).start()
+    yield sb
+    sb.stop()
+
+
+def test_tokens_expiring_every_two_seconds_full_sync_no_429_one_login_per_expiry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ttl = 2.0
+    per_minute, _burst = PLANS["pro"]
+    sb = Sandbox(seed=11, scale=1, limits={"datalinx": (per_minute, 60.0)}).start()
+    try:
+        sb.datalinx.token_ttl = ttl
+        caplog.set_level(logging.DEBUG)
+        config = datalinx_config(sb, login=True, max_requests_per_second=per_minute / 60)
+        started = time.monotonic()
+        out = run_sync(make_tap(config))
+        elapsed = time.monotonic() - started
+        log = sb.request_log(platform="datalinx")
+    finally:
+        sb.stop()
+    assert_complete(sb, out, ("workspaces", *SCOPED, *ORGANIZATION))
+    statuses = [entry["status"] for entry in log]
+    assert 429 not in statuses
+    assert 401 not in statuses  # renewed before expiry, never after
+    logins = sb.datalinx.logins
+    assert elapsed > 3 * ttl  # the tokens really did run out during the sync
+    assert len(logins) >= 3
+    gaps = [b - a for a, b in itertools.pairwise(logins)]
+    assert min(gaps) >= 0.8 * ttl - 0.05, gaps  # at most one login per token lifetime
+    # Workspace on every scoped request, by name; never on organization requests.
+    for entry in log:
+        headers = entry["request_headers"]
+        if entry["path"] in ORG_PATHS or entry["method"] == "POST":
+            assert "x-workspace" not in headers
+        else:
+            assert headers["x-workspace"] in {ws["name"] for ws in sb.datalinx.workspaces}
+    # Neither the password nor any token reached a log line or the output.
+    text = caplog.text + json.dumps(out.records)
+    assert CREDENTIALS["datalinx"]["password"] not in text
+    assert not [token for token in sb.datalinx.tokens if token in text]
+    assert "pw-" not in json.dumps(out.records["datalinx_sources"])
+
+
+def test_key_without_admin_rights_workspaces_complete_org_streams_skipped_with_a_warning(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    config = datalinx_config(sandbox, api_key=VIEWER_API_KEY, max_requests_per_second=100)
+    out = run_sync(make_tap(config))  # finishes: no partition failed
+    assert_complete(sandbox, out, ("workspaces", *SCOPED))
+    for stream in ORGANIZATION:
+        assert out.records[f"datalinx_{stream}"] == []
+    warnings = [r.getMessage() for r in caplog.records if "org.admin" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "Permission 'org.admin' required (PERMISSION_DENIED)" in warnings[0]
+    denied = [e for e in sandbox.request_log(platform="datalinx") if e["status"] == 403]
+    assert len(denied) == 1
+
+
+def test_tight_window_and_burst_are_never_exceeded(sandbox: Sandbox) -> None:
+    # 20 requests per 4 s window; a burst of 50 refilled at 5/s (300 a minute).
+    sandbox.set_limit("datalinx", 20, 4.0)
+    sandbox.datalinx.burst = (50, 5.0)
+    workspaces = ["staging", "marketing analytics"]
+    config = datalinx_config(sandbox, workspaces=workspaces, max_requests_per_second=5)
+    out = run_sync(make_tap(config))
+    log = sandbox.request_log(platform="datalinx")
+    assert [e for e in log if e["status"] == 429] == []
+    assert len(log) > 25  # more than one window's worth
+    for stream in SCOPED:
+        wanted = {key for key in sandbox.datalinx.keys(stream) if key[0] in workspaces}
+        assert set(keys(out, stream)) == wanted, stream
+
+
+def test_burst_exceeded_by_a_greedy_budget_is_waited_out(sandbox: Sandbox) -> None:
+    # The tap believes it may send 100/s; the plan allows a burst of 5 at 10/s. The 429s
+    # say Remaining 0 and when to come back; every record still arrives.
+    sandbox.datalinx.burst = (5, 10.0)
+    config = datalinx_config(sandbox, workspaces=["staging"], max_requests_per_second=100)
+    out = run_sync(make_tap(config))
+    log = sandbox.request_log(platform="datalinx")
+    rejected = [e for e in log if e["status"] == 429]
+    assert rejected
+    assert all(e["headers_sent"]["X-RateLimit-Remaining"] == "0" for e in rejected)
+    wanted = {key for key in sandbox.datalinx.keys("sources") if key[0] == "staging"}
+    assert set(keys(out, "sources")) == wanted
+
+
+def test_second_run_emits_only_what_is_new_or_changed(sandbox: Sandbox) -> None:
+    config = datalinx_config(sandbox, max_requests_per_second=100)
+    first = run_sync(make_tap(config))
+    assert_complete(sandbox, first, INCREMENTAL)
+    before = {stream: set(keys(first, stream)) for stream in INCREMENTAL}
+    sandbox.datalinx.advance(new=1, changed=1)
+    second = run_sync(make_tap(config, state=first.states[-1]))
+    workspaces = len(sandbox.datalinx.workspaces)
+    for stream in INCREMENTAL:
+        got = set(keys(second, stream))
+        new = sandbox.datalinx.keys(stream) - before[stream]
+        assert len(new) == workspaces, stream
+        changed = {
+            (ws, record_key(stream, records[0]))
+            for ws, resources in sandbox.datalinx.scoped.items()
+            if (records := resources[stream])
+        }
+        assert new | changed <= got, stream
+        # Besides those, at most the record sitting on each workspace's bookmark.
+        assert len(got - new - changed) <= workspaces, stream
+        assert len(got) < len(sandbox.datalinx.keys(stream)), stream
+    # Full-table streams deliver everything again, new runs included.
+    assert_complete(sandbox, second, ("pipeline_runs", *ORGANIZATION))
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"password": "not-the-password"}, "Invalid email or password (INVALID_CREDENTIALS)"),
+        ({"api_key": "dlx-wrong-key"}, "Invalid or missing credentials (UNAUTHORIZED)"),
+    ],
+)
+def test_bad_credentials_fail_before_any_record(
+    sandbox: Sandbox, block: dict[str, str], message: str
+) -> None:
+    login = "password" in block
+    config = datalinx_config(sandbox, login=login, **block)
+    with pytest.raises(PlatformAuthError) as failure:
+        run_sync(make_tap(config))
+    assert str(failure.value).startswith("Datalinx: HTTP 401")
+    assert message in str(failure.value)
+    assert block.get("password", block.get("api_key", "")) not in str(failure.value)
+    assert len(sandbox.request_log(platform="datalinx")) == 1
