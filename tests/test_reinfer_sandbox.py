@@ -159,6 +159,17 @@ def test_unknown_configured_source_fails_after_the_others(shared: Sandbox) -> No
         tap.finish()
 
 
+def test_partitions_split_the_sources_between_processes(shared: Sandbox) -> None:
+    shares = []
+    for index in (0, 1):
+        config = {**reinfer_config(shared), "partition": {"index": index, "count": 2}}
+        out = run_sync(only(make_tap(config), COMMENTS))
+        shares.append(set(comment_keys(out.records[COMMENTS])))
+    assert all(shares)
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == shared.reinfer.comment_keys()
+
+
 def test_second_sync_emits_only_new_comments(sandbox: Sandbox) -> None:
     model = sandbox.reinfer
     config = reinfer_config(sandbox)

@@ -157,6 +157,30 @@ def test_comment_window_cursor_and_encoding(requests_mock: rm.Mocker) -> None:
     assert partition["replication_key_value"] == "2024-05-01T10:30:00+00:00"
 
 
+def test_comments_out_of_order_warn_instead_of_aborting(
+    requests_mock: rm.Mocker, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock_base(requests_mock, sources=[INBOX])
+    requests_mock.get(
+        f"{DIRECT}/api/_private/sources/acme/inbox/comments",
+        json={
+            "status": "ok",
+            "comments": [
+                comment(1, "2024-05-01T10:00:00Z"),
+                comment(2, "2024-05-01T09:00:00Z"),
+                comment(3, "2024-05-01T09:30:00Z"),
+            ],
+            "continuation": None,
+        },
+    )
+    out = run_sync(only(make_tap(config(), clock=FakeClock()), "reinfer_comments"))
+    assert len(out.records["reinfer_comments"]) == 3
+    assert [r for r in caplog.records if "not in ascending timestamp order" in r.getMessage()]
+    partition = out.states[-1]["bookmarks"]["reinfer_comments"]["partitions"][0]
+    # Never past a comment that came after it: the next sync re-reads rather than skips.
+    assert partition["replication_key_value"] == "2024-05-01T09:30:00+00:00"
+
+
 def test_one_source_failing_does_not_stop_the_others(requests_mock: rm.Mocker) -> None:
     mock_base(requests_mock)
     requests_mock.get(

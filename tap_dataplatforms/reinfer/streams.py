@@ -20,6 +20,7 @@ from tap_dataplatforms.reinfer.client import (
     CursorPaginator,
     ReinferStream,
     configured_names,
+    in_partition,
 )
 
 if TYPE_CHECKING:
@@ -131,8 +132,12 @@ class _ConfiguredParent(ReinferStream):
         return configured_names(self.settings.get(self.setting))
 
     def is_wanted(self, record: Record) -> bool:
+        """Configured (or all visible), and this process's share under ``partition``;
+        the listing itself is complete in every process."""
         wanted = self.wanted
-        return wanted is None or f"{record.get('owner')}/{record.get('name')}" in wanted
+        if wanted is not None and f"{record.get('owner')}/{record.get('name')}" not in wanted:
+            return False
+        return in_partition(str(record["id"]), self.config.get("partition"))
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         seen: set[str] = set()
@@ -242,6 +247,10 @@ class CommentsStream(ReinferStream):
     primary_keys = ("source_id", "id")
     replication_key = "timestamp"
     is_sorted = True
+    # A comment out of order must not abort the whole sync: the bookmark then follows
+    # the last comment read (a later sync re-reads rather than skips) and a warning
+    # says so.
+    check_sorted = False
     # One state partition per source context (its id, project and name): the SDK only
     # keeps sorted, resumable bookmarks when the state partition is the whole context.
     state_partitioning_keys = None
@@ -276,7 +285,21 @@ class CommentsStream(ReinferStream):
         return params
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
-        return _normalise_comment(super().post_process(row, context))
+        row = _normalise_comment(super().post_process(row, context))
+        stamp = row.get("timestamp")
+        previous = self._last_timestamp.get(row.get("source_id"))
+        if stamp is not None and previous is not None and stamp < previous:
+            self.runtime.warn_once(
+                f"{self.platform_title}: comments of {self.partition_label(context)} are not in "
+                "ascending timestamp order; the bookmark follows the last one read"
+            )
+        if stamp is not None:
+            self._last_timestamp[row.get("source_id")] = stamp
+        return row
+
+    @cached_property
+    def _last_timestamp(self) -> dict[Any, str]:
+        return {}
 
 
 class StreamsStream(ReinferStream):
