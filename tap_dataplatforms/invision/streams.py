@@ -129,6 +129,7 @@ class ExecutionLogStream(InVisionStream):
         self._log_context = context
         self._lower_bound = self.window_start(context)
         self._previous_rowids: set[Any] = set()
+        self._rows_since_state = 0
         if self._lower_bound >= self.sync_until():
             return
         yield from super().request_records(context)
@@ -155,6 +156,11 @@ class ExecutionLogStream(InVisionStream):
                 f"{self.platform_title}: the monitoring API answered with a JSON "
                 f"{type(body).__name__}, not a list of log rows"
             )
+        if self._rows_since_state:
+            # Every row of the previous window is written and counted: a STATE now lets
+            # an interrupted sync resume at this window instead of the first one.
+            self._write_state_message()
+            self._rows_since_state = 0
         rows = []
         for row in body:
             moment = _moment(row.get("timestamputc"))
@@ -167,6 +173,7 @@ class ExecutionLogStream(InVisionStream):
         self._previous_rowids = {row.get("rowid") for _, _, row in rows}
         for _, _, row in rows:
             if row.get("rowid") not in seen:
+                self._rows_since_state += 1
                 yield row
 
 
