@@ -123,13 +123,19 @@ class ReadSessions:
         self.streams: dict[str, ReadStream] = {}
         self._counter = 0
         self._lock = threading.Lock()
-        # Faults: drop the connection after this many rows, for the next ``count`` reads.
-        self._cuts: list[int] = []
+        # Faults: drop the connection after this many rows, for the next ``count`` reads;
+        # optionally every session expires at that moment too.
+        self._cuts: list[tuple[int, bool]] = []
         self.reads: list[tuple[str, int]] = []  # (stream id, offset) of every GET
 
-    def cut_next_reads(self, after_rows: int, count: int = 1) -> None:
+    def cut_next_reads(self, after_rows: int, count: int = 1, *, expire: bool = False) -> None:
         with self._lock:
-            self._cuts.extend([after_rows] * count)
+            self._cuts.extend([(after_rows, expire)] * count)
+
+    def expire_all(self) -> None:
+        with self._lock:
+            for session in self.sessions.values():
+                session.created = float("-inf")
 
     def create(
         self,
@@ -199,7 +205,7 @@ class ReadSessions:
         import pyarrow as pa
 
         with self._lock:
-            cut_after = self._cuts.pop(0) if self._cuts else None
+            cut_after, expire = self._cuts.pop(0) if self._cuts else (None, False)
             self.reads.append((stream.id, offset))
         table_key = self.sessions[stream.session_id].table_key
         fields = [
@@ -220,6 +226,8 @@ class ReadSessions:
                 if upto > position:
                     writer.write_batch(self._batch(table_key, stream, schema, position, upto))
                     yield sink.take()
+                if expire:
+                    self.expire_all()
                 raise CutConnection
             writer.write_batch(self._batch(table_key, stream, schema, position, upto))
             sent += upto - position
