@@ -62,6 +62,11 @@ class Runtime:
         with self._lock:
             self.counters[f"{platform}.retries"] += 1
 
+    def count(self, platform: str, name: str, amount: int = 1) -> None:
+        """Add to a platform's counter (logged at the end of the sync)."""
+        with self._lock:
+            self.counters[f"{platform}.{name}"] += amount
+
     def warn_once(self, text: str) -> None:
         with self._lock:
             if text in self._warned:
