@@ -80,8 +80,9 @@ def test_full_sync_equals_the_sandbox_by_key(
     assert len(model.comment_keys()) > 2000
     assert inbox.comments[255].timestamp == inbox.comments[256].timestamp
     shared.clear_log()
+    tap = make_tap(reinfer_config(shared))
     with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
-        out = run_sync(make_tap(reinfer_config(shared)))
+        out = run_sync(tap)
 
     got = comment_keys(out.records[COMMENTS])
     assert len(got) == len(set(got)), "duplicate comments"
@@ -130,6 +131,9 @@ def test_full_sync_equals_the_sandbox_by_key(
     reinfer_points = [p for p in points if p["tags"]["stream"].startswith("reinfer_")]
     assert reinfer_points
     assert all(p["tags"]["server_timing_total_ms"] > 0 for p in reinfer_points)
+    counters = tap.runtime.counters
+    assert counters["reinfer.server_timing_ms"] > 0
+    assert counters["reinfer.client_duration_ms"] > 0
 
 
 def test_uipath_tenant_prefix_and_configured_sources(shared: Sandbox) -> None:
