@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import requests_mock as rm
+import urllib3
 
 from tap_dataplatforms.core.errors import PlatformUnavailableError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
@@ -200,6 +202,38 @@ def test_lookback_moves_the_window_back(requests_mock: rm.Mocker) -> None:
     assert windows(requests_mock)[1:] == [("2027.01.15 07:20:00", "2027.01.15 08:00:00")]
 
 
+def test_a_very_large_window_is_followed_by_a_shorter_one(
+    requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tap_dataplatforms.invision.streams.LARGE_WINDOW_ROWS", 2)
+    big = [log_row(1, "2027-01-13T01:00:00"), log_row(2, "2027-01-13T02:00:00")]
+
+    def monitoring(request: Any, context: Any) -> list[dict[str, Any]]:
+        return big if query(request)["fromDateTimeUtc"] == "2027.01.13 00:00:00" else []
+
+    requests_mock.get(MONITORING, json=monitoring)
+    tap = make_tap(config(start_date="2027-01-13T00:00:00Z"), clock=FakeClock())
+    select_only(tap, "invision_execution_log")
+    run_sync(tap)
+    assert windows(requests_mock)[1:4] == [
+        ("2027.01.13 00:00:00", "2027.01.14 00:00:00"),
+        ("2027.01.13 23:59:59", "2027.01.14 11:59:59"),
+        ("2027.01.14 11:59:58", "2027.01.15 08:00:00"),
+    ]
+
+
+def test_only_the_first_partition_reads_the_log(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(MONITORING, json=[log_row(1, "2027-01-15T07:00:00")])
+    counts = []
+    for index in range(2):
+        cfg = config(start_date="2027-01-15T06:00:00Z")
+        cfg["partition"] = {"index": index, "count": 2}
+        tap = make_tap(cfg, clock=FakeClock())
+        select_only(tap, "invision_execution_log")
+        counts.append(len(run_sync(tap).records["invision_execution_log"]))
+    assert counts == [1, 0]
+
+
 # -- errors: everything is a 500 ------------------------------------------------------
 
 
@@ -369,6 +403,41 @@ def test_a_start_answered_500_is_not_retried(requests_mock: rm.Mocker) -> None:
     assert FLOW in str(caught.value)
     assert "Object reference not set" in str(caught.value)
     assert FLOW_B not in str(caught.value)
+
+
+def refused() -> requests.exceptions.ConnectionError:
+    reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "/start", reason)  # type: ignore[arg-type]
+    )
+
+
+def test_a_start_is_sent_again_only_when_the_connection_was_never_made(
+    requests_mock: rm.Mocker,
+) -> None:
+    requests_mock.post(
+        start_url(FLOW),
+        [{"exc": refused()}, {"json": {"runId": "run-1", "status": "Succeeded"}}],
+    )
+    dropped = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+    requests_mock.post(start_url(FLOW_B), exc=dropped)
+    tap = make_tap(runs_config(dataflow_ids=[FLOW, FLOW_B]), clock=FakeClock())
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+    assert [r["run_id"] for r in out.records["invision_dataflow_runs"]] == ["run-1"]
+    assert len([r for r in requests_mock.request_history if FLOW in r.url]) == 2
+    # The answer was lost after sending: the flow may be running; never start it twice.
+    assert len([r for r in requests_mock.request_history if FLOW_B in r.url]) == 1
+    with pytest.raises(SyncFailedError, match=f"dataflow_id={FLOW_B}"):
+        tap.finish()
+
+
+def test_a_test_run_never_starts_a_data_flow(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(MONITORING, json=[])
+    requests_mock.post(start_url(FLOW), json={"runId": "run-1", "status": "Succeeded"})
+    tap = make_tap(runs_config(start_date="2027-01-15T07:00:00Z"), clock=FakeClock())
+    tap.run_connection_test()
+    assert [r for r in requests_mock.request_history if r.method == "POST"] == []
 
 
 def test_a_415_start_is_sent_once_more_as_json(requests_mock: rm.Mocker) -> None:

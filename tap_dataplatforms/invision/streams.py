@@ -96,10 +96,6 @@ class ExecutionLogStream(InVisionStream):
         # rows of the shared second, may sit below the bookmark and are still wanted.
         return False
 
-    @property
-    def partitions(self) -> list[dict[str, Any]] | None:
-        return None if first_partition(dict(self.config)) else []
-
     def sync_until(self) -> dt.datetime:
         """The sync's start, to the second: the upper bound of the last window."""
         until = getattr(self, "_sync_until", None)
@@ -130,6 +126,8 @@ class ExecutionLogStream(InVisionStream):
         self._lower_bound = self.window_start(context)
         self._previous_rowids: set[Any] = set()
         self._rows_since_state = 0
+        if not first_partition(dict(self.config)):
+            return  # the log has no parent to split: the first process reads it
         if self._lower_bound >= self.sync_until():
             return
         yield from super().request_records(context)
