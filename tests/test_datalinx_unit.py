@@ -236,10 +236,11 @@ def test_forbidden_admin_routes_skip_all_three_with_one_warning(
     for stream in ("datalinx_users", "datalinx_roles", "datalinx_service_accounts"):
         assert out.records[stream] == []
     admin = [api.requests(f"/{path}") for path in ("users", "roles", "service-accounts")]
-    assert sorted(len(requests) for requests in admin) == [0, 0, 1]
+    assert [len(requests) for requests in admin] == [1, 1, 1]
     warnings = [r.getMessage() for r in caplog.records if "org.admin" in r.getMessage()]
     assert len(warnings) == 1
-    assert "skipping datalinx_users, datalinx_roles, datalinx_service_accounts" in warnings[0]
+    assert "organization streams (users, roles, service accounts)" in warnings[0]
+    assert "Permission 'org.admin' required (PERMISSION_DENIED)" in warnings[0]
     assert len(out.records["datalinx_sources"]) == 6
 
 
@@ -386,3 +387,35 @@ def test_few_remaining_requests_are_spread_until_the_reset(requests_mock: rm.Moc
     list(stream.request_records(None))
     # Three left for 40 s: the next request waits a quarter of it.
     assert stream.budget.paused_for() == pytest.approx(10, abs=1)
+
+
+def test_a_server_ignoring_page_cannot_loop(requests_mock: rm.Mocker) -> None:
+    def always_first(request: Any, context: Any) -> dict[str, Any]:
+        # Page 1 of 2, whatever was asked.
+        return envelope([{"id": "ws_1", "name": "w"}, {"id": "ws_2", "name": "v"}] * 2, 1)
+
+    requests_mock.get(BASE + "/workspaces", json=always_first)
+    tap = make_tap(config(), clock=FakeClock())
+    stream = tap.streams["datalinx_workspaces"]
+    assert isinstance(stream, PlatformStream)
+    assert len(list(stream.request_records(None))) == 4
+    assert requests_mock.call_count == 2
+
+
+def test_workspace_names_beyond_latin1_go_out_as_utf8(requests_mock: rm.Mocker) -> None:
+    name = "\u00c5lesund \u2013 prod"  # an en dash is beyond Latin-1
+    requests_mock.get(BASE + "/workspaces", json=envelope([{"id": "ws_1", "name": name}], 1))
+    seen: list[Any] = []
+
+    def sources(request: Any, context: Any) -> dict[str, Any]:
+        seen.append(request.headers["X-Workspace"])
+        return envelope([{"id": "src_1"}], 1)
+
+    requests_mock.get(BASE + "/sources", json=sources)
+    catalog_tap = make_tap(config())
+    selected = {"datalinx_workspaces", "datalinx_sources"}
+    for stream in catalog_tap.streams.values():
+        stream.selected = stream.name in selected
+    out = run_sync(catalog_tap)
+    assert seen == [name.encode("utf-8")]
+    assert out.records["datalinx_sources"][0]["workspace"] == name

@@ -10,7 +10,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
 
 from pyrate_limiter import Rate
@@ -66,6 +66,15 @@ def without_secrets(value: Any) -> Any:
     return value
 
 
+def header_value(text: str) -> str | bytes:
+    """A header value as sent: names beyond Latin-1 go out as UTF-8 bytes."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+    return text
+
+
 def in_partition(config: dict[str, Any], name: str) -> bool:
     """Whether this process extracts the parent ``name`` under the ``partition`` setting."""
     partition = config.get("partition")
@@ -91,11 +100,12 @@ class EnvelopePaginator(PageNumberPaginator):
         if not isinstance(pagination, dict) or not body.get("data"):
             return False
         try:
-            page = int(pagination.get("page") or self.current_value)
             total = int(pagination.get("total_pages") or 0)
         except (TypeError, ValueError):
             return False
-        return page < total
+        # The page asked for, not the one echoed: a server that ignored `page` cannot
+        # keep the reader on page 1 forever.
+        return int(self.current_value) < total
 
 
 @dataclass
@@ -180,7 +190,8 @@ class DatalinxStream(PlatformStream):
         context = page.stream_context or {}
         if self.workspace_scoped and context.get("workspace"):
             # The workspace's name, never its id; only on scoped routes (assumed policy).
-            request.headers["X-Workspace"] = str(context["workspace"])
+            value = header_value(str(context["workspace"]))
+            request.headers["X-Workspace"] = cast("str", value)  # requests sends bytes as-is
         return request
 
     def get_new_paginator(self) -> EnvelopePaginator:
@@ -309,22 +320,21 @@ class DatalinxStream(PlatformStream):
 class AdminStream(DatalinxStream):
     """Organization administration (users, roles, service accounts) needs ``org.admin``.
 
-    Without it every such route answers 403: the first one skips them all with one
-    warning, and the sync goes on.
+    Without it such a route answers 403: the stream is skipped, one warning for all of
+    them says why, and the sync goes on.
     """
 
-    ADMIN_STREAMS: ClassVar[str] = "datalinx_users, datalinx_roles, datalinx_service_accounts"
-
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        session = self.session
-        if session.admin_denied:
-            return
         try:
             yield from super().request_records(context)
         except PartitionError as exc:
             if exc.status != 403:
                 raise
-            session.admin_denied = True
-            self.runtime.warn_once(
-                f"Datalinx: skipping {self.ADMIN_STREAMS}: the credentials lack org.admin ({exc})"
-            )
+            session = self.session
+            if not session.admin_denied:
+                session.admin_denied = True
+                self.runtime.warn_once(
+                    "Datalinx: the credentials lack org.admin; organization streams "
+                    f"(users, roles, service accounts) answering 403 are skipped: {exc}"
+                )
+            self.logger.info("Skipped %s: HTTP 403 (needs org.admin)", self.name)
