@@ -121,6 +121,8 @@ def test_secrets_are_declared_secret() -> None:
         "reinfer.token",
         "redivis.token",
         "invision.api_key",
+        "invision.monitoring_api_key",
+        "invision.data_api_key",
         "datalinx.api_key",
         "datalinx.password",
     }
