@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 BATCH_QUEUE_PER_WORKER = 2
+# Rows converted to Python at a time: what sits in the queue is bounded by this.
+SLICE_ROWS = 2048
 MAX_SESSION_RENEWALS = 3
 
 JSON_TYPES: dict[str, th.JSONTypeHelper[Any]] = {
@@ -234,18 +236,19 @@ class TableRowsStream(RedivisStream):
                     raise
                 response.raw.decode_content = True
                 for batch in pa.ipc.open_stream(response.raw):
-                    if stop.is_set():
-                        return
-                    rows = self._convert(batch, selected)
-                    numbered = []
-                    for position, row in enumerate(rows, start=offset):
-                        if limit is not None and position >= limit:
-                            break
-                        row["_row_number"] = position * count + index
-                        numbered.append(row)
-                    offset += batch.num_rows
-                    if numbered:
-                        yield numbered
+                    for start in range(0, batch.num_rows, SLICE_ROWS):
+                        if stop.is_set():
+                            return
+                        piece = batch.slice(start, SLICE_ROWS)
+                        numbered = []
+                        for position, row in enumerate(self._convert(piece, selected), offset):
+                            if limit is not None and position >= limit:
+                                break
+                            row["_row_number"] = position * count + index
+                            numbered.append(row)
+                        offset += piece.num_rows
+                        if numbered:
+                            yield numbered
                 return
             except _SessionExpiredError:
                 self._renew(selected, layout.generation)
