@@ -104,6 +104,28 @@ def test_three_triggered_flows_one_failing(sandbox: Sandbox) -> None:
         assert flow.id not in summary
 
 
+def test_the_events_of_started_runs_reach_the_log(sandbox: Sandbox) -> None:
+    flow = sandbox.invision.succeeding[0]
+    cfg = invision_config(
+        sandbox, dataflow_ids=[flow.id], trigger_dataflows=True, start_date=days_ago(1)
+    )
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs", "invision_execution_log")
+    first = run_sync(tap)
+    [run] = first.records["invision_dataflow_runs"]
+    # The log is read after the runs, up to the last whole second: an event of the
+    # current second comes with the next sync.
+    time.sleep(1.05 - time.time() % 1)
+    tap = make_tap(cfg, state=first.states[-1])
+    select_only(tap, "invision_execution_log")
+    second = run_sync(tap)
+    rows = first.records["invision_execution_log"] + second.records["invision_execution_log"]
+    texts = list(dict.fromkeys(r["data"] for r in rows if run["run_id"] in r["data"]))
+    assert len(texts) == 2
+    assert "started" in texts[0]
+    assert "completed" in texts[1]
+
+
 def test_nothing_is_started_when_trigger_dataflows_is_false(sandbox: Sandbox) -> None:
     ids = list(sandbox.invision.flows)
     cfg = invision_config(sandbox, dataflow_ids=ids, start_date=days_ago(2), tables=["GL_Actuals"])

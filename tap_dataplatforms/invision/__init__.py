@@ -155,7 +155,9 @@ def check(tap: Tap) -> None:
     streams = [s for s in tap.streams.values() if getattr(s, "platform", None) == "invision"]
     for stream in streams:
         if isinstance(stream, ExecutionLogStream) and stream.selected:
-            until = stream.sync_until()
+            # Not the stream's own upper bound: that is taken when the log is read, after
+            # the data flows this sync starts, so that their events are included.
+            until = dt.datetime.fromtimestamp(stream.budget.clock.time(), tz=dt.timezone.utc)
             params = {
                 "logEventType": stream.log_event_type,
                 "fromDateTimeUtc": to_invision(until - dt.timedelta(minutes=1)),
