@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,7 +13,11 @@ import requests
 import requests_mock as rm
 import urllib3
 
-from tap_dataplatforms.core.errors import PlatformUnavailableError, SyncFailedError
+from tap_dataplatforms.core.errors import (
+    PlatformAuthError,
+    PlatformUnavailableError,
+    SyncFailedError,
+)
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.invision import table_stream_names
 from tap_dataplatforms.invision.jsonrows import infer_schema, iter_json_array
@@ -430,6 +435,29 @@ def test_a_start_is_sent_again_only_when_the_connection_was_never_made(
     assert len([r for r in requests_mock.request_history if FLOW_B in r.url]) == 1
     with pytest.raises(SyncFailedError, match=f"dataflow_id={FLOW_B}"):
         tap.finish()
+
+
+def test_a_rejected_key_stops_the_other_runs_at_their_next_poll(
+    requests_mock: rm.Mocker,
+) -> None:
+    def rejected(request: Any, context: Any) -> dict[str, Any]:
+        time.sleep(0.1)  # while the other run is being polled
+        context.status_code = 401
+        return {"Message": "Unauthorized"}
+
+    requests_mock.post(start_url(FLOW), json=rejected)
+    requests_mock.post(start_url(FLOW_B), json={"runId": "run-b", "status": "Pending"})
+    requests_mock.get(status_url(FLOW_B, "run-b"), json={"runId": "run-b", "status": "Running"})
+    cfg = runs_config(
+        dataflow_ids=[FLOW_B, FLOW], poll_interval_seconds=0.01, await_timeout_seconds=30
+    )
+    tap = make_tap(cfg)  # the real clock: the runs really run side by side
+    select_only(tap, "invision_dataflow_runs")
+    with pytest.raises(PlatformAuthError, match="Unauthorized"):
+        run_sync(tap)
+    polls = [r for r in requests_mock.request_history if "run-b" in r.url]
+    # Waiting out the timeout would take about 19 polls (0.01 s growing by 1.5 to 30 s).
+    assert 1 <= len(polls) <= 10
 
 
 def test_a_test_run_never_starts_a_data_flow(requests_mock: rm.Mocker) -> None:

@@ -10,6 +10,7 @@ when the connection was never made; every other start failure fails that data fl
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,10 @@ class DataflowRunsStream(InVisionStream):
         th.Property("timed_out", th.BooleanType),
     ).to_dict()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stopping = threading.Event()
+
     def dataflow_ids(self) -> list[str]:
         ids = dict.fromkeys(str(i) for i in self.settings.get("dataflow_ids") or [])
         return [i for i in ids if in_partition(dict(self.config), i)]
@@ -106,12 +111,19 @@ class DataflowRunsStream(InVisionStream):
         if not ids:
             return
         workers = max(1, min(int(common_value(self.config, "max_concurrency")), len(ids)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="invision-run") as pool:
-            futures = {pool.submit(self.run_dataflow, i): i for i in ids}
+        self._stopping = threading.Event()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="invision-run")
+        try:
+            futures = [pool.submit(self.run_dataflow, i) for i in ids]
             for future in as_completed(futures):
                 record = future.result()
                 if record is not None:
                     yield record
+        finally:
+            # Normally every run is done here; after an error or an interruption the
+            # other workers stop at their next poll instead of waiting out the timeout.
+            self._stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # -- one data flow --------------------------------------------------------------
 
@@ -120,9 +132,6 @@ class DataflowRunsStream(InVisionStream):
         message = redact(message)
         self.runtime.record_failure(label, message)
         self.logger.error("Partition failed, continuing with the rest: %s: %s", label, message)
-
-    def _now(self) -> float:
-        return self.budget.clock.time()
 
     def run_dataflow(self, dataflow_id: str) -> dict[str, Any] | None:
         """Start one data flow and follow its run; ``None`` when it could not start."""
@@ -141,7 +150,7 @@ class DataflowRunsStream(InVisionStream):
         problem: str | None = None
         while status not in FINAL_STATUSES:
             remaining = deadline - clock.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._stopping.is_set():
                 break
             clock.sleep(min(interval, remaining))
             try:
@@ -154,6 +163,8 @@ class DataflowRunsStream(InVisionStream):
             polls += 1
             interval = min(interval * POLL_BACKOFF, MAX_POLL_INTERVAL)
         finished = status in FINAL_STATUSES
+        if not finished and problem is None and self._stopping.is_set():
+            problem = f"the sync stopped while run {run_id} was {status}"
         finished_at = clock.time() if finished else None
         timed_out = not finished and problem is None
         if timed_out:
