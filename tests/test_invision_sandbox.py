@@ -249,6 +249,18 @@ def test_a_transient_500_on_the_log_is_retried(
     assert tap.runtime.counters["invision.retries"] == 2
 
 
+def test_a_tight_limit_is_never_exceeded(sandbox: Sandbox) -> None:
+    sandbox.set_limit("invision", limit=5, window_seconds=1.0)
+    cfg = invision_config(sandbox, start_date=days_ago(8), max_requests_per_second=4)
+    tap = make_tap(cfg)
+    select_only(tap, "invision_execution_log")
+    out = run_sync(tap)
+    log = sandbox.request_log(platform="invision")
+    assert len(log) == 1 + 9
+    assert [e for e in log if e["status"] == 429] == []
+    assert out.records["invision_execution_log"]
+
+
 def test_a_bad_key_fails_fast_before_any_record(sandbox: Sandbox) -> None:
     cfg = invision_config(sandbox, start_date=days_ago(3), api_key="wrong-key")
     tap = make_tap(cfg)

@@ -166,6 +166,19 @@ def test_log_rows_normalised_sorted_deduplicated_and_bookmarked(
     assert bookmark["replication_key_value"] == "2027-01-15T07:30:00+00:00"
 
 
+def test_log_rows_of_other_events_or_without_a_time_are_left_out(
+    requests_mock: rm.Mocker,
+) -> None:
+    other = {**log_row(2, "2027-01-15T07:10:00"), "logevent": "WorkbookExecution"}
+    untimed = {**log_row(3, "2027-01-15T07:20:00"), "timestamputc": "yesterday"}
+    text_id = {**log_row(4, "2027-01-15T07:30:00Z"), "rowid": "4"}
+    requests_mock.get(MONITORING, json=[log_row(1, "2027-01-15T07:00:00"), other, untimed, text_id])
+    tap = make_tap(config(start_date="2027-01-15T06:00:00Z"), clock=FakeClock())
+    select_only(tap, "invision_execution_log")
+    out = run_sync(tap)
+    assert [r["rowid"] for r in out.records["invision_execution_log"]] == [1, 4]
+
+
 def test_second_sync_starts_at_the_bookmark_and_drops_older_rows(
     requests_mock: rm.Mocker,
 ) -> None:

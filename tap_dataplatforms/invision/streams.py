@@ -160,12 +160,27 @@ class ExecutionLogStream(InVisionStream):
             self._write_state_message()
             self._rows_since_state = 0
         rows = []
+        wanted = self.log_event_type.lower()
         for row in body:
+            if not isinstance(row, dict):
+                continue
+            event = row.get("logevent")
+            if isinstance(event, str) and event.lower() != wanted:
+                continue  # an installation that ignores the event filter
             moment = _moment(row.get("timestamputc"))
-            if moment is None or moment < self._lower_bound:
+            if moment is None:
+                self.runtime.warn_once(
+                    f"InVision: skipping execution log rows without a readable timestamputc, "
+                    f"e.g. rowid {row.get('rowid')!r}: {str(row.get('timestamputc'))[:40]!r}"
+                )
+                continue
+            if moment < self._lower_bound:
                 continue  # before the bookmark: the filter has whole seconds only
             row["timestamputc"] = format_rfc3339(moment)
-            rows.append((moment, _rowid_order(row.get("rowid")), row))
+            rowid = row.get("rowid")
+            if isinstance(rowid, str) and rowid.strip().isdigit():
+                row["rowid"] = rowid = int(rowid)
+            rows.append((moment, _rowid_order(rowid), row))
         rows.sort(key=lambda item: (item[0], item[1]))
         seen = self._previous_rowids
         self._previous_rowids = {row.get("rowid") for _, _, row in rows}

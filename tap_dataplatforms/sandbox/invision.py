@@ -318,6 +318,8 @@ class InVisionPlatform(Platform):
     name = "invision"
     base_path = "/invision"
     default_limit = None  # none documented
+    # A limit set by a test stands for a reverse proxy, which would send Retry-After.
+    limit_retry_after = "seconds"
     secret_headers = ("authorization", "x-api-key")
 
     def __init__(self, seed: int, scale: int) -> None:
