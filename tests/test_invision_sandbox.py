@@ -6,8 +6,11 @@ import contextlib
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,6 +127,35 @@ def test_the_events_of_started_runs_reach_the_log(sandbox: Sandbox) -> None:
     assert len(texts) == 2
     assert "started" in texts[0]
     assert "completed" in texts[1]
+
+
+def test_the_command_line_exits_non_zero_naming_the_failed_flow(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    model = sandbox.invision
+    failing = model.flow_named("Failed")
+    ids = [model.succeeding[0].id, failing.id]
+    cfg = invision_config(sandbox, dataflow_ids=ids, trigger_dataflows=True)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    result = subprocess.run(
+        [sys.executable, "-m", "tap_dataplatforms.tap", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    statuses = {
+        m["record"]["dataflow_id"]: m["record"]["status"]
+        for m in records
+        if m["type"] == "RECORD" and m["stream"] == "invision_dataflow_runs"
+    }
+    assert statuses == {ids[0]: "Succeeded", failing.id: "Failed"}
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert any(f"dataflow_id={failing.id}" in line for line in errors[-2:])
+    assert KEY not in result.stdout + result.stderr
 
 
 def test_nothing_is_started_when_trigger_dataflows_is_false(sandbox: Sandbox) -> None:
