@@ -233,3 +233,14 @@ def test_interrupted_run_resumes_from_its_last_state(sandbox: Sandbox) -> None:
     for workspace in done:
         wanted = [k for k in sandbox.datalinx.keys("sources") if k[0] == workspace]
         assert len([r for r in again if r["workspace"] == workspace]) < len(wanted)
+
+
+def test_partitions_split_workspaces_and_read_the_organization_once(sandbox: Sandbox) -> None:
+    config = datalinx_config(sandbox, max_requests_per_second=100)
+    outs = [run_sync(make_tap({**config, "partition": {"index": i, "count": 2}})) for i in range(2)]
+    for stream in ("workspaces", *SCOPED, *ORGANIZATION):
+        parts = [set(keys(out, stream)) for out in outs]
+        assert not parts[0] & parts[1], stream
+        assert parts[0] | parts[1] == sandbox.datalinx.keys(stream), stream
+    assert all(out.records["datalinx_workspaces"] for out in outs)  # both have work
+    assert outs[1].records["datalinx_users"] == []

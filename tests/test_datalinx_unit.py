@@ -419,3 +419,15 @@ def test_workspace_names_beyond_latin1_go_out_as_utf8(requests_mock: rm.Mocker) 
     out = run_sync(catalog_tap)
     assert seen == [name.encode("utf-8")]
     assert out.records["datalinx_sources"][0]["workspace"] == name
+
+
+def test_start_date_filters_on_the_client(api: Api) -> None:
+    out = run_sync(make_tap({**config(), "start_date": "2024-04-02T00:00:00Z"}, clock=FakeClock()))
+    # Sources were updated on April 1, 2 and 3 (06:00 UTC): two of three pass.
+    assert sorted(r["id"] for r in out.records["datalinx_sources"]) == [
+        "sou_prod_1",
+        "sou_prod_2",
+        "sou_stag_1",
+        "sou_stag_2",
+    ]
+    assert len(api.requests("/sources")) == 4  # every page is still read
