@@ -244,3 +244,21 @@ def test_partitions_split_workspaces_and_read_the_organization_once(sandbox: San
         assert parts[0] | parts[1] == sandbox.datalinx.keys(stream), stream
     assert all(out.records["datalinx_workspaces"] for out in outs)  # both have work
     assert outs[1].records["datalinx_users"] == []
+
+
+def test_a_429_waits_until_the_reset_in_epoch_seconds(sandbox: Sandbox) -> None:
+    # No Retry-After (undocumented): Remaining 0 and X-RateLimit-Reset in epoch seconds.
+    sandbox.force("datalinx", status=429, count=1, delay=2, path_contains="/alerts")
+    config = datalinx_config(sandbox, workspaces=["staging"], max_requests_per_second=100)
+    out = run_sync(make_tap(config))
+    log = sandbox.request_log(platform="datalinx")
+    index = next(i for i, e in enumerate(log) if e["status"] == 429)
+    rejected, retried = log[index], log[index + 1]
+    assert "Retry-After" not in rejected["headers_sent"]
+    asked = float(rejected["headers_sent"]["X-RateLimit-Reset"]) - rejected["time"]
+    waited = retried["time"] - rejected["time"]
+    assert asked > 1.0
+    assert asked <= waited <= asked * 1.1 + 0.1, (asked, waited)
+    assert retried["path"] == "/alerts"
+    wanted = {key for key in sandbox.datalinx.keys("alerts") if key[0] == "staging"}
+    assert set(keys(out, "alerts")) == wanted
