@@ -252,7 +252,8 @@ class AlertsStream(IncrementalScopedStream):
 
 
 class OrganizationStream(AdminStream):
-    """Organization level: all partitions read it under ``partition``, so only the first."""
+    """Organization level: under ``partition`` only the first process reads it, so that
+    the processes together deliver each record once."""
 
     primary_keys = ("id",)
 
