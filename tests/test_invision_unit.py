@@ -179,6 +179,22 @@ def test_log_rows_of_other_events_or_without_a_time_are_left_out(
     assert [r["rowid"] for r in out.records["invision_execution_log"]] == [1, 4]
 
 
+def test_a_server_ignoring_the_window_still_yields_each_row_once(
+    requests_mock: rm.Mocker,
+) -> None:
+    rows = [
+        log_row(1, "2027-01-13T12:00:00"),
+        log_row(2, "2027-01-14T10:00:00"),  # in two windows' shared second
+        log_row(3, "2027-01-15T07:59:59.500"),
+        log_row(4, "2027-01-15T08:00:00.300"),  # after the sync's start: next time
+    ]
+    requests_mock.get(MONITORING, json=rows)
+    tap = make_tap(config(start_date="2027-01-13T10:00:00Z"), clock=FakeClock())
+    select_only(tap, "invision_execution_log")
+    out = run_sync(tap)
+    assert [r["rowid"] for r in out.records["invision_execution_log"]] == [1, 2, 3]
+
+
 def test_second_sync_starts_at_the_bookmark_and_drops_older_rows(
     requests_mock: rm.Mocker,
 ) -> None:

@@ -137,6 +137,7 @@ class ExecutionLogStream(InVisionStream):
     ) -> dict[str, Any]:
         assert next_page_token is not None
         start, end = next_page_token
+        self._window_end = end
         return {
             "logEventType": self.log_event_type,
             "fromDateTimeUtc": to_invision(start),
@@ -176,6 +177,8 @@ class ExecutionLogStream(InVisionStream):
                 continue
             if moment < self._lower_bound:
                 continue  # before the bookmark: the filter has whole seconds only
+            if moment > self._window_end:
+                continue  # the next window (or sync) has it; bounds may be loose
             row["timestamputc"] = format_rfc3339(moment)
             rowid = row.get("rowid")
             if isinstance(rowid, str) and rowid.strip().isdigit():
