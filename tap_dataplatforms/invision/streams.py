@@ -117,12 +117,12 @@ class ExecutionLogStream(InVisionStream):
         return start
 
     def get_new_paginator(self) -> WindowPaginator:
+        # The filter has whole seconds: the first window starts at the bookmark's second.
         until = self.sync_until()
-        start = self.window_start(getattr(self, "_log_context", None)).replace(microsecond=0)
+        start = self._lower_bound.replace(microsecond=0)
         return WindowPaginator((start, min(start + WINDOW, until)), until)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        self._log_context = context
         self._lower_bound = self.window_start(context)
         self._previous_rowids: set[Any] = set()
         self._rows_since_state = 0
