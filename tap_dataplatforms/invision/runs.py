@@ -144,6 +144,7 @@ class DataflowRunsStream(InVisionStream):
             return None
         clock = self.budget.clock
         started_at = clock.time()
+        self.logger.info("InVision: data flow %s started, run %s (%s)", dataflow_id, run_id, status)
         deadline = clock.monotonic() + float(self.settings["await_timeout_seconds"])
         interval = float(self.settings["poll_interval_seconds"])
         polls = 0
@@ -154,13 +155,15 @@ class DataflowRunsStream(InVisionStream):
                 break
             clock.sleep(min(interval, remaining))
             try:
-                status = self.poll(dataflow_id, run_id)
+                previous, status = status, self.poll(dataflow_id, run_id)
             except PlatformAuthError:
                 raise
             except (FatalAPIError, RetriableAPIError, requests.exceptions.RequestException) as exc:
                 problem = f"lost track of run {run_id} after {polls} poll(s): {exc}"
                 break
             polls += 1
+            if status != previous:
+                self.logger.info("InVision: data flow %s run %s: %s", dataflow_id, run_id, status)
             interval = min(interval * POLL_BACKOFF, MAX_POLL_INTERVAL)
         finished = status in FINAL_STATUSES
         if not finished and problem is None and self._stopping.is_set():
