@@ -63,13 +63,15 @@ class DemoPlatform:
 
     The tap is configured with ``<platform>.api_url`` = sandbox URL + ``base_path``, the
     sandbox's credentials for the platform (``credentials`` picks which, all by default)
-    and ``settings``; the demo then expects rows in each of ``streams``.
+    and ``settings`` (``{output}`` in a string stands for the output directory). Streams
+    in ``deselect`` are left out; the demo expects rows in each of ``streams``.
     """
 
     base_path: str
     streams: tuple[str, ...]
     settings: Mapping[str, Any] = field(default_factory=dict)
     credentials: tuple[str, ...] | None = None
+    deselect: tuple[str, ...] = ()
 
 
 # One entry per platform the tap implements; a new platform is one more entry.
@@ -78,6 +80,49 @@ PLATFORMS: dict[str, DemoPlatform] = {
         base_path="/redivis/api/v1",
         settings={"organizations": ["demo", "census_archive"], "users": ["jdoe"]},
         streams=("redivis_datasets", "redivis_tables", "redivis_variables"),
+    ),
+    "dexi": DemoPlatform(
+        base_path="/dexi/",
+        settings={"download_files": True, "files_dir": "{output}/dexi-files"},
+        streams=("dexi_runs", "dexi_executions", "dexi_files"),
+    ),
+    "reinfer": DemoPlatform(
+        base_path="/reinfer",
+        streams=(
+            "reinfer_projects",
+            "reinfer_datasets",
+            "reinfer_sources",
+            "reinfer_comments",
+            "reinfer_streams",
+            "reinfer_labellings",
+        ),
+    ),
+    "invision": DemoPlatform(
+        base_path="/invision",
+        # Runs are only extracted when the tap triggers data flows (a side effect).
+        deselect=("invision_dataflow_runs",),
+        streams=("invision_execution_log",),
+    ),
+    "datalinx": DemoPlatform(
+        base_path="/datalinx/api",
+        credentials=("api_key",),
+        streams=tuple(
+            f"datalinx_{name}"
+            for name in (
+                "workspaces",
+                "sources",
+                "schemas",
+                "mappings",
+                "pipelines",
+                "pipeline_runs",
+                "audiences",
+                "queries",
+                "alerts",
+                "users",
+                "roles",
+                "service_accounts",
+            )
+        ),
     ),
 }
 
@@ -261,7 +306,9 @@ def run_logged(
 # --------------------------------------------------------------------------- Meltano
 
 
-def tap_environment(url: str, credentials: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+def tap_environment(
+    url: str, credentials: Mapping[str, Mapping[str, str]], output: Path
+) -> dict[str, str]:
     """TAP_DATAPLATFORMS_* variables that point every demo platform at the sandbox."""
     env: dict[str, str] = {}
     for name, platform in PLATFORMS.items():
@@ -271,8 +318,13 @@ def tap_environment(url: str, credentials: Mapping[str, Mapping[str, str]]) -> d
             values[key] = creds[key]
         values.update(platform.settings)
         for key, value in values.items():
-            text = value if isinstance(value, str) else json.dumps(value)
+            if isinstance(value, str):
+                text = value.replace("{output}", str(output))
+            else:
+                text = json.dumps(value)
             env[f"{ENV_PREFIX}{name.upper()}_{key.upper()}"] = text
+    deselected = [f"!{stream}.*" for p in PLATFORMS.values() for stream in p.deselect]
+    env[f"{ENV_PREFIX}_SELECT"] = json.dumps(["*.*", *deselected])
     return env
 
 
@@ -435,7 +487,7 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
     print(f"Starting the sandbox (seed {args.seed}, scale {args.scale}) ...", flush=True)
     with sandbox(args.seed, args.scale, output / "demo-sandbox.log") as url:
         print(f"Sandbox at {url}; platforms: {', '.join(PLATFORMS)}", flush=True)
-        env = meltano_environment(tap_environment(url, CREDENTIALS), duckdb_path)
+        env = meltano_environment(tap_environment(url, CREDENTIALS, output), duckdb_path)
         run_started = time.time()
         run_logged(
             [MELTANO, "run", "--full-refresh", "--force", EXTRACTOR, LOADER],
