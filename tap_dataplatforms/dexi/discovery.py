@@ -27,6 +27,7 @@ from tap_dataplatforms.dexi.streams import (
     FilesStream,
     ResultsStream,
     RunsStream,
+    StateClock,
 )
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ def discover(tap: Tap) -> list[Stream]:
     runs = RunsStream(tap)
     executions = ExecutionsStream(tap)
     files = FilesStream(tap)
+    executions.state_clock = files.state_clock = StateClock()
     # Fail fast, in one line, on bad credentials or an unreachable host.
     check_connection(runs, "runs", {"offset": 0, "limit": 1})
     known = catalog_columns(tap)
@@ -135,7 +137,9 @@ def discover(tap: Tap) -> list[Stream]:
         columns = known.get(name)
         if columns is None:
             columns = latest_columns(executions, run_id)
-        streams.append(ResultsStream(tap, name=name, run_id=run_id, columns=columns, files=files))
+        results = ResultsStream(tap, name=name, run_id=run_id, columns=columns, files=files)
+        results.state_clock = files.state_clock
+        streams.append(results)
 
     for dataset_id in dict.fromkeys(runs.settings.get("dataset_ids") or []):
         name = DATASET_PREFIX + (slugify(dataset_id) or "dataset")

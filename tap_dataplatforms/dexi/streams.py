@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,7 +12,7 @@ from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import response_json
-from tap_dataplatforms.core.timestamps import to_rfc3339
+from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
 from tap_dataplatforms.dexi.client import (
     PAGE_SIZE,
     WRITES,
@@ -31,8 +32,43 @@ TIMESTAMP = th.DateTimeType
 #: Partition-state keys of ``dexi_executions`` besides the bookmark (see ``request_records``).
 OPEN_IDS = "open_execution_ids"
 OPEN_SINCE = "open_since_starts"
+AT_BOOKMARK = "delivered_at_bookmark"
 #: Passes over an execution list whose ``totalRows`` changes while it is paged.
 MAX_LIST_PASSES = 3
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return round(parse_datetime(value).timestamp() * 1000)
+
+
+class StateClock:
+    """When the Dexi children last wrote the tap state (one per tap, shared)."""
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+
+class ThrottledState:
+    """Executions, results and files write the tap state at most every few seconds.
+
+    The SDK writes the whole tap state after every child sync: once per run for
+    executions, once per execution for results and files. With one state partition per
+    run that output grows as runs x executions; the final state is written regardless.
+    """
+
+    STATE_EVERY_SECONDS: ClassVar[float] = 2.0
+    state_clock: StateClock | None = None
+
+    def _write_state_message(self) -> None:
+        clock = self.state_clock
+        if clock is not None:
+            now = time.monotonic()
+            if now - clock.last < self.STATE_EVERY_SECONDS:
+                return
+            clock.last = now
+        super()._write_state_message()  # type: ignore[misc]
 
 
 class RunsStream(DexiStream):
@@ -93,7 +129,7 @@ class RunsStream(DexiStream):
         return {"run_id": record["_id"]}
 
 
-class ExecutionsStream(DexiStream):
+class ExecutionsStream(ThrottledState, DexiStream):
     """Finished executions of each run, incremental on ``finished``.
 
     The list is newest first by start, and an execution that started before the bookmark
@@ -177,6 +213,12 @@ class ExecutionsStream(DexiStream):
             r for r in finished if r["_id"] in was_open and start_ms and r["finished"] < start_ms
         ]
         new = [r for r in finished if start_ms is None or r["finished"] >= start_ms]
+        # The executions sitting exactly on the bookmark were delivered by the sync that
+        # completed this partition; without a lookback they are not sent again.
+        bookmark_ms = _epoch_ms(state.get("replication_key_value"))
+        delivered = set(state.get(AT_BOOKMARK) or [])
+        if delivered and bookmark_ms is not None and bookmark_ms == start_ms:
+            new = [r for r in new if not (r["finished"] == bookmark_ms and r["_id"] in delivered)]
 
         def order(row: dict[str, Any]) -> tuple[int, str]:
             return int(row["finished"]), str(row["_id"])
@@ -184,6 +226,10 @@ class ExecutionsStream(DexiStream):
         emit = sorted(late, key=order) + sorted(new, key=order)
         # Computed before emitting: records are rewritten on their way out.
         open_ids = sorted(str(r["_id"]) for r in open_rows)
+        top_ms = max([bookmark_ms or 0, *(int(r["finished"]) for r in emit)])
+        at_top = [str(r["_id"]) for r in emit if r["finished"] == top_ms]
+        if top_ms == bookmark_ms:
+            at_top = sorted({*at_top, *delivered})
         next_mark = self._next_watermark(open_rows, list(rows.values()), watermark)
         if self.progress is not None:
             self.progress.total = len(emit)
@@ -207,8 +253,13 @@ class ExecutionsStream(DexiStream):
                 return
             bookmark = state.get("replication_key_value")
 
-        # Stored only once every record above was delivered.
+        # Stored only once every record above was delivered. Late executions may have
+        # moved the bookmark back; it ends on the newest ``finished`` delivered.
         state[OPEN_IDS] = open_ids
+        if top_ms:
+            state["replication_key"] = self.replication_key
+            state["replication_key_value"] = to_rfc3339(top_ms, epoch_unit="ms")
+            state[AT_BOOKMARK] = at_top
         if next_mark is None:
             state.pop(OPEN_SINCE, None)
         else:
@@ -259,7 +310,7 @@ def notify_parent(stream: DexiStream, context: Context | None) -> None:
         parent.child_failed(str(context["execution_id"]))
 
 
-class ResultsStream(DexiStream):
+class ResultsStream(ThrottledState, DexiStream):
     """``dexi_results__<run>``: the rows of each newly finished execution of one run."""
 
     path = "executions/{execution_id}/result"
@@ -384,7 +435,7 @@ class DatasetRowsStream(DexiStream):
             yield record
 
 
-class FilesStream(DexiStream):
+class FilesStream(ThrottledState, DexiStream):
     """``dexi_files``: files behind ``FILE:`` cells, streamed to ``dexi.files_dir``.
 
     Runs after the results stream of the same execution, which hands over the cells it

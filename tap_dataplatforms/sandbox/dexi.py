@@ -208,7 +208,7 @@ class DexiData:
         for run in others[:5]:
             self._history(run, self.rng.randrange(3, 12), (0, 6))
         for run in others[5:]:
-            self._history(run, self.rng.randrange(1, 3), (1, 3))
+            self._history(run, 1, (1, 3))
         # Open executions at the top of some lists.
         self.add_execution(big, "RUNNING", self.tick(), None, 0)
         self.add_execution(others[0], "QUEUED", self.tick(), None, 0)

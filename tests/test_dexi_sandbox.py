@@ -1,0 +1,306 @@
+"""Dexi against the sandbox: completeness by key, incremental syncs, resume, files."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
+from tap_dataplatforms.core.http import PlatformStream
+from tap_dataplatforms.dexi.columns import run_slugs
+from tap_dataplatforms.dexi.streams import ThrottledState
+from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tap_dataplatforms.sandbox.dexi import DexiData
+from tests.helpers import SyncOutput, make_tap, run_sync
+
+ROOMY = {"dexi": (100_000, 60.0)}
+OPEN_STATES = {"QUEUED", "PENDING", "RUNNING"}
+
+
+def dexi_config(sb: Sandbox, **extra: Any) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "api_url": sb.base_url("dexi"),
+        **CREDENTIALS["dexi"],
+        "max_requests_per_second": 5000,
+    }
+    block.update(extra)
+    return {"dexi": block}
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.01)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    sb = Sandbox(seed=11, scale=1, limits=ROOMY).start()
+    yield sb
+    sb.stop()
+
+
+@functools.cache
+def big_sync() -> tuple[DexiData, SyncOutput, list[str]]:
+    """One sync of an account with more than 200 runs (scale 6), shared by its tests."""
+    sb = Sandbox(seed=5, scale=6, limits=ROOMY).start()
+    try:
+        tap = make_tap(dexi_config(sb, dataset_ids=list(sb.dexi.datasets)))
+        out = run_sync(tap)
+    finally:
+        sb.stop()
+    return sb.dexi, out, list(tap.streams)
+
+
+def result_keys(out: SyncOutput) -> list[tuple[str, int]]:
+    return [
+        (r["_execution_id"], r["_row_index"])
+        for name, records in out.records.items()
+        if name.startswith("dexi_results__")
+        for r in records
+    ]
+
+
+def expected_result_keys(model: DexiData, executions: list[Any]) -> set[tuple[str, int]]:
+    return {(e.id, i) for e in executions for i in range(len(e.rows))}
+
+
+def assert_unique(keys: list[Any], what: str) -> None:
+    dupes = [k for k, n in Counter(keys).items() if n > 1]
+    assert not dupes, f"duplicates in {what}: {dupes[:3]}"
+
+
+def test_every_stream_equals_the_sandbox_by_key_at_200_plus_runs() -> None:
+    model, out, _ = big_sync()
+    assert len(model.runs) > 200
+    finished = model.finished_executions()
+    assert len(finished) > 200
+
+    runs = [r["_id"] for r in out.records["dexi_runs"]]
+    assert_unique(runs, "dexi_runs")
+    assert set(runs) == {r.id for r in model.runs}
+
+    executions = out.records["dexi_executions"]
+    assert_unique([e["_id"] for e in executions], "dexi_executions")
+    assert {e["_id"] for e in executions} == {e.id for e in finished}
+    assert not [e for e in executions if e["finished"] is None or e["state"] in OPEN_STATES]
+    assert executions[0]["finished"].endswith("+00:00")
+
+    keys = result_keys(out)
+    assert_unique(keys, "dexi_results")
+    assert set(keys) == expected_result_keys(model, finished)
+
+    for dataset_id, rows in model.datasets.items():
+        name = "dexi_dataset_rows__" + dataset_id.replace("-", "_")
+        indexes = [r["_row_index"] for r in out.records[name]]
+        assert sorted(indexes) == list(range(len(rows)))
+        assert out.records[name][0]["sku"] == rows[0]["sku"]
+
+
+def test_one_results_stream_per_run_named_by_slug() -> None:
+    model, out, streams = big_sync()
+    slugs = run_slugs([(r.id, r.name) for r in model.runs])
+    names = {f"dexi_results__{slug}" for slug in slugs.values()}
+    assert names == {s for s in streams if s.startswith("dexi_results__")}
+    assert "dexi_results__never_executed" in names
+    # Two runs named "Store locator": each gets 8 characters of its id.
+    twins = [r for r in model.runs if r.name == "Store locator"]
+    assert {slugs[r.id] for r in twins} == {f"store_locator_{r.id[:8]}" for r in twins}
+    assert slugs[next(r.id for r in model.runs if r.name == "priceWatchFR")] == "price_watch_fr"
+    # Rows land in their own run's stream.
+    for name, records in out.records.items():
+        if name.startswith("dexi_results__"):
+            run_ids = {r["_run_id"] for r in records}
+            assert {name.removeprefix("dexi_results__")} == {slugs[i] for i in run_ids}
+
+
+def test_result_columns_are_typed_from_the_values() -> None:
+    model, out, _ = big_sync()
+    big = model.runs[0]
+    name = "dexi_results__price_watch_de"
+    assert big.name == "Price watch DE"
+    schema = out.schemas[name]["properties"]
+    assert schema["qty"]["type"] == ["integer", "null"]
+    assert schema["price"]["type"] == ["number", "null"]
+    assert schema["in_stock"]["type"] == ["boolean", "null"]
+    assert schema["error"]["type"] == ["string", "null"]
+    assert schema["_row_index"]["type"] == ["integer"]
+    records = out.records[name]
+    quantities = [r["qty"] for r in records if r.get("qty") is not None]
+    assert quantities
+    assert all(type(q) is int for q in quantities)
+    locator = next(n for n in out.schemas if n.startswith("dexi_results__store_locator_"))
+    assert out.schemas[locator]["properties"]["open_days"]["type"] == ["array", "null"]
+    # "score" holds numbers and "n/a": a string column, every value a string.
+    scores = [r["score"] for r in out.records["dexi_results__review_crawl"] if r.get("score")]
+    assert out.schemas["dexi_results__review_crawl"]["properties"]["score"]["type"] == [
+        "string",
+        "null",
+    ]
+    assert all(isinstance(s, str) for s in scores)
+
+
+def test_second_sync_emits_exactly_what_finished_since(sandbox: Sandbox) -> None:
+    model = sandbox.dexi
+    config = dexi_config(sandbox)
+    first = run_sync(make_tap(config))
+    open_before = {e.id for e in model.open_executions()}
+    assert open_before
+    done = model.advance(new_executions=2)
+    # The long execution that started before everything else finished now, after the
+    # bookmark of its run: it must come.
+    assert open_before <= {e.id for e in done}
+
+    second = run_sync(make_tap(config, state=copy.deepcopy(first.states[-1])))
+    got = [e["_id"] for e in second.records["dexi_executions"]]
+    assert_unique(got, "dexi_executions")
+    # Exactly the new ones: those sitting on the bookmark were delivered by the first sync.
+    assert set(got) == {e.id for e in done}
+    assert set(result_keys(second)) == expected_result_keys(model, done)
+
+    # Nothing new: nothing emitted, and the long list is read one page deep.
+    sandbox.clear_log()
+    third = run_sync(make_tap(config, state=copy.deepcopy(second.states[-1])))
+    assert third.records["dexi_executions"] == []
+    assert result_keys(third) == []
+    big = model.runs[0].id
+    listed = [
+        e["query"].get("offset")
+        for e in sandbox.request_log("dexi")
+        if e["path"] == f"/runs/{big}/executions" and e["query"].get("limit") == "200"
+    ]
+    assert listed == ["0"]
+
+
+def raw_sync(config: dict[str, Any], state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    tap = make_tap(config, state=state)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        tap.preflight()
+        tap.sync_all()
+    tap.finish()
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_killed_sync_resumes_from_its_last_state(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ThrottledState, "STATE_EVERY_SECONDS", 0.0)
+    config = dexi_config(sandbox)
+    messages = raw_sync(config)
+    records = [i for i, m in enumerate(messages) if m["type"] == "RECORD"]
+    cut = records[len(records) // 2]  # the process dies here
+    before = messages[:cut]
+    state = next(m["value"] for m in reversed(before) if m["type"] == "STATE")
+    after = raw_sync(config, state=state)
+
+    def keys(msgs: list[dict[str, Any]]) -> tuple[set[str], set[tuple[str, int]]]:
+        rows = [m for m in msgs if m["type"] == "RECORD"]
+        executions = {m["record"]["_id"] for m in rows if m["stream"] == "dexi_executions"}
+        results = {
+            (m["record"]["_execution_id"], m["record"]["_row_index"])
+            for m in rows
+            if m["stream"].startswith("dexi_results__")
+        }
+        return executions, results
+
+    executions_1, results_1 = keys(before)
+    executions_2, results_2 = keys(after)
+    finished = sandbox.dexi.finished_executions()
+    assert executions_1
+    assert executions_2
+    assert executions_1 | executions_2 == {e.id for e in finished}
+    assert results_1 | results_2 == expected_result_keys(sandbox.dexi, finished)
+    # The resumed sync did not start over.
+    assert len(executions_2) < len(finished)
+
+
+def test_executions_added_while_paging_cause_no_gap_and_no_duplicate(sandbox: Sandbox) -> None:
+    model = sandbox.dexi
+    big = model.runs[0]
+    model.insert_while_paging[big.id] = 2
+    out = run_sync(make_tap(dexi_config(sandbox, run_ids=[big.id])))
+    got = [e["_id"] for e in out.records["dexi_executions"]]
+    assert_unique(got, "dexi_executions")
+    assert model.insert_while_paging[big.id] == 0  # both inserted during the sync
+    assert set(got) == {e.id for e in model.finished_executions(big.id)}
+
+
+def test_files_are_streamed_to_disk_and_described(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = sandbox.dexi
+    run = next(r for r in model.runs if r.name == "priceWatchFR")
+    config = dexi_config(
+        sandbox, run_ids=[run.id], download_files=True, files_dir=str(tmp_path / "files")
+    )
+    out = run_sync(make_tap(config))
+    cells = {
+        c: e.id
+        for e in model.finished_executions(run.id)
+        for row in e.rows
+        for c in row
+        if isinstance(c, str) and c.startswith("FILE:")
+    }
+    assert cells
+    files = out.records["dexi_files"]
+    assert_unique([f["file_id"] for f in files], "dexi_files")
+    assert {f["file_id"] for f in files} == {c.rsplit(";", 1)[1] for c in cells}
+    for record in files:
+        content = model.files[record["file_id"]]
+        assert Path(record["path"]).read_bytes() == content
+        assert Path(record["path"]).is_relative_to(tmp_path / "files")
+        assert record["sha256"] == hashlib.sha256(content).hexdigest()
+        assert record["size"] == len(content)
+        assert record["mime_type"] == "image/jpeg"
+        assert record["run_id"] == run.id
+    # The result rows keep the original cells.
+    images = {r["image"] for r in out.records["dexi_results__price_watch_fr"] if r.get("image")}
+    assert images == set(cells)
+    log = sandbox.request_log("dexi")
+    downloads = [e for e in log if "/file/" in e["path"]]
+    assert len(downloads) == len(files)
+    assert not [e for e in log if e["status"] == 429]
+
+
+def test_a_deleted_run_fails_its_partition_and_the_rest_goes_on(sandbox: Sandbox) -> None:
+    model = sandbox.dexi
+    keep, gone = model.runs[1], model.runs[3]
+    config = dexi_config(sandbox, run_ids=[keep.id, gone.id])
+    tap = make_tap(config)
+    model.delete_run(gone.id)  # deleted after discovery, before the sync
+    out = run_sync(tap, finish=False)
+    assert {r["_id"] for r in out.records["dexi_runs"]} == {keep.id}
+    assert {e["_id"] for e in out.records["dexi_executions"]} == {
+        e.id for e in model.finished_executions(keep.id)
+    }
+    with pytest.raises(SyncFailedError, match="Run not found"):
+        tap.finish()
+
+
+def test_forced_429_and_500_are_waited_out(sandbox: Sandbox) -> None:
+    sandbox.force("dexi", status=429, count=2, path_contains="/executions")
+    sandbox.force("dexi", status=500, count=1, path_contains="/result")
+    out = run_sync(make_tap(dexi_config(sandbox)))
+    finished = sandbox.dexi.finished_executions()
+    assert {e["_id"] for e in out.records["dexi_executions"]} == {e.id for e in finished}
+    assert set(result_keys(out)) == expected_result_keys(sandbox.dexi, finished)
+    statuses = Counter(e["status"] for e in sandbox.request_log("dexi"))
+    assert statuses[429] == 2
+    assert statuses[500] == 1
+
+
+def test_wrong_key_fails_before_any_record(sandbox: Sandbox) -> None:
+    config = dexi_config(sandbox, api_key="not-the-key")
+    with pytest.raises(PlatformAuthError, match="Dexi: HTTP 401"):
+        run_sync(make_tap(config))
+    sent = sandbox.request_log("dexi")
+    assert len(sent) == 1
+    assert sent[0]["request_headers"]["x-dexiio-access"] == "<redacted>"
