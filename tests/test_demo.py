@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import subprocess
@@ -31,6 +32,16 @@ MELTANO_YML = ROOT / "meltano.yml"
 HUB_DEFINITION = ROOT / "plugins" / "extractors" / "tap-dataplatforms--dataplatforms.yml"
 EXPECTED_STREAMS = ("redivis_datasets", "redivis_tables", "redivis_variables")
 SUMMARY_LINE = re.compile(r"^\s+([a-z][a-z0-9_]*)\s+(\d+|missing)\s*$")
+
+
+def _demo_module() -> Any:
+    spec = importlib.util.spec_from_file_location("demo", DEMO)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("demo", module)  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_summary(stdout: str) -> dict[str, int]:
@@ -58,7 +69,7 @@ def test_parse_summary_reads_counts_and_missing_tables() -> None:
 
 
 @pytest.mark.e2e
-def test_demo_loads_rows_for_every_redivis_stream(tmp_path: Path) -> None:
+def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
     if not MELTANO.exists():
         message = f"Meltano is not installed at {MELTANO.relative_to(ROOT)} (run `make meltano`)"
         if os.environ.get("CI", "").lower() == "true":
@@ -82,6 +93,9 @@ def test_demo_loads_rows_for_every_redivis_stream(tmp_path: Path) -> None:
     counts = parse_summary(result.stdout)
     for stream in EXPECTED_STREAMS:
         assert counts.get(stream, 0) > 0, f"{stream}: no rows\n{details}"
+    for name, platform in _demo_module().PLATFORMS.items():
+        for stream in platform.streams:
+            assert counts.get(stream, 0) > 0, f"{name}: {stream}: no rows\n{details}"
     assert "Sandbox stopped." in result.stdout
 
 
