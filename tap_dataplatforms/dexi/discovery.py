@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import requests
+from singer_sdk.exceptions import RetriableAPIError
+
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.dexi.client import PAGE_SIZE, encode_segment
@@ -103,8 +106,9 @@ def latest_columns(stream: ExecutionsStream, run_id: str) -> dict[str, str | Non
             for name, kind in infer_columns(names, result.get("rows") or []).items():
                 kinds.setdefault(name, []).append(kind)
             sampled += 1 if result.get("rows") else 0
-    except PartitionError as exc:
-        logger.warning("Dexi: no result columns for run %s: %s", run_id, exc)
+    except (PartitionError, RetriableAPIError, requests.RequestException) as exc:
+        # The sync reports what keeps failing; discovery types what it could read.
+        logger.warning("Dexi: result columns of run %s are incomplete: %s", run_id, exc)
     return {name: merge_kinds(kinds[name]) for name in headers}
 
 
@@ -114,7 +118,7 @@ def dataset_columns(tap: Tap, name: str, dataset_id: str) -> dict[str, str | Non
         body = probe.fetch_json(
             probe.path or "", method="POST", body={"offset": 0, "limit": PAGE_SIZE}
         )
-    except PartitionError as exc:
+    except (PartitionError, RetriableAPIError, requests.RequestException) as exc:
         logger.warning("Dexi: no columns for dataset %s: %s", dataset_id, exc)
         return {}
     return infer_objects(body.get("rows") or [])

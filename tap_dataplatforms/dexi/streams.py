@@ -226,44 +226,55 @@ class ExecutionsStream(ThrottledState, DexiStream):
         emit = sorted(late, key=order) + sorted(new, key=order)
         # Computed before emitting: records are rewritten on their way out.
         open_ids = sorted(str(r["_id"]) for r in open_rows)
-        top_ms = max([bookmark_ms or 0, *(int(r["finished"]) for r in emit)])
-        at_top = [str(r["_id"]) for r in emit if r["finished"] == top_ms]
-        if top_ms == bookmark_ms:
-            at_top = sorted({*at_top, *delivered})
         next_mark = self._next_watermark(open_rows, list(rows.values()), watermark)
         if self.progress is not None:
             self.progress.total = len(emit)
-        bookmark = state.get("replication_key_value")
         self._failed_child = None
+        sent: list[tuple[int, str]] = []
         for row in emit:
+            finished_ms, execution_id = int(row["finished"]), str(row["_id"])
             yield row
             if self._failed_child is not None:
                 # Its children ran before the record was counted; without them, the next
-                # sync must read this execution again, so the bookmark goes back.
+                # sync must read this execution again, so the bookmark stays before it.
                 self.logger.warning(
                     "Dexi: run %s stops at execution %s, whose result or files failed; "
                     "the next sync starts there again",
                     context["run_id"],
                     self._failed_child,
                 )
-                if bookmark is None:
-                    state.pop("replication_key_value", None)
-                else:
-                    state["replication_key_value"] = bookmark
+                self._settle_bookmark(state, bookmark_ms, delivered, sent)
                 return
-            bookmark = state.get("replication_key_value")
+            sent.append((finished_ms, execution_id))
 
         # Stored only once every record above was delivered. Late executions may have
         # moved the bookmark back; it ends on the newest ``finished`` delivered.
+        self._settle_bookmark(state, bookmark_ms, delivered, sent)
         state[OPEN_IDS] = open_ids
-        if top_ms:
-            state["replication_key"] = self.replication_key
-            state["replication_key_value"] = to_rfc3339(top_ms, epoch_unit="ms")
-            state[AT_BOOKMARK] = at_top
         if next_mark is None:
             state.pop(OPEN_SINCE, None)
         else:
             state[OPEN_SINCE] = next_mark
+
+    def _settle_bookmark(
+        self,
+        state: dict[str, Any],
+        previous_ms: int | None,
+        previous_ids: set[str],
+        sent: list[tuple[int, str]],
+    ) -> None:
+        """The bookmark on the newest ``finished`` delivered (never moved back), with the
+        ids delivered at exactly that instant, so that they are not sent again."""
+        top = max([previous_ms or 0, *(ms for ms, _ in sent)])
+        if not top:
+            state.pop("replication_key_value", None)
+            return
+        at_top = {i for ms, i in sent if ms == top}
+        if top == previous_ms:
+            at_top |= previous_ids
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = to_rfc3339(top, epoch_unit="ms")
+        state[AT_BOOKMARK] = sorted(at_top)
 
     @staticmethod
     def _next_watermark(
