@@ -21,7 +21,7 @@ from tap_dataplatforms.dexi.columns import run_slugs
 from tap_dataplatforms.dexi.streams import ThrottledState
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.sandbox.dexi import DexiData
-from tests.helpers import SyncOutput, make_tap, run_sync
+from tests.helpers import FakeClock, SyncOutput, make_tap, run_sync
 
 ROOMY = {"dexi": (100_000, 60.0)}
 OPEN_STATES = {"QUEUED", "PENDING", "RUNNING"}
@@ -304,3 +304,26 @@ def test_wrong_key_fails_before_any_record(sandbox: Sandbox) -> None:
     sent = sandbox.request_log("dexi")
     assert len(sent) == 1
     assert sent[0]["request_headers"]["x-dexiio-access"] == "<redacted>"
+
+
+def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandbox) -> None:
+    model = sandbox.dexi
+    run = model.runs[4]
+    config = dexi_config(sandbox, run_ids=[run.id], execute_runs=True)
+    clock = FakeClock()
+    out = run_sync(make_tap(config, clock=clock))
+    (started,) = model.started
+    execution = model.by_id[started]
+    assert execution.state == "OK"
+    assert execution.finished is not None
+    assert started in {e["_id"] for e in out.records["dexi_executions"]}
+    slug = run_slugs([(r.id, r.name) for r in model.runs])[run.id]
+    rows = [r for r in out.records[f"dexi_results__{slug}"] if r["_execution_id"] == started]
+    assert len(rows) == len(execution.rows) > 0
+    log = sandbox.request_log("dexi")
+    posts = [e for e in log if e["method"] == "POST"]
+    assert [e["path"] for e in posts] == [f"/runs/{run.id}/execute"]
+    assert not [e for e in log if e["path"].endswith("/wait")]
+    polls = [e for e in log if e["path"] == f"/executions/{started}"]
+    assert len(polls) == model.execution_looks
+    assert clock.sleeps  # it waited between polls, on the budget's clock

@@ -16,6 +16,7 @@ from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.dexi.client import access_digest, encode_file_id
 from tap_dataplatforms.dexi.columns import conform, infer_columns, run_slugs, slugify
 from tap_dataplatforms.dexi.files import local_path, parse_file_cell
+from tap_dataplatforms.dexi.streams import RunStarter
 from tests.helpers import FakeClock, make_tap, run_sync
 
 BASE = "https://dexi.test/"
@@ -413,3 +414,43 @@ def test_files_are_streamed_to_disk_and_described(requests_mock: rm.Mocker, tmp_
     # The result was read once: the files stream took the cells the results stream saw.
     results = [r for r in requests_mock.request_history if r.path.endswith("/result")]
     assert len(results) == 2  # discovery, then the sync
+
+
+def test_listing_without_total_rows_and_with_iso_times(requests_mock: rm.Mocker) -> None:
+    executions = [
+        {"_id": f"ex-{n}", "state": "OK", "runId": RUN, "starts": f"{T0 + n * MIN}"}
+        | {"finished": f"2024-05-01T12:{n % 60:02d}:00Z"}
+        for n in range(250)
+    ]
+    account = Account(requests_mock, [])
+
+    def no_total(request: Any, context: Any) -> dict[str, Any]:
+        offset = int(request.qs["offset"][0])
+        return {"offset": offset, "rows": copy.deepcopy(executions[offset : offset + 200])}
+
+    requests_mock.get(BASE + f"runs/{RUN}/executions", json=no_total)
+    out = run_sync(make_tap(config(), clock=FakeClock()))
+    got = out.records["dexi_executions"]
+    assert len(got) == 250
+    assert got[0]["finished"] == "2024-05-01T12:00:00+00:00"
+    assert account.listing_offsets() == ["0", "200"]
+
+
+def test_execute_runs_gives_up_waiting_and_extracts_what_is_there(
+    requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RunStarter, "TIMEOUT_SECONDS", 100.0)
+    Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    started = execution(7, T0 + 5 * MIN, None, "QUEUED")
+    requests_mock.post(BASE + f"runs/{RUN}/execute", json=started)
+    requests_mock.get(BASE + "executions/ex-7", json={**started, "state": "RUNNING"})
+    clock = FakeClock()
+    tap = make_tap(config(execute_runs=True), clock=clock)
+    out = run_sync(tap, finish=False)
+    assert [r["_id"] for r in out.records["dexi_executions"]] == ["ex-1"]
+    with pytest.raises(SyncFailedError, match="ex-7 of run run-1 still RUNNING"):
+        tap.finish()
+    assert 60 <= clock.now <= 100
+    posts = [r for r in requests_mock.request_history if r.method == "POST"]
+    assert [r.path for r in posts] == [f"/runs/{RUN}/execute"]
+    assert posts[0].qs == {"connect": ["false"]}

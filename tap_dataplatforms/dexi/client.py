@@ -81,8 +81,10 @@ class OffsetPaginator(BaseAPIPaginator[int]):
         rows = body.get("rows") or []
         offset = int(self.current_value) + len(rows)
         total = body.get("totalRows")
-        if not rows or total is None or offset >= int(total):
+        if not rows or (total is not None and offset >= int(total)):
             return None
+        if total is None and len(rows) < PAGE_SIZE:
+            return None  # without a total, a short page is the last
         return offset
 
 

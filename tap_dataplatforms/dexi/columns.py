@@ -70,10 +70,12 @@ def column_schema(kind: str | None) -> dict[str, Any]:
     return {"type": [kind or "string", "null"]}
 
 
-def infer_columns(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict[str, str | None]:
+def infer_columns(headers: Sequence[str], rows: Iterable[Any]) -> dict[str, str | None]:
     """Column name -> inferred kind, from result rows aligned with ``headers``."""
     kinds: dict[str, set[str | None]] = {h: set() for h in headers}
     for row in rows:
+        if isinstance(row, dict):
+            row = [row.get(h) for h in headers]
         for header, value in zip(headers, row, strict=False):
             kinds[header].add(_kind(value))
     return {h: merge_kinds(k) for h, k in kinds.items()}

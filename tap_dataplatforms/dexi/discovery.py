@@ -30,6 +30,7 @@ from tap_dataplatforms.dexi.streams import (
     FilesStream,
     ResultsStream,
     RunsStream,
+    RunStarter,
     StateClock,
 )
 
@@ -129,6 +130,8 @@ def discover(tap: Tap) -> list[Stream]:
     executions = ExecutionsStream(tap)
     files = FilesStream(tap)
     executions.state_clock = files.state_clock = StateClock()
+    if runs.settings.get("execute_runs"):
+        executions.starter = RunStarter(tap)
     # Fail fast, in one line, on bad credentials or an unreachable host.
     check_connection(runs, "runs", {"offset": 0, "limit": 1})
     known = catalog_columns(tap)

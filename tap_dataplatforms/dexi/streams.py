@@ -43,6 +43,24 @@ def _epoch_ms(value: Any) -> int | None:
     return round(parse_datetime(value).timestamp() * 1000)
 
 
+def epoch_ms(value: Any) -> int | None:
+    """Execution times are epoch milliseconds (doc); numeric strings and ISO 8601 are
+    accepted too, so that one odd value does not stop a run."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return round(value)
+    try:
+        text = str(value).strip()
+        if text.lstrip("-").replace(".", "", 1).isdigit():
+            return round(float(text))
+        return _epoch_ms(text)
+    except ValueError:
+        return None
+
+
 class StateClock:
     """When the Dexi children last wrote the tap state (one per tap, shared)."""
 
@@ -129,6 +147,49 @@ class RunsStream(DexiStream):
         return {"run_id": record["_id"]}
 
 
+class RunStarter(DexiStream):
+    """``dexi.execute_runs``: start a run and wait until its execution finishes.
+
+    Started with the asynchronous ``POST runs/{id}/execute``, then polled; never the
+    ``/wait`` endpoints, which time out after 10 minutes and delete the execution (doc).
+    Not a stream of the catalog: a POST on the write budget.
+    """
+
+    name = "dexi_run_starts"
+    path = "runs/{run_id}/execute"
+    budget_kind = WRITES
+    schema = th.PropertiesList(th.Property("_id", th.StringType)).to_dict()
+    #: First wait between polls; grows by half each time up to ``POLL_MAX_SECONDS``.
+    POLL_FIRST_SECONDS: ClassVar[float] = 2.0
+    POLL_MAX_SECONDS: ClassVar[float] = 30.0
+    #: Longest wait for one execution before the run is extracted as it is.
+    TIMEOUT_SECONDS: ClassVar[float] = 3600.0
+
+    def start_and_wait(self, run_id: str, reader: DexiStream) -> dict[str, Any]:
+        started = self.fetch_json(
+            f"runs/{encode_segment(run_id)}/execute", {"connect": "false"}, method="POST"
+        )
+        execution_id = str(started["_id"])
+        self.logger.info("Dexi: started run %s as execution %s", run_id, execution_id)
+        clock = self.budget.clock
+        deadline = clock.monotonic() + self.TIMEOUT_SECONDS
+        wait = self.POLL_FIRST_SECONDS
+        current = started
+        while current.get("finished") is None:
+            if clock.monotonic() + wait > deadline:
+                raise TimeoutError(
+                    f"Dexi: execution {execution_id} of run {run_id} still "
+                    f"{current.get('state')} after {self.TIMEOUT_SECONDS:.0f}s"
+                )
+            clock.sleep(wait)
+            wait = min(wait * 1.5, self.POLL_MAX_SECONDS)
+            current = reader.fetch_json(f"executions/{encode_segment(execution_id)}")
+        self.logger.info(
+            "Dexi: execution %s of run %s ended %s", execution_id, run_id, current.get("state")
+        )
+        return current
+
+
 class ExecutionsStream(ThrottledState, DexiStream):
     """Finished executions of each run, incremental on ``finished``.
 
@@ -161,6 +222,8 @@ class ExecutionsStream(ThrottledState, DexiStream):
     ).to_dict()
 
     _failed_child: str | None = None
+    #: Starts each run first when ``dexi.execute_runs`` is on.
+    starter: RunStarter | None = None
 
     def child_failed(self, execution_id: str) -> None:
         """A child (result, files) of this execution failed: the bookmark stays before it."""
@@ -182,11 +245,17 @@ class ExecutionsStream(ThrottledState, DexiStream):
                 rows = body.get("rows") or []
                 total = body.get("totalRows")
                 first_total = total if first_total is None else first_total
+                fresh = 0
                 for row in rows:
+                    row["starts"] = epoch_ms(row.get("starts"))
+                    row["finished"] = epoch_ms(row.get("finished"))
+                    fresh += str(row["_id"]) not in rows_by_id
                     rows_by_id[str(row["_id"])] = row
                 offset += len(rows)
-                if not rows or total is None or offset >= int(total):
+                if not rows or (total is not None and offset >= int(total)):
                     break
+                if total is None and (len(rows) < PAGE_SIZE or not fresh):
+                    break  # no total: a short page, or one that repeats, is the last
                 oldest = rows[-1].get("starts")
                 if watermark is not None and isinstance(oldest, int) and oldest < watermark:
                     break
@@ -200,6 +269,13 @@ class ExecutionsStream(ThrottledState, DexiStream):
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         assert context is not None
+        if self.settings.get("execute_runs") and self.starter is not None:
+            try:
+                self.starter.start_and_wait(str(context["run_id"]), self)
+            except TimeoutError as exc:
+                # Extracted as it is; the execution comes with a later sync once finished.
+                self.runtime.record_failure(self.partition_label(context), str(exc))
+                self.logger.error("%s", exc)
         state = self.get_context_state(context)
         start = self.replication_start(context)
         start_ms = None if start is None else round(start.timestamp() * 1000)
@@ -383,6 +459,8 @@ class ResultsStream(ThrottledState, DexiStream):
             )
         sink = getattr(self, "_file_cells", None)
         for index, cells in enumerate(body.get("rows") or []):
+            if isinstance(cells, dict):  # rows as objects: align them with the headers
+                cells = [cells.get(h) for h in headers]
             record: dict[str, Any] = {}
             for header, value in zip(headers, cells, strict=False):
                 if header in self.columns:

@@ -99,6 +99,8 @@ class Execution:
     finished: int | None
     headers: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
+    # Started through the API: RUNNING after the first look, finished after this many.
+    looks_left: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +127,9 @@ class DexiData:
         self.datasets: dict[str, list[dict[str, Any]]] = {}
         # run id -> executions to insert at the top when a later page is requested
         self.insert_while_paging: dict[str, int] = {}
+        # Executions started through the API, and how many looks they take to finish.
+        self.started: list[str] = []
+        self.execution_looks = 3
         self._seed(scale)
 
     # -- ids and values ------------------------------------------------------------------
@@ -360,10 +365,18 @@ class DexiPlatform(Platform):
         return json_response(200, _page(rows, offset, limit))
 
     def get_execution(self, req: Request) -> Response:
-        execution = self.data.by_id.get(req.params["executionId"])
-        if execution is None:
-            return self.error(404, "Execution not found")
-        return json_response(200, execution.to_json())
+        data = self.data
+        with data.lock:
+            execution = data.by_id.get(req.params["executionId"])
+            if execution is None:
+                return self.error(404, "Execution not found")
+            if execution.looks_left is not None and execution.finished is None:
+                execution.looks_left -= 1
+                execution.state = "RUNNING"
+                if execution.looks_left <= 0:
+                    data.finish(execution)
+            body = execution.to_json()
+        return json_response(200, body)
 
     def get_result(self, req: Request) -> Response:
         if (req.arg("format") or "json") != "json":
@@ -411,4 +424,6 @@ class DexiPlatform(Platform):
             if run is None:
                 return self.error(404, "Run not found")
             execution = data.add_execution(run, "QUEUED", data.tick(), None, 0)
+            execution.looks_left = data.execution_looks
+            data.started.append(execution.id)
         return json_response(200, execution.to_json())
