@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
+from tap_dataplatforms.dexi.client import access_digest
 from tap_dataplatforms.dexi.columns import run_slugs
 from tap_dataplatforms.dexi.streams import ThrottledState
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
@@ -327,3 +329,40 @@ def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandb
     polls = [e for e in log if e["path"] == f"/executions/{started}"]
     assert len(polls) == model.execution_looks
     assert clock.sleeps  # it waited between polls, on the budget's clock
+
+
+def test_the_sandbox_limits_writes_and_file_downloads_at_15_per_second(
+    sandbox: Sandbox,
+) -> None:
+    url = sandbox.base_url("dexi") + "/datasets/" + next(iter(sandbox.dexi.datasets)) + "/rows"
+    account = CREDENTIALS["dexi"]["account_id"]
+    headers = {
+        "X-DexiIO-Account": account,
+        "X-DexiIO-Access": access_digest(account, CREDENTIALS["dexi"]["api_key"]),
+    }
+    with requests.Session() as session:
+        statuses = [session.post(url, json={"offset": 0}, headers=headers) for _ in range(20)]
+    assert Counter(r.status_code for r in statuses)[429] >= 1
+    limited = next(r for r in statuses if r.status_code == 429)
+    assert limited.json() == {"error": True, "code": 429, "message": "Too many requests"}
+    assert "Retry-After" not in limited.headers
+    assert len(statuses[0].json()["rows"]) == 200  # capped
+
+
+def test_a_429_on_a_file_download_is_waited_out(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = sandbox.dexi
+    run = next(r for r in model.runs if r.name == "priceWatchFR")
+    sandbox.force("dexi", status=429, count=1, delay=0.2, path_contains="/file/")
+    config = dexi_config(
+        sandbox, run_ids=[run.id], download_files=True, files_dir=str(tmp_path / "files")
+    )
+    out = run_sync(make_tap(config))
+    expected = {
+        c.rsplit(";", 1)[1]
+        for e in model.finished_executions(run.id)
+        for row in e.rows
+        for c in row
+        if isinstance(c, str) and c.startswith("FILE:")
+    }
+    assert {f["file_id"] for f in out.records["dexi_files"]} == expected
+    assert Counter(e["status"] for e in sandbox.request_log("dexi"))[429] == 1

@@ -454,3 +454,33 @@ def test_execute_runs_gives_up_waiting_and_extracts_what_is_there(
     posts = [r for r in requests_mock.request_history if r.method == "POST"]
     assert [r.path for r in posts] == [f"/runs/{RUN}/execute"]
     assert posts[0].qs == {"connect": ["false"]}
+
+
+def test_partition_setting_splits_runs_between_processes(requests_mock: rm.Mocker) -> None:
+    runs = [{"_id": f"run-{i}", "name": f"Run {i}"} for i in range(40)]
+    requests_mock.get(rm.ANY, json=page([], 0))
+    requests_mock.get(BASE + "runs", json=page(runs, 0))
+    seen: list[str] = []
+    for index in range(3):
+        tap = make_tap({**config(), "partition": {"index": index, "count": 3}}, clock=FakeClock())
+        mine = [r["_id"] for r in tap.streams["dexi_runs"].get_records(None)]
+        assert mine
+        seen += mine
+    assert sorted(seen) == sorted(r["_id"] for r in runs)
+
+
+def test_a_catalog_gives_the_result_columns_without_reading_results(
+    requests_mock: rm.Mocker,
+) -> None:
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", ["url", "qty"], [["https://a", 1]])
+    catalog = make_tap(config(), clock=FakeClock()).catalog_dict
+    requests_mock.reset_mock()
+    out = run_sync(make_tap(config(), catalog=catalog, clock=FakeClock()))
+    results = [r for r in requests_mock.request_history if r.path.endswith("/result")]
+    assert len(results) == 1  # the sync's own read, none at discovery
+    assert out.schemas["dexi_results__price_watch"]["properties"]["qty"]["type"] == [
+        "integer",
+        "null",
+    ]
+    assert out.records["dexi_results__price_watch"][0]["qty"] == 1

@@ -384,7 +384,12 @@ class ExecutionsStream(ThrottledState, DexiStream):
         # (and the files stream, which comes after it).
         children = self.child_streams
         run_id = (child_context or {}).get("run_id")
-        self.child_streams = [c for c in children if getattr(c, "run_id", run_id) == run_id]
+        files = bool(self.settings.get("download_files"))
+        self.child_streams = [
+            c
+            for c in children
+            if getattr(c, "run_id", run_id) == run_id and (files or c.name != "dexi_files")
+        ]
         try:
             super()._sync_children(child_context)
         finally:
