@@ -366,3 +366,15 @@ def test_a_429_on_a_file_download_is_waited_out(sandbox: Sandbox, tmp_path: Path
     }
     assert {f["file_id"] for f in out.records["dexi_files"]} == expected
     assert Counter(e["status"] for e in sandbox.request_log("dexi"))[429] == 1
+
+
+def test_a_tight_get_budget_is_never_exceeded(sandbox: Sandbox) -> None:
+    sandbox.set_limit("dexi", limit=8, window_seconds=1.0)
+    run = sandbox.dexi.runs[5]
+    out = run_sync(make_tap(dexi_config(sandbox, run_ids=[run.id], max_requests_per_second=8)))
+    log = sandbox.request_log("dexi")
+    assert len(log) > 10  # more than one window's worth
+    assert [e for e in log if e["status"] == 429] == []
+    assert {e["_id"] for e in out.records["dexi_executions"]} == {
+        e.id for e in sandbox.dexi.finished_executions(run.id)
+    }

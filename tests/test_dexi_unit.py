@@ -145,7 +145,8 @@ def test_offset_grows_by_rows_received_until_total_rows(requests_mock: rm.Mocker
 
     requests_mock.get(rm.ANY, json=page([], 0))
     requests_mock.get(BASE + "runs", json=listing)
-    tap = make_tap(config(), clock=FakeClock())
+    # Discovery reads each run's executions (real clock): a roomy budget keeps it quick.
+    tap = make_tap(config(max_requests_per_second=10_000), clock=FakeClock())
     ids = [r["_id"] for r in tap.streams["dexi_runs"].get_records(None)]
     assert ids == [r["_id"] for r in runs]
     assert asked[-3:] == [("0", "200"), ("150", "200"), ("300", "200")]
@@ -462,7 +463,8 @@ def test_partition_setting_splits_runs_between_processes(requests_mock: rm.Mocke
     requests_mock.get(BASE + "runs", json=page(runs, 0))
     seen: list[str] = []
     for index in range(3):
-        tap = make_tap({**config(), "partition": {"index": index, "count": 3}}, clock=FakeClock())
+        settings = config(max_requests_per_second=10_000)
+        tap = make_tap({**settings, "partition": {"index": index, "count": 3}}, clock=FakeClock())
         mine = [r["_id"] for r in tap.streams["dexi_runs"].get_records(None)]
         assert mine
         seen += mine

@@ -102,6 +102,7 @@ class RunsStream(DexiStream):
         th.Property("robotId", th.StringType),
         th.Property("robotName", th.StringType),
         th.Property("version", th.IntegerType),
+        th.Property("inputs", th.ObjectType(additional_properties=True)),
     ).to_dict()
 
     @property
@@ -390,6 +391,13 @@ class ExecutionsStream(ThrottledState, DexiStream):
             for c in children
             if getattr(c, "run_id", run_id) == run_id and (files or c.name != "dexi_files")
         ]
+        if not any(hasattr(c, "run_id") for c in self.child_streams) and any(
+            hasattr(c, "run_id") and (c.selected or c.has_selected_descendents) for c in children
+        ):
+            self.runtime.warn_once(
+                f"Dexi: run {run_id} has no results stream (created after discovery?): "
+                "run --discover again to extract its results"
+            )
         try:
             super()._sync_children(child_context)
         finally:
