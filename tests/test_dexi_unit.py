@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -486,3 +487,31 @@ def test_a_catalog_gives_the_result_columns_without_reading_results(
         "null",
     ]
     assert out.records["dexi_results__price_watch"][0]["qty"] == 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_results_are_read_ahead_in_parallel_in_emission_order(
+    requests_mock: rm.Mocker, concurrency: int
+) -> None:
+    account = Account(
+        requests_mock, [execution(n, T0 + n * MIN, T0 + n * MIN + 1) for n in range(1, 21)]
+    )
+    threads: list[str] = []
+
+    def result(request: Any, context: Any) -> dict[str, Any]:
+        threads.append(threading.current_thread().name)
+        n = int(request.path.split("/")[2].removeprefix("ex-"))
+        return {"headers": ["n"], "rows": [[n], [n * 10]]}
+
+    for n in range(1, 21):
+        requests_mock.get(BASE + f"executions/ex-{n}/result", json=result)
+    tap = make_tap({**config(), "max_concurrency": concurrency}, clock=FakeClock())
+    out = run_sync(tap)
+    records = out.records["dexi_results__price_watch"]
+    assert [(r["_execution_id"], r["n"]) for r in records] == [
+        (f"ex-{n}", v) for n in range(1, 21) for v in (n, n * 10)
+    ]
+    sync_threads = threads[-20:]
+    ahead = [t for t in sync_threads if t.startswith("dexi-result")]
+    assert (len(ahead) > 0) == (concurrency > 1)
+    assert account.listing_offsets() == ["0"]

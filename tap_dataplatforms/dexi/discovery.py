@@ -9,11 +9,13 @@ SCHEMA it announces is the one the catalog declared).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import requests
 from singer_sdk.exceptions import RetriableAPIError
 
+from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.dexi.client import PAGE_SIZE, encode_segment
@@ -139,11 +141,18 @@ def discover(tap: Tap) -> list[Stream]:
 
     run_list = list_runs(runs)
     slugs = run_slugs([(str(r["_id"]), str(r.get("name") or "")) for r in run_list])
-    for run_id, slug in sorted(slugs.items(), key=lambda item: item[1]):
+    ordered = sorted(slugs.items(), key=lambda item: item[1])
+    unknown = [run_id for run_id, slug in ordered if RESULTS_PREFIX + slug not in known]
+    # One or more requests per run: read several runs at once, inside the budget.
+    workers = max(1, min(int(common_value(tap.config, "max_concurrency") or 1), len(unknown)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="dexi-discover") as pool:
+        columns_of = pool.map(lambda run_id: latest_columns(executions, run_id), unknown)
+        found = dict(zip(unknown, columns_of, strict=True))
+    for run_id, slug in ordered:
         name = RESULTS_PREFIX + slug
         columns = known.get(name)
         if columns is None:
-            columns = latest_columns(executions, run_id)
+            columns = found[run_id]
         results = ResultsStream(tap, name=name, run_id=run_id, columns=columns, files=files)
         results.state_clock = files.state_clock
         streams.append(results)

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import typing as th
-from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
+from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
@@ -22,6 +22,7 @@ from tap_dataplatforms.dexi.client import (
 )
 from tap_dataplatforms.dexi.columns import column_schema, conform
 from tap_dataplatforms.dexi.files import download_file, file_cells, parse_file_cell
+from tap_dataplatforms.dexi.prefetch import ResultPrefetch
 
 if TYPE_CHECKING:
     import requests
@@ -225,6 +226,8 @@ class ExecutionsStream(ThrottledState, DexiStream):
     _failed_child: str | None = None
     #: Starts each run first when ``dexi.execute_runs`` is on.
     starter: RunStarter | None = None
+    #: Results of the partition being emitted, read ahead.
+    prefetch: ResultPrefetch | None = None
 
     def child_failed(self, execution_id: str) -> None:
         """A child (result, files) of this execution failed: the bookmark stays before it."""
@@ -307,6 +310,40 @@ class ExecutionsStream(ThrottledState, DexiStream):
         if self.progress is not None:
             self.progress.total = len(emit)
         self._failed_child = None
+        self.prefetch = self._start_prefetch(str(context["run_id"]), emit)
+        try:
+            yield from self._emit(context, state, emit, bookmark_ms, delivered)
+        finally:
+            if self.prefetch is not None:
+                self.prefetch.close()
+                self.prefetch = None
+        if self._failed_child is not None:
+            return
+        state[OPEN_IDS] = open_ids
+        if next_mark is None:
+            state.pop(OPEN_SINCE, None)
+        else:
+            state[OPEN_SINCE] = next_mark
+
+    def _start_prefetch(self, run_id: str, emit: list[dict[str, Any]]) -> ResultPrefetch | None:
+        workers = int(common_value(self.config, "max_concurrency") or 1)
+        results = [
+            c
+            for c in self.child_streams
+            if isinstance(c, ResultsStream) and c.run_id == run_id and c.selected
+        ]
+        if workers < 2 or len(emit) < 2 or not results:
+            return None
+        return ResultPrefetch(results[0].fetch_result, [str(r["_id"]) for r in emit], workers)
+
+    def _emit(
+        self,
+        context: Context,
+        state: dict[str, Any],
+        emit: list[dict[str, Any]],
+        bookmark_ms: int | None,
+        delivered: set[str],
+    ) -> Iterable[dict[str, Any]]:
         sent: list[tuple[int, str]] = []
         for row in emit:
             finished_ms, execution_id = int(row["finished"]), str(row["_id"])
@@ -327,11 +364,6 @@ class ExecutionsStream(ThrottledState, DexiStream):
         # Stored only once every record above was delivered. Late executions may have
         # moved the bookmark back; it ends on the newest ``finished`` delivered.
         self._settle_bookmark(state, bookmark_ms, delivered, sent)
-        state[OPEN_IDS] = open_ids
-        if next_mark is None:
-            state.pop(OPEN_SINCE, None)
-        else:
-            state[OPEN_SINCE] = next_mark
 
     def _settle_bookmark(
         self,
@@ -436,32 +468,35 @@ class ResultsStream(ThrottledState, DexiStream):
         schema = {"type": "object", "properties": properties}
         super().__init__(tap, name=name, schema=schema)
 
-    def get_new_paginator(self) -> BaseAPIPaginator[Any]:
-        return SinglePagePaginator()
-
-    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
-        return {"format": "json"}
-
-    def get_url(self, context: Context | None) -> str:
-        execution_id = encode_segment(str((context or {})["execution_id"]))
-        return self.url_base + f"executions/{execution_id}/result"
+    def fetch_result(self, execution_id: str) -> Any:
+        """One result, whole: it is not paginated (``format=json``)."""
+        return self.fetch_json(
+            f"executions/{encode_segment(execution_id)}/result", {"format": "json"}
+        )
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if not context or context.get("run_id") != self.run_id:
             return
-        self._file_cells: list[str] | None = [] if self.files and self.files.wanted else None
+        execution_id = str(context["execution_id"])
+        cells: list[str] | None = [] if self.files and self.files.wanted else None
+        parent = self._tap.streams.get("dexi_executions")
+        prefetch = getattr(parent, "prefetch", None)
+        future = prefetch.take(execution_id) if prefetch is not None else None
         try:
-            yield from super().request_records(context)
+            body = future.result() if future is not None else self.fetch_result(execution_id)
         except PartitionError as exc:
             if exc.status != 404:
                 raise
             # Executions vanish (deleted, or with their run); the next one goes on.
             self.logger.warning("Skipping a vanished execution's result: %s", exc)
-        if self.files is not None and self._file_cells is not None:
-            self.files.pending[str(context["execution_id"])] = self._file_cells
+            body = {}
+        yield from self.rows_of(body, cells)
+        if self.files is not None and cells is not None:
+            self.files.pending[execution_id] = cells
 
-    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        body = response_json(response)
+    def rows_of(self, body: Any, sink: list[str] | None) -> Iterable[dict[str, Any]]:
+        if not isinstance(body, dict):
+            return
         headers = [str(h) for h in body.get("headers") or []]
         unknown = [h for h in headers if h not in self.columns]
         if unknown:
@@ -470,7 +505,6 @@ class ResultsStream(ThrottledState, DexiStream):
                 + ", ".join(unknown)
                 + " (run --discover again to add them)"
             )
-        sink = getattr(self, "_file_cells", None)
         for index, cells in enumerate(body.get("rows") or []):
             if isinstance(cells, dict):  # rows as objects: align them with the headers
                 cells = [cells.get(h) for h in headers]
