@@ -248,16 +248,19 @@ def test_an_execution_open_at_the_last_sync_comes_even_if_it_finished_earlier(
 
 
 def test_the_list_is_read_only_down_to_the_oldest_open_start(requests_mock: rm.Mocker) -> None:
+    hour = 60 * MIN
     account = Account(
         requests_mock,
-        [execution(n, T0 + n * MIN, T0 + n * MIN + 30_000) for n in range(1, 451)],
+        [execution(n, T0 + n * hour, T0 + n * hour + 30_000) for n in range(1, 451)],
     )
     first = run_sync(make_tap(config(), clock=FakeClock()))
     assert account.listing_offsets() == ["0", "200", "400"]
-    account.executions.append(execution(999, T0 + 999 * MIN, T0 + 999 * MIN + 1))
+    account.executions.append(execution(999, T0 + 999 * hour, T0 + 999 * hour + 1))
+    # Listed out of order (started before the newest known start): within the margin.
+    account.executions.append(execution(998, T0 + 448 * hour, T0 + 999 * hour + 2))
     requests_mock.reset_mock()
     second = run_sync(make_tap(config(), state=copy.deepcopy(first.states[-1])))
-    assert [r["_id"] for r in second.records["dexi_executions"]] == ["ex-999"]
+    assert [r["_id"] for r in second.records["dexi_executions"]] == ["ex-999", "ex-998"]
     assert account.listing_offsets() == ["0"]
 
 

@@ -34,6 +34,9 @@ TIMESTAMP = th.DateTimeType
 OPEN_IDS = "open_execution_ids"
 OPEN_SINCE = "open_since_starts"
 AT_BOOKMARK = "delivered_at_bookmark"
+#: Paging stops below the watermark only this far below it, in case a list is not
+#: strictly ordered by ``starts`` (a clock skew, an execution queued then started).
+STOP_MARGIN_MS = 24 * 3600 * 1000
 #: Passes over an execution list whose ``totalRows`` changes while it is paged.
 MAX_LIST_PASSES = 3
 
@@ -261,7 +264,11 @@ class ExecutionsStream(ThrottledState, DexiStream):
                 if total is None and (len(rows) < PAGE_SIZE or not fresh):
                     break  # no total: a short page, or one that repeats, is the last
                 oldest = rows[-1].get("starts")
-                if watermark is not None and isinstance(oldest, int) and oldest < watermark:
+                if (
+                    watermark is not None
+                    and isinstance(oldest, int)
+                    and oldest < watermark - STOP_MARGIN_MS
+                ):
                     break
             if total == first_total:
                 break
