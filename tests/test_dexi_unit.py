@@ -518,3 +518,19 @@ def test_results_are_read_ahead_in_parallel_in_emission_order(
     ahead = [t for t in sync_threads if t.startswith("dexi-result")]
     assert (len(ahead) > 0) == (concurrency > 1)
     assert account.listing_offsets() == ["0"]
+
+
+def test_a_dataset_out_of_reach_fails_alone(requests_mock: rm.Mocker) -> None:
+    Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    requests_mock.post(BASE + "datasets/ok/rows", json=page([{"sku": "A"}], 0))
+    requests_mock.post(
+        BASE + "datasets/gone/rows",
+        status_code=403,
+        json={"error": True, "code": 403, "message": "No access to this dataset"},
+    )
+    tap = make_tap(config(dataset_ids=["ok", "gone"]), clock=FakeClock())
+    out = run_sync(tap, finish=False)
+    assert out.records["dexi_dataset_rows__ok"] == [{"sku": "A", "_row_index": 0}]
+    assert [r["_id"] for r in out.records["dexi_executions"]] == ["ex-1"]
+    with pytest.raises(SyncFailedError, match="dexi_dataset_rows__gone.*No access"):
+        tap.finish()

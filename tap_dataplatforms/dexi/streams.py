@@ -543,6 +543,9 @@ class DatasetRowsStream(DexiStream):
     payload_as_json = True
     # A POST used for reading: budgeted with the writes to stay safe (notes, pitfall 13).
     budget_kind = WRITES
+    # The credentials were proven on runs already: a 403 here concerns this dataset (lost
+    # access), so it fails this stream only.
+    auth_fatal_statuses = frozenset({401})
 
     def __init__(
         self, tap: Tap, *, name: str, dataset_id: str, columns: dict[str, str | None]
