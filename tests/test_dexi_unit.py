@@ -532,5 +532,5 @@ def test_a_dataset_out_of_reach_fails_alone(requests_mock: rm.Mocker) -> None:
     out = run_sync(tap, finish=False)
     assert out.records["dexi_dataset_rows__ok"] == [{"sku": "A", "_row_index": 0}]
     assert [r["_id"] for r in out.records["dexi_executions"]] == ["ex-1"]
-    with pytest.raises(SyncFailedError, match="dexi_dataset_rows__gone.*No access"):
+    with pytest.raises(SyncFailedError, match=r"dexi_dataset_rows__gone.*No access"):
         tap.finish()
