@@ -196,6 +196,7 @@ def test_only_finished_executions_sorted_by_finished(requests_mock: rm.Mocker) -
             execution(3, T0 + 3 * MIN, None, "RUNNING"),
             execution(4, T0 + 4 * MIN, None, "QUEUED"),
             execution(5, T0 + 5 * MIN, T0 + 6 * MIN, "STOPPED"),
+            execution(6, T0 + 7 * MIN, 0, "PENDING"),  # a zero end time is no end time
         ],
     )
     out = run_sync(make_tap(config(), clock=FakeClock()))
@@ -205,7 +206,7 @@ def test_only_finished_executions_sorted_by_finished(requests_mock: rm.Mocker) -
     assert records[0]["finished"] == "2024-05-01T10:02:00+00:00"
     partition = out.states[-1]["bookmarks"]["dexi_executions"]["partitions"][0]
     assert partition["replication_key_value"] == "2024-05-01T10:50:00+00:00"
-    assert partition["open_execution_ids"] == ["ex-3", "ex-4"]
+    assert partition["open_execution_ids"] == ["ex-3", "ex-4", "ex-6"]
 
 
 def test_an_execution_that_started_before_the_bookmark_and_finished_after_it_comes(

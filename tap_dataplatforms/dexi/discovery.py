@@ -34,6 +34,8 @@ from tap_dataplatforms.dexi.streams import (
     RunsStream,
     RunStarter,
     StateClock,
+    epoch_ms,
+    is_open,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +97,11 @@ def latest_columns(stream: ExecutionsStream, run_id: str) -> dict[str, str | Non
         body = stream.fetch_json(
             f"runs/{encode_segment(run_id)}/executions", {"offset": 0, "limit": LATEST_WINDOW}
         )
-        finished = [r for r in body.get("rows") or [] if r.get("finished") is not None]
+        finished = [
+            r
+            for r in body.get("rows") or []
+            if not is_open({**r, "finished": epoch_ms(r.get("finished"))})
+        ]
         finished.sort(key=lambda r: r.get("state") != "OK")  # stable: newest OK first
         sampled = 0
         for execution in finished:

@@ -66,6 +66,16 @@ def epoch_ms(value: Any) -> int | None:
         return None
 
 
+#: States of executions that have not ended (``finished`` is null for them).
+OPEN_STATES = frozenset({"QUEUED", "PENDING", "RUNNING"})
+
+
+def is_open(execution: dict[str, Any]) -> bool:
+    """Not finished: no end time (or a zero one), or a state that has not ended."""
+    finished = execution.get("finished")
+    return not finished or finished <= 0 or execution.get("state") in OPEN_STATES
+
+
 class StateClock:
     """When the Dexi children last wrote the tap state (one per tap, shared)."""
 
@@ -181,7 +191,7 @@ class RunStarter(DexiStream):
         deadline = clock.monotonic() + self.TIMEOUT_SECONDS
         wait = self.POLL_FIRST_SECONDS
         current = started
-        while current.get("finished") is None:
+        while is_open({**current, "finished": epoch_ms(current.get("finished"))}):
             if clock.monotonic() + wait > deadline:
                 raise TimeoutError(
                     f"Dexi: execution {execution_id} of run {run_id} still "
@@ -295,8 +305,8 @@ class ExecutionsStream(ThrottledState, DexiStream):
         watermark = state.get(OPEN_SINCE)
         rows = self._list(context, watermark if isinstance(watermark, int) else None)
 
-        open_rows = [r for r in rows.values() if r.get("finished") is None]
-        finished = [r for r in rows.values() if r.get("finished") is not None]
+        open_rows = [r for r in rows.values() if is_open(r)]
+        finished = [r for r in rows.values() if not is_open(r)]
         late = [
             r for r in finished if r["_id"] in was_open and start_ms and r["finished"] < start_ms
         ]
