@@ -310,24 +310,30 @@ def test_wrong_key_fails_before_any_record(sandbox: Sandbox) -> None:
 
 def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandbox) -> None:
     model = sandbox.dexi
-    run = model.runs[4]
-    config = dexi_config(sandbox, run_ids=[run.id], execute_runs=True)
+    runs = [model.runs[4], model.runs[5]]
+    config = dexi_config(sandbox, run_ids=[r.id for r in runs], execute_runs=True)
     clock = FakeClock()
     out = run_sync(make_tap(config, clock=clock))
-    (started,) = model.started
-    execution = model.by_id[started]
-    assert execution.state == "OK"
-    assert execution.finished is not None
-    assert started in {e["_id"] for e in out.records["dexi_executions"]}
-    slug = run_slugs([(r.id, r.name) for r in model.runs])[run.id]
-    rows = [r for r in out.records[f"dexi_results__{slug}"] if r["_execution_id"] == started]
-    assert len(rows) == len(execution.rows) > 0
+    assert len(model.started) == 2
+    slugs = run_slugs([(r.id, r.name) for r in model.runs])
     log = sandbox.request_log("dexi")
-    posts = [e for e in log if e["method"] == "POST"]
-    assert [e["path"] for e in posts] == [f"/runs/{run.id}/execute"]
+    for started in model.started:
+        execution = model.by_id[started]
+        assert execution.state == "OK"
+        assert execution.finished is not None
+        assert started in {e["_id"] for e in out.records["dexi_executions"]}
+        stream = f"dexi_results__{slugs[execution.run_id]}"
+        rows = [r for r in out.records[stream] if r["_execution_id"] == started]
+        assert len(rows) == len(execution.rows) > 0
+        polls = [e for e in log if e["path"] == f"/executions/{started}"]
+        assert len(polls) == model.execution_looks
+    posts = [i for i, e in enumerate(log) if e["method"] == "POST"]
+    assert sorted(log[i]["path"] for i in posts) == sorted(f"/runs/{r.id}/execute" for r in runs)
+    # Both runs were started before the tap waited for either.
+    polled = {f"/executions/{started}" for started in model.started}
+    first_poll = next(i for i, e in enumerate(log) if e["path"] in polled)
+    assert max(posts) < first_poll
     assert not [e for e in log if e["path"].endswith("/wait")]
-    polls = [e for e in log if e["path"] == f"/executions/{started}"]
-    assert len(polls) == model.execution_looks
     assert clock.sleeps  # it waited between polls, on the budget's clock
 
 

@@ -138,14 +138,14 @@ def discover(tap: Tap) -> list[Stream]:
     executions = ExecutionsStream(tap)
     files = FilesStream(tap)
     executions.state_clock = files.state_clock = StateClock()
-    if runs.settings.get("execute_runs"):
-        executions.starter = RunStarter(tap)
     # Fail fast, in one line, on bad credentials or an unreachable host.
     check_connection(runs, "runs", {"offset": 0, "limit": 1})
     known = catalog_columns(tap)
     streams: list[Stream] = [runs, executions]
 
     run_list = list_runs(runs)
+    if runs.settings.get("execute_runs"):
+        executions.starter = RunStarter(tap, [str(r["_id"]) for r in run_list])
     slugs = run_slugs([(str(r["_id"]), str(r.get("name") or "")) for r in run_list])
     ordered = sorted(slugs.items(), key=lambda item: item[1])
     unknown = [run_id for run_id, slug in ordered if RESULTS_PREFIX + slug not in known]
