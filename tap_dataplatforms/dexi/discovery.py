@@ -137,7 +137,7 @@ def discover(tap: Tap) -> list[Stream]:
     runs = RunsStream(tap)
     executions = ExecutionsStream(tap)
     files = FilesStream(tap)
-    executions.state_clock = files.state_clock = StateClock()
+    files.state_clock = StateClock()
     # Fail fast, in one line, on bad credentials or an unreachable host.
     check_connection(runs, "runs", {"offset": 0, "limit": 1})
     known = catalog_columns(tap)

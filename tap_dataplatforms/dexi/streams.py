@@ -84,11 +84,12 @@ class StateClock:
 
 
 class ThrottledState:
-    """Executions, results and files write the tap state at most every few seconds.
+    """Results and files write the tap state at most every few seconds.
 
-    The SDK writes the whole tap state after every child sync: once per run for
-    executions, once per execution for results and files. With one state partition per
-    run that output grows as runs x executions; the final state is written regardless.
+    The SDK writes the whole tap state after every child sync, so once per execution for
+    results and files; with one state partition per run, that output would grow as runs x
+    executions. The executions stream still writes it after each run, and the final
+    state is written regardless.
     """
 
     STATE_EVERY_SECONDS: ClassVar[float] = 2.0
@@ -226,7 +227,7 @@ class RunStarter(DexiStream):
         return current
 
 
-class ExecutionsStream(ThrottledState, DexiStream):
+class ExecutionsStream(DexiStream):
     """Finished executions of each run, incremental on ``finished``.
 
     The list is newest first by start, and an execution that started before the bookmark
