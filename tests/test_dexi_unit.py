@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import requests_mock as rm
 
-from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
+from tap_dataplatforms.core.errors import (
+    PlatformAuthError,
+    PlatformUnavailableError,
+    SyncFailedError,
+)
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.dexi.client import access_digest, encode_file_id
 from tap_dataplatforms.dexi.columns import conform, infer_columns, run_slugs, slugify
@@ -535,3 +540,11 @@ def test_a_dataset_out_of_reach_fails_alone(requests_mock: rm.Mocker) -> None:
     assert [r["_id"] for r in out.records["dexi_executions"]] == ["ex-1"]
     with pytest.raises(SyncFailedError, match=r"dexi_dataset_rows__gone.*No access"):
         tap.finish()
+
+
+def test_an_unreachable_host_fails_fast_in_one_line(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(rm.ANY, exc=requests.exceptions.ConnectionError("Connection refused"))
+    with pytest.raises(PlatformUnavailableError) as raised:
+        make_tap(config(), clock=FakeClock()).streams  # noqa: B018 - discovery reaches out
+    assert str(raised.value) == "Dexi: cannot reach https://dexi.test/: connection refused"
+    assert len(requests_mock.request_history) == 2  # one retry, then the verdict
