@@ -20,7 +20,7 @@ from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.dexi.client import access_digest
 from tap_dataplatforms.dexi.columns import run_slugs
-from tap_dataplatforms.dexi.streams import ThrottledState
+from tap_dataplatforms.dexi.executions import ThrottledState
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.sandbox.dexi import DexiData
 from tests.helpers import FakeClock, SyncOutput, make_tap, run_sync

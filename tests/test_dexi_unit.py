@@ -21,8 +21,8 @@ from tap_dataplatforms.core.errors import (
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.dexi.client import access_digest, encode_file_id
 from tap_dataplatforms.dexi.columns import conform, infer_columns, run_slugs, slugify
+from tap_dataplatforms.dexi.executions import RunStarter
 from tap_dataplatforms.dexi.files import local_path, parse_file_cell
-from tap_dataplatforms.dexi.streams import RunStarter
 from tests.helpers import FakeClock, make_tap, run_sync
 
 BASE = "https://dexi.test/"

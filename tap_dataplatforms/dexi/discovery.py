@@ -26,16 +26,13 @@ from tap_dataplatforms.dexi.columns import (
     run_slugs,
     slugify,
 )
+from tap_dataplatforms.dexi.executions import RunStarter, StateClock, epoch_ms, is_open
 from tap_dataplatforms.dexi.streams import (
     DatasetRowsStream,
     ExecutionsStream,
     FilesStream,
     ResultsStream,
     RunsStream,
-    RunStarter,
-    StateClock,
-    epoch_ms,
-    is_open,
 )
 
 if TYPE_CHECKING:

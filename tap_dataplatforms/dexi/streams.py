@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -13,7 +12,7 @@ from singer_sdk import typing as th
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import response_json
-from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
+from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.dexi.client import (
     PAGE_SIZE,
     WRITES,
@@ -22,6 +21,19 @@ from tap_dataplatforms.dexi.client import (
     in_partition,
 )
 from tap_dataplatforms.dexi.columns import column_schema, conform
+from tap_dataplatforms.dexi.executions import (
+    AT_BOOKMARK,
+    MAX_LIST_PASSES,
+    OPEN_IDS,
+    OPEN_SINCE,
+    STOP_MARGIN_MS,
+    RunStarter,
+    ThrottledState,
+    epoch_ms,
+    is_open,
+    next_watermark,
+    settle_bookmark,
+)
 from tap_dataplatforms.dexi.files import download_file, file_cells, parse_file_cell
 from tap_dataplatforms.dexi.prefetch import ResultPrefetch
 
@@ -31,78 +43,6 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
 
 TIMESTAMP = th.DateTimeType
-#: Partition-state keys of ``dexi_executions`` besides the bookmark (see ``request_records``).
-OPEN_IDS = "open_execution_ids"
-OPEN_SINCE = "open_since_starts"
-AT_BOOKMARK = "delivered_at_bookmark"
-#: Paging stops below the watermark only this far below it, in case a list is not
-#: strictly ordered by ``starts`` (a clock skew, an execution queued then started).
-STOP_MARGIN_MS = 24 * 3600 * 1000
-#: Passes over an execution list whose ``totalRows`` changes while it is paged.
-MAX_LIST_PASSES = 3
-
-
-def _epoch_ms(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return round(parse_datetime(value).timestamp() * 1000)
-
-
-def epoch_ms(value: Any) -> int | None:
-    """Execution times are epoch milliseconds (doc); numeric strings and ISO 8601 are
-    accepted too, so that one odd value does not stop a run."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return round(value)
-    try:
-        text = str(value).strip()
-        if text.lstrip("-").replace(".", "", 1).isdigit():
-            return round(float(text))
-        return _epoch_ms(text)
-    except ValueError:
-        return None
-
-
-#: States of executions that have not ended (``finished`` is null for them).
-OPEN_STATES = frozenset({"QUEUED", "PENDING", "RUNNING"})
-
-
-def is_open(execution: dict[str, Any]) -> bool:
-    """Not finished: no end time (or a zero one), or a state that has not ended."""
-    finished = execution.get("finished")
-    return not finished or finished <= 0 or execution.get("state") in OPEN_STATES
-
-
-class StateClock:
-    """When the Dexi children last wrote the tap state (one per tap, shared)."""
-
-    def __init__(self) -> None:
-        self.last = float("-inf")
-
-
-class ThrottledState:
-    """Results and files write the tap state at most every few seconds.
-
-    The SDK writes the whole tap state after every child sync, so once per execution for
-    results and files; with one state partition per run, that output would grow as runs x
-    executions. The executions stream still writes it after each run, and the final
-    state is written regardless.
-    """
-
-    STATE_EVERY_SECONDS: ClassVar[float] = 2.0
-    state_clock: StateClock | None = None
-
-    def _write_state_message(self) -> None:
-        clock = self.state_clock
-        if clock is not None:
-            now = time.monotonic()
-            if now - clock.last < self.STATE_EVERY_SECONDS:
-                return
-            clock.last = now
-        super()._write_state_message()  # type: ignore[misc]
 
 
 class RunsStream(DexiStream):
@@ -162,69 +102,6 @@ class RunsStream(DexiStream):
 
     def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
         return {"run_id": record["_id"]}
-
-
-class RunStarter(DexiStream):
-    """``dexi.execute_runs``: start a run and wait until its execution finishes.
-
-    Started with the asynchronous ``POST runs/{id}/execute``, then polled; never the
-    ``/wait`` endpoints, which time out after 10 minutes and delete the execution (doc).
-    Not a stream of the catalog: a POST on the write budget.
-    """
-
-    name = "dexi_run_starts"
-    path = "runs/{run_id}/execute"
-    budget_kind = WRITES
-    schema = th.PropertiesList(th.Property("_id", th.StringType)).to_dict()
-    #: First wait between polls; grows by half each time up to ``POLL_MAX_SECONDS``.
-    POLL_FIRST_SECONDS: ClassVar[float] = 2.0
-    POLL_MAX_SECONDS: ClassVar[float] = 30.0
-    #: Longest wait for one execution before the run is extracted as it is.
-    TIMEOUT_SECONDS: ClassVar[float] = 3600.0
-
-    def __init__(self, tap: Tap, run_ids: list[str] | None = None) -> None:
-        super().__init__(tap)
-        #: The runs to start together at the first partition, so that they run meanwhile.
-        self.run_ids = list(run_ids or [])
-        self.started: dict[str, tuple[str, float]] = {}  # run -> (execution, deadline)
-
-    def start(self, run_id: str) -> None:
-        execution = self.fetch_json(
-            f"runs/{encode_segment(run_id)}/execute", {"connect": "false"}, method="POST"
-        )
-        deadline = self.budget.clock.monotonic() + self.TIMEOUT_SECONDS
-        self.started[run_id] = (str(execution["_id"]), deadline)
-        self.logger.info("Dexi: started run %s as execution %s", run_id, execution["_id"])
-
-    def start_and_wait(self, run_id: str, reader: DexiStream) -> dict[str, Any]:
-        """Start every run (once), then wait for this one's execution to end."""
-        if not self.started:
-            for other in self.run_ids:
-                if other != run_id:
-                    try:
-                        self.start(other)
-                    except PartitionError as exc:  # that run's own partition reports it
-                        self.logger.warning("Dexi: could not start run %s: %s", other, exc)
-        if run_id not in self.started:
-            self.start(run_id)
-        execution_id, deadline = self.started[run_id]
-        clock = self.budget.clock
-        wait = self.POLL_FIRST_SECONDS
-        path = f"executions/{encode_segment(execution_id)}"
-        current = reader.fetch_json(path)
-        while is_open({**current, "finished": epoch_ms(current.get("finished"))}):
-            if clock.monotonic() + wait > deadline:
-                raise TimeoutError(
-                    f"Dexi: execution {execution_id} of run {run_id} still "
-                    f"{current.get('state')} after {self.TIMEOUT_SECONDS:.0f}s"
-                )
-            clock.sleep(wait)
-            wait = min(wait * 1.5, self.POLL_MAX_SECONDS)
-            current = reader.fetch_json(path)
-        self.logger.info(
-            "Dexi: execution %s of run %s ended %s", execution_id, run_id, current.get("state")
-        )
-        return current
 
 
 class ExecutionsStream(DexiStream):
@@ -334,7 +211,7 @@ class ExecutionsStream(DexiStream):
         new = [r for r in finished if start_ms is None or r["finished"] >= start_ms]
         # The executions sitting exactly on the bookmark were delivered by the sync that
         # completed this partition; without a lookback they are not sent again.
-        bookmark_ms = _epoch_ms(state.get("replication_key_value"))
+        bookmark_ms = epoch_ms(state.get("replication_key_value"))
         delivered = set(state.get(AT_BOOKMARK) or [])
         if delivered and bookmark_ms is not None and bookmark_ms == start_ms:
             new = [r for r in new if not (r["finished"] == bookmark_ms and r["_id"] in delivered)]
@@ -345,7 +222,7 @@ class ExecutionsStream(DexiStream):
         emit = sorted(late, key=order) + sorted(new, key=order)
         # Computed before emitting: records are rewritten on their way out.
         open_ids = sorted(str(r["_id"]) for r in open_rows)
-        next_mark = self._next_watermark(open_rows, list(rows.values()), watermark)
+        next_mark = next_watermark(open_rows, list(rows.values()), watermark)
         if self.progress is not None:
             self.progress.total = len(emit)
         self._failed_child = None
@@ -396,48 +273,13 @@ class ExecutionsStream(DexiStream):
                     context["run_id"],
                     self._failed_child,
                 )
-                self._settle_bookmark(state, bookmark_ms, delivered, sent)
+                settle_bookmark(state, self.replication_key, bookmark_ms, delivered, sent)
                 return
             sent.append((finished_ms, execution_id))
 
         # Stored only once every record above was delivered. Late executions may have
         # moved the bookmark back; it ends on the newest ``finished`` delivered.
-        self._settle_bookmark(state, bookmark_ms, delivered, sent)
-
-    def _settle_bookmark(
-        self,
-        state: dict[str, Any],
-        previous_ms: int | None,
-        previous_ids: set[str],
-        sent: list[tuple[int, str]],
-    ) -> None:
-        """The bookmark on the newest ``finished`` delivered (never moved back), with the
-        ids delivered at exactly that instant, so that they are not sent again."""
-        top = max([previous_ms or 0, *(ms for ms, _ in sent)])
-        if not top:
-            state.pop("replication_key_value", None)
-            return
-        at_top = {i for ms, i in sent if ms == top}
-        if top == previous_ms:
-            at_top |= previous_ids
-        state["replication_key"] = self.replication_key
-        state["replication_key_value"] = to_rfc3339(top, epoch_unit="ms")
-        state[AT_BOOKMARK] = sorted(at_top)
-
-    @staticmethod
-    def _next_watermark(
-        open_rows: list[dict[str, Any]], rows: list[dict[str, Any]], previous: Any
-    ) -> int | None:
-        """The ``starts`` below which every execution is known finished (and delivered):
-        the oldest open one, else the newest listed; unknown if an open one has none."""
-        if open_rows:
-            marks = [r.get("starts") for r in open_rows]
-            known = [m for m in marks if isinstance(m, int)]
-            return min(known) if len(known) == len(marks) else None
-        known = [r["starts"] for r in rows if isinstance(r.get("starts"), int)]
-        if known:
-            return max(known)
-        return previous if isinstance(previous, int) else None
+        settle_bookmark(state, self.replication_key, bookmark_ms, delivered, sent)
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
         for name in ("starts", "finished"):
