@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
+from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.sandbox.reinfer import UIPATH_PREFIX
 from tap_dataplatforms.tap import TapDataPlatforms
@@ -248,6 +249,20 @@ def test_private_routes_missing_are_reported_once_and_skipped(
     private = [e for e in sandbox.request_log("reinfer") if "/_private/" in e["path"]]
     # One request per route, then the stream's remaining partitions are skipped.
     assert len(private) == 3
+
+
+def test_throttling_and_server_errors_are_waited_out(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.01)
+    # Re:infer documents no wait hint: a bare 429, then a 503, both on comment pages.
+    sandbox.force("reinfer", status=429, count=2, path_contains="/calls/comments")
+    sandbox.force("reinfer", status=503, count=1, path_contains="/leads/comments")
+    out = run_sync(only(make_tap(reinfer_config(sandbox)), COMMENTS))
+    assert set(comment_keys(out.records[COMMENTS])) == sandbox.reinfer.comment_keys()
+    statuses = Counter(e["status"] for e in sandbox.request_log("reinfer"))
+    assert statuses[429] == 2
+    assert statuses[503] == 1
 
 
 def test_bad_token_fails_before_any_record_with_the_platform_message(sandbox: Sandbox) -> None:

@@ -123,7 +123,11 @@ def test_comment_window_cursor_and_encoding(requests_mock: rm.Mocker) -> None:
             "reinfer_comments": {
                 "partitions": [
                     {
-                        "context": {"source_id": "src-1", "owner": "acme", "source_name": "inbox"},
+                        "context": {
+                            "source_id": "src-1",
+                            "project": "acme",
+                            "source_name": "inbox",
+                        },
                         "replication_key": "timestamp",
                         "replication_key_value": "2024-05-01T09:00:00+00:00",
                     }
@@ -142,6 +146,7 @@ def test_comment_window_cursor_and_encoding(requests_mock: rm.Mocker) -> None:
         ("src-1", "msg-3"),
     ]
     assert records[1]["timestamp"] == "2024-05-01T10:00:00+00:00"
+    assert (records[0]["project"], records[0]["source_name"]) == ("acme", "inbox")
     calls = [h for h in requests_mock.request_history if h.url.startswith(url)]
     assert len(calls) == 3
     first, *rest = calls

@@ -27,9 +27,9 @@ CHECK_PATH = "/auth/user"
 PROJECTS_PATH = "/api/_private/projects"
 DATASETS_PATH = "/api/v1/datasets"
 SOURCES_PATH = "/api/v1/sources"
-COMMENTS_PATH = "/api/_private/sources/{owner}/{source_name}/comments"
-STREAMS_PATH = "/api/v1/datasets/{owner}/{dataset_name}/streams"
-LABELLINGS_PATH = "/api/_private/datasets/{owner}/{dataset_name}/labellings"
+COMMENTS_PATH = "/api/_private/sources/{project}/{source_name}/comments"
+STREAMS_PATH = "/api/v1/datasets/{project}/{dataset_name}/streams"
+LABELLINGS_PATH = "/api/_private/datasets/{project}/{dataset_name}/labellings"
 PRIVATE_PREFIX = "/api/_private/"
 
 #: Messages a tenant sends for a path it does not know at all (doc: "404 Not Found"), as
@@ -174,7 +174,7 @@ class ReinferStream(PlatformStream):
         if not context:
             return self.name
         name = context.get("source_name") or context.get("dataset_name")
-        parts = [f"{context.get('owner')}/{name}"] if name else []
+        parts = [f"{context.get('project')}/{name}"] if name else []
         if "source_id" in context and "dataset_name" in context:
             parts.append(f"source_id={context['source_id']}")
         return f"{self.name} [{', '.join(parts)}]" if parts else self.name

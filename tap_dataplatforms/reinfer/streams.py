@@ -191,7 +191,7 @@ class DatasetsStream(_ConfiguredParent):
         if self.is_wanted(record):
             yield {
                 "dataset_id": record["id"],
-                "owner": record.get("owner"),
+                "project": record.get("owner"),
                 "dataset_name": record.get("name"),
                 "source_ids": list(record.get("source_ids") or []),
             }
@@ -227,7 +227,7 @@ class SourcesStream(_ConfiguredParent):
         if self.is_wanted(record):
             yield {
                 "source_id": record["id"],
-                "owner": record.get("owner"),
+                "project": record.get("owner"),
                 "source_name": record.get("name"),
             }
 
@@ -251,8 +251,9 @@ class CommentsStream(ReinferStream):
     # the last comment read (a later sync re-reads rather than skips) and a warning
     # says so.
     check_sorted = False
-    # One state partition per source context (its id, project and name): the SDK only
-    # keeps sorted, resumable bookmarks when the state partition is the whole context.
+    # One state partition per source context (its id, project and name, which records
+    # also carry): the SDK keeps sorted, resumable bookmarks only when the state
+    # partition is the whole context.
     state_partitioning_keys = None
     parent_fields = ("source_id",)
     timestamp_fields = ()
@@ -260,6 +261,8 @@ class CommentsStream(ReinferStream):
     STATE_MSG_FREQUENCY = COMMENTS_PAGE_SIZE
     schema = th.PropertiesList(
         th.Property("source_id", th.StringType, required=True),
+        th.Property("project", th.StringType, description="The source's project (`owner`)."),
+        th.Property("source_name", th.StringType, description="The source's `name`."),
         *_COMMENT_FIELDS,
     ).to_dict()
 
