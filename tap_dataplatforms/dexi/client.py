@@ -14,6 +14,7 @@ from pyrate_limiter import Rate
 from singer_sdk.authenticators import APIAuthenticatorBase
 from singer_sdk.pagination import BaseAPIPaginator
 
+from tap_dataplatforms.core.budget import rates_per_second
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.redact import register_secret
 
@@ -24,10 +25,11 @@ if TYPE_CHECKING:
 #: The documented cap of rows per list request; a larger ``limit`` is silently cut.
 PAGE_SIZE = 200
 #: Writes (and the POST that reads dataset rows) and file downloads: about 15/s (doc).
-WRITE_RATE_PER_SECOND = 15
-#: Parallel downloads reach the server with a little jitter: the window is taken this much
-#: longer, so that no second of the server's ever sees a 16th request.
-WRITE_WINDOW_MS = 1050
+WRITE_RATE_PER_SECOND = 15.0
+#: Dexi sends no rate-limit headers to steer by, and requests sent in parallel reach the
+#: server with a little jitter: each budget window is taken this much longer, so that no
+#: second of the server's sees one request too many.
+JITTER_ROOM = 1.05
 WRITES = "writes"
 
 
@@ -113,8 +115,10 @@ class DexiStream(PlatformStream):
 
     def budget_rates(self) -> list[Rate]:
         if self.budget_kind == WRITES:
-            return [Rate(WRITE_RATE_PER_SECOND, WRITE_WINDOW_MS)]
-        return super().budget_rates()
+            rates = rates_per_second(WRITE_RATE_PER_SECOND)
+        else:
+            rates = super().budget_rates()
+        return [Rate(r.limit, round(r.interval * JITTER_ROOM)) for r in rates]
 
     @property
     def partition_setting(self) -> Mapping[str, int] | None:
