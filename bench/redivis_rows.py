@@ -124,7 +124,7 @@ def main() -> None:
     table.num_rows = args.rows
     print(f"table {table.qualified_reference}: {args.rows} rows, {len(table.variables)} columns")
     want_count, want_sum = expected_checksum(sandbox, table)
-    from tap_dataplatforms.redivis.rows import slug
+    from tap_dataplatforms.core.naming import slug
 
     stream = f"redivis_rows__{slug(table.name)}"
     results = {}

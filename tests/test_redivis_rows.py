@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from tap_dataplatforms.core.http import PlatformStream
-from tap_dataplatforms.redivis.rows import TableRowsStream, slug, to_json_ready
+from tap_dataplatforms.core.naming import slug
+from tap_dataplatforms.redivis.rows import TableRowsStream, to_json_ready
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
@@ -227,4 +228,4 @@ def test_over_delivered_rows_are_trimmed() -> None:
 def test_slugs() -> None:
     assert slug("World Development Indicators") == "world_development_indicators"
     assert slug("drugEra") == "drug_era"
-    assert json.dumps(slug("%%")) == '"table"'
+    assert json.dumps(slug("%%", "table")) == '"table"'

@@ -12,26 +12,20 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tap_dataplatforms.core.naming import distinct_slugs, slug
+
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 
 def slugify(text: str) -> str:
     """``"Price watch DE"`` -> ``price_watch_de``; ``"storeLocator"`` -> ``store_locator``."""
-    text = _CAMEL.sub(r"\1_\2", text)
-    return _NON_WORD.sub("_", text.lower()).strip("_")
+    return slug(text, "")
 
 
 def run_slugs(runs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """Run id -> slug of its name; ``_`` + 8 id characters only where two slugs collide."""
-    base = {run_id: slugify(name) or "run" for run_id, name in runs}
-    counts: dict[str, int] = {}
-    for slug in base.values():
-        counts[slug] = counts.get(slug, 0) + 1
-    return {
-        run_id: f"{slug}_{_NON_WORD.sub('_', run_id[:8].lower())}" if counts[slug] > 1 else slug
-        for run_id, slug in base.items()
-    }
+    return distinct_slugs(runs, suffix=lambda run_id: run_id[:8], fallback="run")
 
 
 def _kind(value: Any) -> str | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
-import unicodedata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -14,6 +12,7 @@ from singer_sdk import typing as th
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
 from tap_dataplatforms.core.errors import PlatformAuthError
 from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.timestamps import to_invision
 from tap_dataplatforms.invision.client import in_partition
 from tap_dataplatforms.invision.jsonrows import infer_schema
@@ -74,25 +73,14 @@ SAMPLE_ROWS = 200
 TABLE_PREFIX = "invision_table__"
 
 
-_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "å": "a", "ß": "ss", "đ": "d", "ł": "l"})
-
-
-def table_slug(table: str) -> str:
-    """``Prosjekt Øst`` -> ``prosjekt_ost``: lower case ASCII, words joined by ``_``."""
-    text = unicodedata.normalize("NFKD", table.lower().translate(_LETTERS))
-    text = text.encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^0-9a-z]+", "_", text).strip("_") or "table"
-
-
 def table_stream_names(tables: list[str]) -> dict[str, str]:
     """Stream name of each table; a slug two tables share gets a short hash of the name."""
-    slugs = [table_slug(t) for t in tables]
-    names = {}
-    for table, slug in zip(tables, slugs, strict=True):
-        if slugs.count(slug) > 1:
-            slug += "_" + hashlib.sha256(table.encode("utf-8")).hexdigest()[:8]
-        names[table] = TABLE_PREFIX + slug
-    return names
+    slugs = distinct_slugs(
+        [(t, t) for t in tables],
+        suffix=lambda table: hashlib.sha256(table.encode("utf-8")).hexdigest()[:8],
+        fallback="table",
+    )
+    return {table: TABLE_PREFIX + name for table, name in slugs.items()}
 
 
 def catalog_schema(tap: Tap, name: str) -> dict[str, Any] | None:

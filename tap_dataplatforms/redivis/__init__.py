@@ -9,8 +9,9 @@ from singer_sdk import typing as th
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection, reaching
+from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
-from tap_dataplatforms.redivis.rows import TableRowsStream, slug
+from tap_dataplatforms.redivis.rows import TableRowsStream
 from tap_dataplatforms.redivis.streams import STREAMS
 
 if TYPE_CHECKING:
@@ -80,16 +81,17 @@ def table_row_streams(client: RedivisStream) -> list[Stream]:
         except PartitionError as exc:
             client.runtime.record_failure(f"redivis_rows [table={reference}]", str(exc))
             client.logger.error("Skipping table %s: %s", reference, exc)
-    names = [slug(str(table.get("name") or "table")) for table, _ in tables]
-    streams: list[Stream] = []
-    for (table, variables), name in zip(tables, names, strict=True):
-        if names.count(name) > 1:  # two tables share a name: tell them apart by id
-            name = f"{name}_{str(table.get('referenceId') or table.get('id'))[:8]}"
-        streams.append(
-            TableRowsStream(
-                client._tap, name=f"redivis_rows__{name}", table=table, variables=variables
-            )
+    names = distinct_slugs(
+        [(i, str(table.get("name") or "table")) for i, (table, _) in enumerate(tables)],
+        suffix=lambda i: str(tables[i][0].get("referenceId") or tables[i][0].get("id"))[:8],
+        fallback="table",
+    )
+    streams: list[Stream] = [
+        TableRowsStream(
+            client._tap, name=f"redivis_rows__{names[i]}", table=table, variables=variables
         )
+        for i, (table, variables) in enumerate(tables)
+    ]
     return streams
 
 

@@ -10,7 +10,6 @@ already read; an expired session is recreated and reading resumes where it was.
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -44,12 +43,6 @@ JSON_TYPES: dict[str, th.JSONTypeHelper[Any]] = {
     "dateTime": th.DateTimeType(),
     "time": th.TimeType(),
 }
-
-
-def slug(name: str) -> str:
-    """The table name as a snake_case stream suffix."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "table"
 
 
 def rows_schema(variables: list[dict[str, Any]]) -> dict[str, Any]:
