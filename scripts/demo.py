@@ -146,7 +146,10 @@ def _meltano_installed() -> bool:
     site = MELTANO_VENV / "lib"
     dist_info = f"meltano-{MELTANO_VERSION}.dist-info"
     return (
-        MELTANO.exists() and UV.exists() and any(site.glob(f"python3*/site-packages/{dist_info}"))
+        MELTANO.exists()
+        and UV.exists()
+        and any(site.glob(f"python3*/site-packages/{dist_info}"))
+        and any(site.glob("python3*/site-packages/psycopg"))
     )
 
 
@@ -167,7 +170,8 @@ def ensure_meltano() -> None:
             "-q",
             "--python",
             MELTANO_VENV / "bin" / "python",
-            f"meltano=={MELTANO_VERSION}",
+            # The postgres extra (psycopg): Meltano's system database in PostgreSQL.
+            f"meltano[postgres]=={MELTANO_VERSION}",
         ]
     )
 
