@@ -517,6 +517,14 @@ def meltano_state(p: Pipeline) -> dict[str, Any]:
     return {"completed": json.loads(completed or "{}"), "partial": json.loads(partial or "{}")}
 
 
+def meltano_runs(p: Pipeline) -> list[str]:
+    """The outcome of every run of the job, oldest first, from Meltano's ``runs`` table."""
+    (rows,) = sql(
+        p.url, ("select state from runs where job_name = %s order by started_at", [STATE_ID])
+    )
+    return [state for (state,) in rows]
+
+
 def test_full_then_incremental_run(pipeline: Pipeline) -> None:
     sb = pipeline.sandbox
     started, ended = _timed_run(pipeline)
@@ -566,6 +574,7 @@ def test_full_then_incremental_run(pipeline: Pipeline) -> None:
         fresh = {k if isinstance(k, tuple) else (k,) for k in now - old}
         assert fresh, stream
         assert_written(written, stream, fresh | changed_keys(sb, name, since), again[stream])
+    assert meltano_runs(pipeline) == ["SUCCESS", "SUCCESS"]
     state = meltano_state(pipeline)["completed"]["singer_state"]["bookmarks"]
     assert state["reinfer_comments"] != bookmarks["reinfer_comments"]
 
@@ -723,3 +732,4 @@ def test_killed_tap_resumes(pipeline: Pipeline) -> None:
 
     _, ended = _timed_run(pipeline)
     assert_equals_sandbox(sb, loaded(pipeline.url), killed_started, ended)
+    assert meltano_runs(pipeline) == ["FAIL", "SUCCESS"]
