@@ -26,6 +26,7 @@ run's execution list.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import uuid
@@ -101,6 +102,8 @@ class Execution:
     rows: list[list[Any]] = field(default_factory=list)
     # Started through the API: RUNNING after the first look, finished after this many.
     looks_left: int | None = None
+    # A bulk (benchmark-sized) result: its body, serialized once, instead of ``rows``.
+    body: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +133,8 @@ class DexiData:
         # Executions started through the API, and how many looks they take to finish.
         self.started: list[str] = []
         self.execution_looks = 3
+        # File ids of bulk results -> size; their bytes are made on download.
+        self.bulk_files: dict[str, int] = {}
         self._seed(scale)
 
     # -- ids and values ------------------------------------------------------------------
@@ -147,8 +152,7 @@ class DexiData:
             f"/results/{self.new_id()}/lines/{self.new_id()}/image"
         )
         size = self.rng.randrange(40, 3000)
-        seed = hashlib.sha256(file_id.encode()).digest()
-        self.files[file_id] = (seed * (size // len(seed) + 1))[:size]
+        self.files[file_id] = _file_bytes(file_id, size)
         return f"FILE:image/jpeg;{size};{file_id}"
 
     def _row(self, run: Run, execution_id: str, n: int) -> list[Any]:
@@ -261,11 +265,59 @@ class DexiData:
                     done.append(self.add_execution(run, "OK", starts, self.tick(), 2))
         return done
 
+    def add_bulk(self, rows: int, per_execution: int = 50_000) -> dict[str, Any]:
+        """A benchmark-sized run: ``rows`` result rows in finished executions of at most
+        ``per_execution`` rows, each body serialized once here so that serving it costs
+        the sandbox almost nothing next to the client reading it."""
+        with self.lock:
+            run = self.add_run("Bulk catalog crawl", "shop")
+            # Newest first in the list, like every run's history.
+            left, executions = rows, []
+            while left > 0:
+                size = min(per_execution, left)
+                starts = self.tick(5)
+                execution = Execution(
+                    self.new_id(), run.id, run.robot_id, "OK", starts, self.tick(30)
+                )
+                execution.headers = list(TEMPLATES["shop"])
+                body_rows = [self._bulk_row(run, execution.id, n) for n in range(size)]
+                payload = {"headers": execution.headers, "rows": body_rows, "totalRows": size}
+                execution.body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+                self.executions[run.id].append(execution)
+                self.by_id[execution.id] = execution
+                executions.append({"id": execution.id, "rows": size})
+                left -= size
+        return {"run_id": run.id, "run_name": run.name, "rows": rows, "executions": executions}
+
+    def _bulk_row(self, run: Run, execution_id: str, n: int) -> list[Any]:
+        """A shop row like ``_row``'s (mixed price types, FILE: cells, failed lines), with
+        file ids kept as sizes rather than bytes."""
+        rng = self.rng
+        url = f"https://{run.template}.example/p/{n}"
+        if rng.random() < 0.1:
+            return [url, None, None, None, None, None, "Timeout waiting for element"]
+        price: float | int = round(rng.uniform(1, 500), 2) if rng.random() < 0.7 else 10 * n
+        image = None
+        if rng.random() < 0.5:
+            file_id = (
+                f"accounts/{ACCOUNT}/robots/{run.robot_id}/runs/{run.id}/executions/"
+                f"{execution_id}/results/{execution_id[:8]}-{n:08d}/lines/{n:08d}/image"
+            )
+            size = rng.randrange(40, 3000)
+            self.bulk_files[file_id] = size
+            image = f"FILE:image/jpeg;{size};{file_id}"
+        return [url, f"Item {n}", price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
+
     def delete_run(self, run_id: str) -> None:
         with self.lock:
             self.runs = [r for r in self.runs if r.id != run_id]
             for execution in self.executions.pop(run_id, []):
                 self.by_id.pop(execution.id, None)
+
+
+def _file_bytes(file_id: str, size: int) -> bytes:
+    seed = hashlib.sha256(file_id.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
 
 
 def _page(rows: list[Any], offset: int, limit: int) -> dict[str, Any]:
@@ -295,6 +347,9 @@ class DexiPlatform(Platform):
     @property
     def model(self) -> DexiData:
         return self.data
+
+    def add_bulk(self, rows: int, per_execution: int | None = None) -> dict[str, Any]:
+        return self.data.add_bulk(rows, per_execution or 50_000)
 
     def set_write_limit(self, limit: int, window_seconds: float = 1.0) -> None:
         self.writes = FixedWindowLimiter(limit, window_seconds)
@@ -391,10 +446,15 @@ class DexiPlatform(Platform):
         limited = self._write_budget(req)
         if limited is not None:
             return limited
+        if execution.body is not None:
+            return Response(200, execution.body)
         parts = [req.params[f"s{i}"] for i in range(13)]
         if any("/" in p for p in parts):  # an encoded slash is not the documented form
             return self.error(404, "File not found")
-        content = self.data.files.get("/".join(parts))
+        file_id = "/".join(parts)
+        content = self.data.files.get(file_id)
+        if content is None and file_id in self.data.bulk_files:
+            content = _file_bytes(file_id, self.data.bulk_files[file_id])
         if content is None or req.params["executionId"] not in self.data.by_id:
             return self.error(404, "File not found")
         return Response(200, content, content_type="image/jpeg")

@@ -868,6 +868,20 @@ class RedivisPlatform(Platform):
     def model(self) -> RedivisData:
         return self.data
 
+    def add_bulk(self, rows: int, per_partition: int | None = None) -> dict[str, Any]:
+        """Resize the first demo table with a column of every variable type to ``rows``
+        (its rows are computed per read, so size costs nothing up front); one table, so
+        ``per_partition`` does not apply (read streams split it)."""
+        table = next(
+            t
+            for ds in self.data.datasets_by_owner["demo"]
+            if ds.may("data")
+            for t in ds.current_tables
+            if len({v.type for v in t.variables}) == 8
+        )
+        table.num_rows = rows
+        return {"table": table.qualified_reference, "name": table.name, "rows": rows}
+
     def register_routes(self, router: Router) -> None:
         router.get("", self.openapi, public=True)
         router.get("/organizations/{org}/datasets", self.list_org_datasets)

@@ -319,7 +319,9 @@ class ReinferData:
         ):
             self._dataset(owner, name, sources)
 
-    def _comments(self, source: Source, count: int, start: dt.datetime) -> None:
+    def _comments(
+        self, source: Source, count: int, start: dt.datetime, max_gap: int = 5400
+    ) -> None:
         moment = start
         existing = len(source.comments)
         for n in range(existing, existing + count):
@@ -327,7 +329,7 @@ class ReinferData:
             # first page boundary (256) a run of ties crosses it on purpose.
             tie = self.rng.random() < 0.3 or 250 <= n <= 262
             if n and not tie:
-                moment += dt.timedelta(seconds=self.rng.randint(1, 5400), microseconds=n % 7)
+                moment += dt.timedelta(seconds=self.rng.randint(1, max_gap), microseconds=n % 7)
             self._comment(source, n, moment)
 
     def _comment(self, source: Source, n: int, moment: dt.datetime) -> Comment:
@@ -451,6 +453,31 @@ class ReinferPlatform(Platform):
     @property
     def model(self) -> ReinferData:
         return self.data
+
+    def add_bulk(self, comments: int, per_source: int | None = None) -> dict[str, Any]:
+        """Benchmark-sized sources ``acme-support/bulk-1``, ``bulk-2``, ... of at most
+        ``per_source`` comments each (one source by default), seeded like the others."""
+        data = self.data
+        per_source = max(1, per_source or comments)
+        sources, left, index = [], comments, 0
+        while left > 0:
+            index += 1
+            name = f"bulk-{index}"
+            source = Source(
+                id=data._id("source", "acme-support", name),
+                owner="acme-support",
+                name=name,
+                title=f"Acme-Support Bulk {index}",
+                kind="chat",
+                created_at=EPOCH - dt.timedelta(days=30),
+            )
+            data.sources[source.id] = source
+            # Closer together than the seeded sources', so that even a large count stays
+            # in the past (a sync's window ends now).
+            data._comments(source, min(per_source, left), EPOCH, max_gap=60)
+            sources.append({"source": source.full_name, "comments": len(source.comments)})
+            left -= len(source.comments)
+        return {"comments": comments, "sources": sources}
 
     def register_routes(self, router: Router) -> None:
         for prefix in ("", UIPATH_PREFIX):

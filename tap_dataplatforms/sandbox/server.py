@@ -167,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             now=now,
         )
+        if app.latency_seconds:
+            time.sleep(app.latency_seconds)
         resp, extra = app._serve(platform, req)
         if head:
             platform.finalize_head(req, resp)
@@ -229,12 +231,16 @@ class Sandbox:
         scale: int = 1,
         limits: dict[str, tuple[int, float]] | None = None,
         verbose: bool = False,
+        latency_ms: float = 0.0,
+        bulk: dict[str, tuple[int, int | None]] | None = None,
     ) -> None:
         if scale < 1:
             raise ValueError("scale must be >= 1")
         self.seed = seed
         self.scale = scale
         self.verbose = verbose
+        # Added before every platform request (not control ones), as a far server would.
+        self.latency_seconds = max(0.0, float(latency_ms)) / 1000.0
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._faults: dict[str, list[ForcedFault]] = {}
@@ -247,6 +253,13 @@ class Sandbox:
             self._limiters[name] = None if default is None else FixedWindowLimiter(*default)
         for name, (limit, window) in (limits or {}).items():
             self.set_limit(name, limit, window)
+        # Benchmark-sized data: platform -> what its ``add_bulk`` made (in /health).
+        self.bulk: dict[str, Any] = {}
+        for name, (size, per_partition) in (bulk or {}).items():
+            add = getattr(self.platform(name), "add_bulk", None)
+            if add is None:
+                raise ValueError(f"{name} has no bulk data knob")
+            self.bulk[name] = add(int(size), per_partition)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -505,6 +518,8 @@ class Sandbox:
                         "status": "ok",
                         "seed": self.seed,
                         "scale": self.scale,
+                        "latency_ms": self.latency_seconds * 1000.0,
+                        "bulk": self.bulk,
                         "platforms": {n: p.base_path for n, p in self._platforms.items()},
                     },
                 )
@@ -546,6 +561,15 @@ def _parse_limit(text: str) -> tuple[str, int, float]:
         ) from None
 
 
+def _parse_bulk(text: str) -> tuple[str, tuple[int, int | None]]:
+    try:
+        name, spec = text.split("=", 1)
+        size, _, per = spec.partition("/")
+        return name.strip(), (int(size), int(per) if per else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PLATFORM=N[/PER], got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tap-dataplatforms-sandbox",
@@ -564,11 +588,30 @@ def main(argv: list[str] | None = None) -> int:
         help="override a platform's rate limit (repeatable)",
     )
     parser.add_argument("--verbose", action="store_true", help="access log on stderr")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay added to every platform request"
+    )
+    parser.add_argument(
+        "--bulk",
+        action="append",
+        default=[],
+        type=_parse_bulk,
+        metavar="PLATFORM=N[/PER]",
+        help="add benchmark-sized data: dexi result rows (PER rows an execution), reinfer "
+        "comments (PER a source), redivis table rows",
+    )
     args = parser.parse_args(argv)
 
     limits = {name: (limit, window) for name, limit, window in args.limit}
     try:
-        sandbox = Sandbox(seed=args.seed, scale=args.scale, limits=limits, verbose=args.verbose)
+        sandbox = Sandbox(
+            seed=args.seed,
+            scale=args.scale,
+            limits=limits,
+            verbose=args.verbose,
+            latency_ms=args.latency_ms,
+            bulk=dict(args.bulk),
+        )
         sandbox.start(host=args.host, port=args.port)
     except (ValueError, OSError) as exc:
         print(f"tap-dataplatforms-sandbox: {exc}", file=sys.stderr)

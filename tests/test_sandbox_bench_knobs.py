@@ -1,0 +1,99 @@
+"""The sandbox's benchmark knobs: bulk data per platform and added latency per request."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import requests
+
+from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tap_dataplatforms.sandbox.server import _parse_bulk, main
+
+DEXI = CREDENTIALS["dexi"]
+DEXI_HEADERS = {
+    "X-DexiIO-Account": DEXI["account_id"],
+    "X-DexiIO-Access": hashlib.md5(
+        (DEXI["account_id"] + DEXI["api_key"]).encode(), usedforsecurity=False
+    ).hexdigest(),
+}
+
+
+def test_bulk_dexi_run_serves_its_rows_in_executions_of_the_given_size() -> None:
+    with Sandbox(bulk={"dexi": (2500, 1000)}) as sb:
+        info = sb.bulk["dexi"]
+        assert [e["rows"] for e in info["executions"]] == [1000, 1000, 500]
+        base = sb.base_url("dexi")
+        listed = requests.get(
+            f"{base}/runs/{info['run_id']}/executions",
+            params={"limit": 200},
+            headers=DEXI_HEADERS,
+            timeout=10,
+        ).json()
+        assert {e["_id"] for e in listed["rows"]} == {e["id"] for e in info["executions"]}
+        assert all(e["state"] == "OK" and e["finished"] for e in listed["rows"])
+        total, kinds = 0, set()
+        for execution in listed["rows"]:
+            body = requests.get(
+                f"{base}/executions/{execution['_id']}/result",
+                params={"format": "json"},
+                headers=DEXI_HEADERS,
+                timeout=10,
+            ).json()
+            assert body["headers"][-1] == "error"
+            assert body["totalRows"] == len(body["rows"])
+            total += len(body["rows"])
+            kinds |= {type(row[2]).__name__ for row in body["rows"]}
+        assert total == 2500
+        # prices are mixed: floats, integers and nulls on failed lines
+        assert {"float", "int", "NoneType"} <= kinds
+        # a FILE: cell of a bulk row can be downloaded, with the size the cell announces
+        cell = next(row[5] for row in body["rows"] if row[5])
+        _, size, file_id = cell.split(";", 2)
+        download = requests.get(
+            f"{base}/executions/{execution['_id']}/file/{file_id}",
+            headers=DEXI_HEADERS,
+            timeout=10,
+        )
+        assert download.status_code == 200
+        assert len(download.content) == int(size)
+
+
+def test_bulk_reinfer_sources_split_the_comments_and_stay_in_the_past() -> None:
+    with Sandbox(bulk={"reinfer": (1000, 300)}) as sb:
+        info = sb.bulk["reinfer"]
+        assert [s["comments"] for s in info["sources"]] == [300, 300, 300, 100]
+        assert info["sources"][0]["source"] == "acme-support/bulk-1"
+        newest = max(
+            c.timestamp
+            for s in sb.reinfer.sources.values()
+            if s.name.startswith("bulk-")
+            for c in s.comments
+        )
+        assert newest.timestamp() < time.time()
+
+
+def test_bulk_redivis_resizes_a_table_with_every_type() -> None:
+    with Sandbox(bulk={"redivis": (12345, None)}) as sb:
+        info = sb.bulk["redivis"]
+        assert info["rows"] == 12345
+        health = requests.get(f"{sb.url}/_sandbox/health", timeout=10).json()
+        assert health["bulk"]["redivis"]["table"] == info["table"]
+
+
+def test_latency_is_added_to_platform_requests_only() -> None:
+    with Sandbox(latency_ms=150) as sb:
+        started = time.perf_counter()
+        requests.get(f"{sb.url}/_sandbox/health", timeout=10)
+        control = time.perf_counter() - started
+        started = time.perf_counter()
+        requests.get(f"{sb.base_url('dexi')}/runs", headers=DEXI_HEADERS, timeout=10)
+        platform = time.perf_counter() - started
+        assert platform >= 0.15
+        assert control < 0.15
+
+
+def test_bulk_argument_forms() -> None:
+    assert _parse_bulk("dexi=1000000/50000") == ("dexi", (1_000_000, 50_000))
+    assert _parse_bulk("redivis=10") == ("redivis", (10, None))
+    assert main(["--bulk", "invision=10", "--port", "0"]) == 2
