@@ -61,17 +61,20 @@ class RunsStream(DexiStream):
         th.Property("inputs", th.ObjectType(additional_properties=True)),
     ).to_dict()
 
+    #: Discovery lists every run, whatever ``partition`` says: a results stream's name
+    #: depends on the names of the other runs (a shared slug gets a suffix).
+    whole_account = False
+
+    def owns(self, run_id: str) -> bool:
+        return self.whole_account or in_partition(run_id, self.partition_setting)
+
     @property
     def partitions(self) -> list[dict[str, Any]] | None:
         run_ids = self.settings.get("run_ids")
         if not run_ids:
             return None
         # A configured run that was deleted answers 404: that partition fails, not the sync.
-        return [
-            {"run_id": run_id}
-            for run_id in dict.fromkeys(run_ids)
-            if in_partition(run_id, self.partition_setting)
-        ]
+        return [{"run_id": run_id} for run_id in dict.fromkeys(run_ids) if self.owns(run_id)]
 
     def get_url(self, context: Context | None) -> str:
         if context and "run_id" in context:
@@ -95,7 +98,7 @@ class RunsStream(DexiStream):
         seen: set[str] = set()
         for run in super().request_records(context):
             run_id = str(run.get("_id"))
-            if run_id in seen or not (context or in_partition(run_id, self.partition_setting)):
+            if run_id in seen or not (context or self.owns(run_id)):
                 continue
             seen.add(run_id)
             yield run

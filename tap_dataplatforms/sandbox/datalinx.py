@@ -134,6 +134,7 @@ class Token:
     email: str
     issued_at: float
     expires_at: float
+    accepted: bool = False  # some request carrying it has been served
 
 
 @dataclass
@@ -498,7 +499,26 @@ class DatalinxPlatform(Platform):
             req.context["expired"] = True
             return Identity(ORGANIZATION, False)
         req.context["admin"] = token.email == EMAIL
+        token.accepted = True
         return Identity(ORGANIZATION, True)
+
+    def _bearer_token(self, req: Request) -> Token | None:
+        scheme, _, value = (req.header("authorization") or "").strip().partition(" ")
+        if req.header("x-api-key") is not None or scheme.lower() != "bearer":
+            return None
+        return self.data.tokens.get(value.strip())
+
+    def credential_can_expire(self, req: Request) -> bool:
+        # Only a JWT that has already worked: a token refused on its very first use is a
+        # different failure (the tap rightly gives up on it), not an expiry.
+        token = self._bearer_token(req)
+        return token is not None and token.accepted and req.now < token.expires_at
+
+    def expire_credential(self, req: Request) -> Response:
+        token = self._bearer_token(req)
+        if token is not None:
+            token.expires_at = min(token.expires_at, req.now)
+        return self.failed(401, "Token has expired", "TOKEN_EXPIRED")
 
     def failed(
         self, status: int, message: str, code: str, headers: list[tuple[str, str]] | None = None

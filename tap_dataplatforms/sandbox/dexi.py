@@ -371,6 +371,13 @@ class DexiPlatform(Platform):
         ok = req.header("x-dexiio-account") == ACCOUNT and access == ACCESS
         return Identity(key=access, ok=ok)
 
+    def is_read_only(self, req: Request) -> bool:
+        # Dataset rows are read with a POST whose body carries offset and limit.
+        if req.method == "POST":
+            parts = req.path.strip("/").split("/")
+            return len(parts) == 3 and parts[0] == "datasets" and parts[2] == "rows"
+        return super().is_read_only(req)
+
     def error(
         self,
         status: int,
@@ -439,6 +446,8 @@ class DexiPlatform(Platform):
         execution = self.data.by_id.get(req.params["executionId"])
         if execution is None:
             return self.error(404, "Execution not found")
+        if execution.body is not None:
+            return Response(200, execution.body)
         body = {"headers": execution.headers, "rows": execution.rows}
         return json_response(200, {**body, "totalRows": len(execution.rows)})
 
@@ -446,8 +455,6 @@ class DexiPlatform(Platform):
         limited = self._write_budget(req)
         if limited is not None:
             return limited
-        if execution.body is not None:
-            return Response(200, execution.body)
         parts = [req.params[f"s{i}"] for i in range(13)]
         if any("/" in p for p in parts):  # an encoded slash is not the documented form
             return self.error(404, "File not found")

@@ -103,6 +103,8 @@ class Response:
     content_type: str | None = "application/json; charset=utf-8"
     # A large body produced piece by piece, sent with chunked transfer encoding.
     stream: Iterable[bytes] | None = None
+    # Close the connection without answering (an injected network fault).
+    drop: bool = False
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -305,6 +307,8 @@ class Platform:
     limit_retry_after: ClassVar[str] = "none"
     # Header names whose values never go into the request log.
     secret_headers: ClassVar[tuple[str, ...]] = ("authorization",)
+    # Statuses an injected server fault may take (see faults.py).
+    fault_statuses: ClassVar[tuple[int, ...]] = (429, 500, 502, 503, 504)
 
     def __init__(self, seed: int, scale: int) -> None:
         self.seed = seed
@@ -397,6 +401,20 @@ class Platform:
 
     def decorate(self, req: Request, resp: Response) -> None:
         """Last touch on every response (e.g. warning headers)."""
+
+    def is_read_only(self, req: Request) -> bool:
+        """Whether running the handler changes nothing, so that a fault may run it and
+        then spoil the answer (truncated or late)."""
+        return req.method in ("GET", "HEAD")
+
+    def credential_can_expire(self, req: Request) -> bool:
+        """Whether the request carries a short-lived credential that has already been
+        accepted, and so may expire now (an injected ``expired`` fault)."""
+        return False
+
+    def expire_credential(self, req: Request) -> Response:
+        """Expire the request's credential and answer as the platform does then."""
+        raise NotImplementedError
 
     def finalize_head(self, req: Request, resp: Response) -> None:
         """HEAD answers carry no body; a platform may move the error elsewhere."""

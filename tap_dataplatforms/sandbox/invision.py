@@ -321,6 +321,7 @@ class InVisionPlatform(Platform):
     # A limit set by a test stands for a reverse proxy, which would send Retry-After.
     limit_retry_after = "seconds"
     secret_headers = ("authorization", "x-api-key")
+    fault_statuses = (500,)  # every documented failure is a 500
 
     def __init__(self, seed: int, scale: int) -> None:
         self._model = _seed_model(seed, scale, time.time())

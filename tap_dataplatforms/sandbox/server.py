@@ -9,6 +9,7 @@ Python use::
 Command line (console script ``tap-dataplatforms-sandbox``)::
 
     tap-dataplatforms-sandbox --port 0 --seed 1 --scale 1 --limit redivis=1000/60
+    tap-dataplatforms-sandbox --faults 0.1 --fault-seed 3   # 10% of requests fail (faults.py)
 
 Control endpoints (outside every platform prefix, never rate limited, never logged):
 
@@ -18,6 +19,8 @@ Control endpoints (outside every platform prefix, never rate limited, never logg
 - ``POST /_sandbox/force``   body: the arguments of :meth:`Sandbox.force` plus ``platform``
 - ``POST /_sandbox/clear-forced``  body: optional ``{"platform": ...}``
 - ``POST /_sandbox/limits``  body: ``{"platform", "limit", "window_seconds"}`` (limit null = off)
+- ``GET  /_sandbox/faults``  -> ``{"rate", "seed", "kinds", "counts": {platform: {kind: n}}}``
+- ``POST /_sandbox/faults``  body: the arguments of :meth:`Sandbox.set_faults`
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .faults import FAULT_KINDS, PRE_HANDLER_KINDS, FaultInjector, FaultPlan
 from .framework import (
     RETRY_AFTER_FORMS,
     CutConnection,
@@ -57,7 +61,7 @@ from .framework import (
 )
 
 CONTROL_PREFIX = "/_sandbox"
-_FRAMEWORK_MODULES = {"server", "framework", "credentials"}
+_FRAMEWORK_MODULES = {"server", "framework", "credentials", "faults"}
 _MAX_LOG = 500_000
 
 
@@ -83,6 +87,13 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (it timed out on a late answer, or was killed) is part of
+        # the job, not a sandbox error worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -185,6 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             headers.append(("Content-Length", str(len(resp.body))))
+        if resp.drop:
+            self._drop(log)
+            return
         if self.close_connection:
             headers.append(("Connection", "close"))
         status_line = f"{self.protocol_version} {resp.status} {reason_phrase(resp.status)}"
@@ -206,6 +220,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_chunks(resp.stream)
         except OSError:
             self.close_connection = True
+
+    def _drop(self, log: dict[str, Any] | None) -> None:
+        """Close the connection without a byte of answer."""
+        if log is not None:
+            log["status"] = None
+            log["headers_sent"] = {}
+            self.server.app._append_log(log)
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send_chunks(self, chunks: Iterable[bytes]) -> None:
         try:
@@ -233,9 +257,12 @@ class Sandbox:
         verbose: bool = False,
         latency_ms: float = 0.0,
         bulk: dict[str, tuple[int, int | None]] | None = None,
+        faults: float = 0.0,
+        fault_seed: int = 0,
     ) -> None:
         if scale < 1:
             raise ValueError("scale must be >= 1")
+        self._injector = FaultInjector(FaultPlan(rate=faults, seed=fault_seed))
         self.seed = seed
         self.scale = scale
         self.verbose = verbose
@@ -372,6 +399,29 @@ class Sandbox:
         with self._lock:
             self._faults[platform].append(fault)
 
+    def set_faults(
+        self,
+        rate: float,
+        seed: int = 0,
+        kinds: list[str] | tuple[str, ...] | None = None,
+        slow_seconds: float = 3.0,
+        wait_seconds: float = 1.0,
+    ) -> None:
+        """Inject faults into a seeded share ``rate`` of all platform requests from now on
+        (see faults.py for the kinds); the counts start again from zero."""
+        plan = FaultPlan(
+            rate=float(rate),
+            seed=int(seed),
+            kinds=tuple(kinds) if kinds is not None else FAULT_KINDS,
+            slow_seconds=float(slow_seconds),
+            wait_seconds=float(wait_seconds),
+        )
+        self._injector = FaultInjector(plan)
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        """Faults injected so far, per platform and kind (only kinds that occurred)."""
+        return self._injector.counts()
+
     def clear_forced(self, platform: str | None = None) -> None:
         with self._lock:
             for name in [platform] if platform else list(self._faults):
@@ -417,7 +467,45 @@ class Sandbox:
         fault = self._take_fault(platform.name, req)
         if fault is not None:
             return self._forced(platform, req, fault, limiter), {"forced": True}
+        injector = self._injector
+        kind = injector.draw(platform.name, self._applicable_faults(platform, req))
+        if kind in PRE_HANDLER_KINDS:
+            injector.count(platform.name, kind)
+            return self._injected(platform, req, kind, limiter), {"forced": False, "fault": kind}
+        if kind == "slow":
+            injector.count(platform.name, kind)
+            time.sleep(injector.plan.slow_seconds)
+        resp, extra = self._answer(platform, req, limiter)
+        if kind == "slow":
+            extra["fault"] = kind
+        elif kind == "truncated" and _truncate(resp):
+            injector.count(platform.name, kind)
+            extra["fault"] = kind
+        return resp, extra
 
+    def _applicable_faults(self, platform: Platform, req: Request) -> list[str]:
+        kinds = [str(status) for status in platform.fault_statuses]
+        kinds.append("drop")
+        if platform.credential_can_expire(req):
+            kinds.append("expired")
+        if platform.is_read_only(req):
+            kinds += ["truncated", "slow"]
+        return kinds
+
+    def _injected(
+        self, platform: Platform, req: Request, kind: str, limiter: FixedWindowLimiter | None
+    ) -> Response:
+        if kind == "drop":
+            return Response(status=0, drop=True)
+        if kind == "expired":
+            return platform.expire_credential(req)
+        wait = self._injector.plan.wait_seconds
+        fault = ForcedFault(int(kind), 1, None, wait, None)
+        return self._forced(platform, req, fault, limiter)
+
+    def _answer(
+        self, platform: Platform, req: Request, limiter: FixedWindowLimiter | None
+    ) -> tuple[Response, dict[str, Any]]:
         identity = Identity(key="unidentified", ok=False)
         verdict: Verdict | None = None
         try:
@@ -537,6 +625,20 @@ class Sandbox:
             if route == ("POST", "/clear-forced"):
                 self.clear_forced(payload.get("platform"))
                 return json_response(200, {"status": "ok"})
+            if route == ("GET", "/faults"):
+                plan = self._injector.plan
+                return json_response(
+                    200,
+                    {
+                        "rate": plan.rate,
+                        "seed": plan.seed,
+                        "kinds": list(plan.kinds),
+                        "counts": self.fault_counts(),
+                    },
+                )
+            if route == ("POST", "/faults"):
+                self.set_faults(**payload)
+                return json_response(200, {"status": "ok"})
             if route == ("POST", "/limits"):
                 self.set_limit(
                     payload["platform"], payload["limit"], payload.get("window_seconds", 60.0)
@@ -548,6 +650,17 @@ class Sandbox:
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def _truncate(resp: Response) -> bool:
+    """Cut a 200 JSON body in half; whether it applied (a JSON object or array prefix is
+    never valid JSON, so the client must notice)."""
+    if resp.status != 200 or resp.stream is not None or "json" not in (resp.content_type or ""):
+        return False
+    if len(resp.body) < 2 or resp.body[:1] not in (b"{", b"["):
+        return False
+    resp.body = resp.body[: len(resp.body) // 2]
+    return True
 
 
 def _parse_limit(text: str) -> tuple[str, int, float]:
@@ -589,6 +702,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="access log on stderr")
     parser.add_argument(
+        "--faults",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="inject faults into this share of requests, 0 to 1 (429, 5xx, drops, ...)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, metavar="N")
+    parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay added to every platform request"
     )
     parser.add_argument(
@@ -611,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
             verbose=args.verbose,
             latency_ms=args.latency_ms,
             bulk=dict(args.bulk),
+            faults=args.faults,
+            fault_seed=args.fault_seed,
         )
         sandbox.start(host=args.host, port=args.port)
     except (ValueError, OSError) as exc:
