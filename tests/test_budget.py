@@ -71,9 +71,21 @@ def test_rate_conversion() -> None:
         rates_per_second(0)
 
 
-def test_unsupported_backend_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="rate_limit_backend"):
-        BudgetRegistry("redis://localhost:6379/0").get("x", ("y",), [Rate(1, 1000)])
+@pytest.mark.parametrize(
+    "backend", ["postgres://db/0", "sqlite://", "sqlite:relative.db", "redis://", "redis://h:1/x"]
+)
+def test_malformed_backend_is_a_config_error(backend: str) -> None:
+    with pytest.raises(ConfigError, match=r"^setting rate_limit_backend: expected 'memory'"):
+        BudgetRegistry(backend)
+
+
+def test_unreachable_redis_is_one_line_naming_the_host_not_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        BudgetRegistry("redis://:hunter2@127.0.0.1:1/0")
+    message = str(caught.value)
+    assert message.startswith("setting rate_limit_backend: cannot reach redis at 127.0.0.1:1")
+    assert "hunter2" not in message
+    assert "\n" not in message
 
 
 def test_documented_cap_is_added_only_where_it_binds() -> None:

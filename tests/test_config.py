@@ -43,8 +43,12 @@ CASES = [
     ({"redivis": GOOD_REDIVIS, "max_concurrency": 0}, "setting max_concurrency"),
     ({"redivis": GOOD_REDIVIS, "partition": {"index": 2, "count": 2}}, "partition.index"),
     (
-        {"redivis": GOOD_REDIVIS, "rate_limit_backend": "redis://127.0.0.1:6379/0"},
-        "rate_limit_backend",
+        {"redivis": GOOD_REDIVIS, "rate_limit_backend": "redis://:pw@127.0.0.1:1/0"},
+        "setting rate_limit_backend: cannot reach redis at 127.0.0.1:1",
+    ),
+    (
+        {"redivis": GOOD_REDIVIS, "rate_limit_backend": "mongodb://127.0.0.1/0"},
+        "setting rate_limit_backend: expected",
     ),
     ({}, "no platform configured"),
 ]

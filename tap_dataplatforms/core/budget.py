@@ -4,6 +4,11 @@ The counting is pyrate-limiter's; this module adds what the tap needs around it:
 an injectable clock (tests pace a budget without sleeping), a pause that server
 headers can impose on every user of the budget, and one function that chooses the
 bucket backend from ``rate_limit_backend``.
+
+With a shared backend (``sqlite:///PATH`` for processes on one host,
+``redis://HOST:PORT/DB`` for processes on many) the counts and the pauses live in the
+backend, under a name made of the platform, a fingerprint of the credential and the
+budget's kind, so every process spending one account's budget waits for the others.
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
 
 from pyrate_limiter import (
     AbstractBucket,
@@ -23,11 +32,18 @@ from pyrate_limiter import (
     InMemoryBucket,
     Rate,
     RateItem,
+    RedisBucket,
+    RedisStateStore,
+    SQLiteBucket,
     StateBucket,
     TokenBucket,
+    WallClock,
 )
 
 from tap_dataplatforms.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 logger = logging.getLogger("tap-dataplatforms.budget")
 
@@ -97,23 +113,211 @@ def with_cap(rates: list[Rate], cap: Rate) -> list[Rate]:
     return [*rates, cap]
 
 
-def make_bucket(backend: str, rates: list[Rate], *, clock: Clock) -> AbstractBucket:
-    """Choose the bucket that holds a budget's counts (the one place that does)."""
-    if backend == "memory":
-        if any(rate.burst != rate.limit for rate in rates):
+_BACKEND_FORMS = "expected 'memory', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'"
+#: Prefix of every key and table the tap writes into a shared backend.
+KEY_PREFIX = "tap-dataplatforms"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A parsed ``rate_limit_backend``: its kind and where it lives."""
+
+    kind: str  # memory, sqlite or redis
+    location: str = ""  # the sqlite file, or the redis URL
+
+    @property
+    def shared(self) -> bool:
+        return self.kind != "memory"
+
+    def describe(self) -> str:
+        """Where the backend is, for messages: never a password of a redis URL."""
+        if self.kind == "redis":
+            parts = urlsplit(self.location)
+            return f"redis at {parts.hostname}:{parts.port or 6379}"
+        if self.kind == "sqlite":
+            return f"sqlite file {self.location}"
+        return "memory"
+
+
+def parse_backend(text: str) -> Backend:
+    """Read ``rate_limit_backend``; a malformed value is a one-line ConfigError."""
+    value = (text or "").strip()
+    if value == "memory":
+        return Backend("memory")
+    scheme = value.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        if not value.lower().startswith("sqlite:///") or len(value) <= len("sqlite:///"):
+            raise ConfigError(f"setting rate_limit_backend: {_BACKEND_FORMS} (no file path given)")
+        return Backend("sqlite", value[len("sqlite:///") :])
+    if scheme in {"redis", "rediss"}:
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+            db = parts.path.strip("/")
+        except ValueError:
+            raise ConfigError(f"setting rate_limit_backend: {_BACKEND_FORMS}") from None
+        if not parts.hostname or (db and not db.isdigit()) or (port is not None and port <= 0):
+            raise ConfigError(f"setting rate_limit_backend: {_BACKEND_FORMS}")
+        return Backend("redis", value)
+    raise ConfigError(f"setting rate_limit_backend: {_BACKEND_FORMS}")
+
+
+def connect_redis(backend: Backend) -> Redis:
+    """A client of the backend's redis, proven by a PING (fail before any request)."""
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError(
+            "setting rate_limit_backend: a redis backend needs the redis client "
+            "(pip install 'tap-dataplatforms[redis]')"
+        ) from None
+    client = redis.Redis.from_url(backend.location, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        # The exception text can quote the URL, password included: name the host only.
+        raise ConfigError(
+            f"setting rate_limit_backend: cannot reach {backend.describe()} ({type(exc).__name__})"
+        ) from None
+    return client
+
+
+def as_windows(rates: list[Rate]) -> list[Rate]:
+    """Sliding windows that admit no more than the token buckets of ``rates``.
+
+    The sqlite backend keeps a log of requests, not a bucket's state. A rate of
+    ``limit`` per ``interval`` with a burst of ``burst`` is then two windows: ``burst``
+    per the time the bucket takes to refill that many, and ``limit`` per ``interval``.
+    """
+    windows: list[Rate] = []
+    for rate in rates:
+        if rate.burst < rate.limit:
+            refill = math.ceil(rate.burst * rate.interval / rate.limit)
+            windows.append(Rate(rate.burst, refill))
+        windows.append(Rate(rate.limit, rate.interval))
+    return windows
+
+
+def _table_name(key: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", key.lower())
+
+
+def make_bucket(
+    backend: str | Backend,
+    rates: list[Rate],
+    *,
+    clock: Clock,
+    key: str = "budget",
+    redis_client: Redis | None = None,
+) -> AbstractBucket:
+    """Choose the bucket that holds a budget's counts (the one place that does).
+
+    ``key`` names the budget in a shared backend (a sqlite table, a redis key); it is
+    made of names and fingerprints only, never of a secret.
+    """
+    parsed = backend if isinstance(backend, Backend) else parse_backend(backend)
+    has_burst = any(rate.burst != rate.limit for rate in rates)
+    if parsed.kind == "memory":
+        if has_burst:
             # A rate with its own burst is a token bucket: `limit` per `interval`
             # sustained, never more than `burst` at once (windows ignore burst).
             return StateBucket(rates, algorithm=TokenBucket(), clock=_BudgetClockAdapter(clock))
         return _ClockedMemoryBucket(rates, clock)
-    scheme = backend.split(":", 1)[0]
-    if scheme in {"sqlite", "redis"}:
-        raise ConfigError(
-            f"rate_limit_backend: '{scheme}' budgets are not available in this version; "
-            "use 'memory'"
-        )
-    raise ConfigError(
-        "rate_limit_backend: expected 'memory', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'"
-    )
+    if parsed.kind == "sqlite":
+        Path(parsed.location).parent.mkdir(parents=True, exist_ok=True)
+        # The file lock makes count-then-insert one step across processes; without it
+        # two processes could both see room for the last request of a window.
+        try:
+            return SQLiteBucket.init_from_file(
+                as_windows(rates),
+                table=_table_name(f"{KEY_PREFIX}:{key}"),
+                db_path=parsed.location,
+                use_file_lock=True,
+            )
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"setting rate_limit_backend: cannot use {parsed.describe()} ({exc})"
+            ) from None
+    client = redis_client if redis_client is not None else connect_redis(parsed)
+    redis_key = f"{KEY_PREFIX}:budget:{key}"
+    if has_burst:
+        # Wall time: the state is shared between machines, where monotonic clocks differ.
+        store = RedisStateStore(client, redis_key)
+        return StateBucket(rates, algorithm=TokenBucket(), store=store, clock=WallClock())
+    return cast("AbstractBucket", RedisBucket.init(rates, client, redis_key))
+
+
+class PauseBoard(Protocol):
+    """Where a shared backend keeps each budget's pause: a wall-clock instant."""
+
+    def paused_until(self, key: str) -> float: ...
+
+    def extend(self, key: str, instant: float) -> None: ...
+
+
+# Only ever extends a pause (a later 429 never shortens an earlier Retry-After), and
+# lets the key expire with it so that finished pauses leave nothing behind.
+_EXTEND_PAUSE_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > current then
+    redis.call('SET', KEYS[1], ARGV[1])
+    redis.call('PEXPIREAT', KEYS[1], math.ceil(wanted * 1000) + 1000)
+end
+return 0
+"""
+
+
+class RedisPauseBoard:
+    """Pauses as redis keys holding the instant (epoch seconds) the pause ends."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._extend = client.register_script(_EXTEND_PAUSE_LUA)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"{KEY_PREFIX}:pause:{key}"
+
+    def paused_until(self, key: str) -> float:
+        value = self._client.get(self._key(key))
+        return float(cast("Any", value)) if value is not None else 0.0
+
+    def extend(self, key: str, instant: float) -> None:
+        self._extend(keys=[self._key(key)], args=[repr(float(instant))])
+
+
+class SQLitePauseBoard:
+    """Pauses as rows of one table in the backend's sqlite file."""
+
+    def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            with self._conn:
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS budget_pauses "
+                    "(budget TEXT PRIMARY KEY, until REAL NOT NULL)"
+                )
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"setting rate_limit_backend: cannot use sqlite file {path} ({exc})"
+            ) from None
+
+    def paused_until(self, key: str) -> float:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT until FROM budget_pauses WHERE budget = ?", (key,)
+            ).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def extend(self, key: str, instant: float) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO budget_pauses (budget, until) VALUES (?, ?) "
+                "ON CONFLICT (budget) DO UPDATE SET until = max(until, excluded.until)",
+                (key, float(instant)),
+            )
 
 
 def credential_fingerprint(*parts: str) -> str:
@@ -130,18 +334,26 @@ class Budget:
     rates: list[Rate]
     bucket: AbstractBucket
     clock: Clock = SYSTEM_CLOCK
+    #: Where other processes see this budget's pauses (shared backends only).
+    pauses: PauseBoard | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _paused_until: float = 0.0  # monotonic
     _puts: int = 0
     waited_seconds: float = 0.0
     acquired: int = 0
 
+    def _shared_pause(self) -> float:
+        if self.pauses is None:
+            return 0.0
+        return self.pauses.paused_until(self.name) - self.clock.time()
+
     def acquire(self) -> float:
         """Block until one more request fits the budget; return the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
-                pause = self._paused_until - self.clock.monotonic()
+                # Read before each request: another process may have been told to wait.
+                pause = max(self._paused_until - self.clock.monotonic(), self._shared_pause())
                 if pause <= 0:
                     item = RateItem(self.name, cast("int", self.bucket.now()), 1)
                     if self.bucket.put(item):
@@ -170,10 +382,12 @@ class Budget:
             if target > self._paused_until:
                 self._paused_until = target
                 logger.info("Budget %s paused %.2fs (%s)", self.name, seconds, reason)
+            if self.pauses is not None:
+                self.pauses.extend(self.name, instant)
         return seconds
 
     def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self.clock.monotonic())
+        return max(0.0, self._paused_until - self.clock.monotonic(), self._shared_pause())
 
 
 class BudgetRegistry:
@@ -184,6 +398,17 @@ class BudgetRegistry:
         self.clock = clock
         self._budgets: dict[str, Budget] = {}
         self._lock = threading.Lock()
+        # A shared backend is reached here, when the tap starts, so an unreachable one
+        # fails before the first request rather than in the middle of a stream.
+        self._parsed = parse_backend(backend)
+        self._redis: Redis | None = None
+        self.pauses: PauseBoard | None = None
+        if self._parsed.kind == "redis":
+            self._redis = connect_redis(self._parsed)
+            self.pauses = RedisPauseBoard(self._redis)
+        elif self._parsed.kind == "sqlite":
+            Path(self._parsed.location).parent.mkdir(parents=True, exist_ok=True)
+            self.pauses = SQLitePauseBoard(self._parsed.location)
 
     def get(
         self, platform: str, credential: Sequence[str], rates: list[Rate], kind: str = "requests"
@@ -193,8 +418,12 @@ class BudgetRegistry:
         with self._lock:
             budget = self._budgets.get(name)
             if budget is None:
-                bucket = make_bucket(self.backend, rates, clock=self.clock)
-                budget = Budget(name=name, rates=rates, bucket=bucket, clock=self.clock)
+                bucket = make_bucket(
+                    self._parsed, rates, clock=self.clock, key=name, redis_client=self._redis
+                )
+                budget = Budget(
+                    name=name, rates=rates, bucket=bucket, clock=self.clock, pauses=self.pauses
+                )
                 self._budgets[name] = budget
             return budget
 

@@ -10,6 +10,9 @@ from urllib.parse import urlsplit
 from jsonschema import Draft7Validator
 from singer_sdk import typing as th
 
+from tap_dataplatforms.core.budget import parse_backend
+from tap_dataplatforms.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
 
@@ -194,4 +197,10 @@ def validate(
     partition = config.get("partition")
     if partition and partition["index"] >= partition["count"]:
         errors.append("setting partition.index: must be smaller than partition.count")
+    backend = config.get("rate_limit_backend")
+    if backend is not None:
+        try:
+            parse_backend(str(backend))
+        except ConfigError as exc:
+            errors.append(str(exc))
     return errors

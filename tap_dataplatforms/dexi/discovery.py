@@ -140,10 +140,16 @@ def discover(tap: Tap) -> list[Stream]:
     known = catalog_columns(tap)
     streams: list[Stream] = [runs, executions]
 
-    run_list = list_runs(runs)
+    # Names from every run, streams for this partition's: so that each results stream has
+    # the name a full sync gives it, and n partitions load into the same tables.
+    lister = RunsStream(tap)
+    lister.whole_account = True
+    every_run = list_runs(lister)
+    run_list = [r for r in every_run if runs.owns(str(r["_id"]))]
     if runs.settings.get("execute_runs"):
         executions.starter = RunStarter(tap, [str(r["_id"]) for r in run_list])
-    slugs = run_slugs([(str(r["_id"]), str(r.get("name") or "")) for r in run_list])
+    every_slug = run_slugs([(str(r["_id"]), str(r.get("name") or "")) for r in every_run])
+    slugs = {str(r["_id"]): every_slug[str(r["_id"])] for r in run_list}
     ordered = sorted(slugs.items(), key=lambda item: item[1])
     unknown = [run_id for run_id, slug in ordered if RESULTS_PREFIX + slug not in known]
     # One or more requests per run: read several runs at once, inside the budget.

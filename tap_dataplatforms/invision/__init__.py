@@ -118,10 +118,12 @@ def sampled_schema(stream: TableStream) -> dict[str, Any] | None:
 def build_streams(tap: Tap) -> list[Stream]:
     block = tap.runtime.block("invision")  # type: ignore[attr-defined]
     streams: list[Stream] = [DataflowRunsStream(tap), ExecutionLogStream(tap)]
-    tables = [
-        t for t in dict.fromkeys(block.get("tables") or []) if in_partition(dict(tap.config), t)
-    ]
-    for table, name in table_stream_names(tables).items():
+    # Names come from every configured table, so that a partition's stream has the name
+    # a full sync gives it (a slug shared with a table of another partition included).
+    names = table_stream_names(list(dict.fromkeys(block.get("tables") or [])))
+    for table, name in names.items():
+        if not in_partition(dict(tap.config), table):
+            continue
         schema = catalog_schema(tap, name)
         if schema is None:
             probe = TableStream(tap, table, name, {"type": "object", "properties": {}})

@@ -10,6 +10,7 @@ from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_sett
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection, reaching
 from tap_dataplatforms.core.naming import distinct_slugs
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
 from tap_dataplatforms.redivis.rows import TableRowsStream
 from tap_dataplatforms.redivis.streams import STREAMS
@@ -74,7 +75,9 @@ def table_row_streams(client: RedivisStream) -> list[Stream]:
     and reported in the sync's failure summary.
     """
     tables: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    for reference in dict.fromkeys(client.settings.get("tables") or []):
+    partition = client.config.get("partition")
+    references = [t for t in client.settings.get("tables") or [] if in_partition(partition, t)]
+    for reference in dict.fromkeys(references):
         try:
             with reaching(client):
                 tables.append(describe_table(client, reference))

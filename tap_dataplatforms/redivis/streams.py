@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
 
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.redivis.client import RedivisStream
 
 if TYPE_CHECKING:
@@ -70,6 +71,15 @@ class DatasetsStream(RedivisStream):
         if not context:  # no organization or user configured: nothing to list
             return []
         return super().request_records(context)
+
+    def post_process(  # type: ignore[override]
+        self, row: dict[str, Any], context: Context | None = None
+    ) -> dict[str, Any] | None:
+        # Under `partition` a dataset, and with it its tables and variables, belongs to
+        # one process: every process lists the owners, each keeps its share.
+        if not in_partition(self.config.get("partition"), str(row.get("id"))):
+            return None
+        return super().post_process(row, context)
 
     def generate_child_contexts(
         self, record: Record, context: Context | None

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
 
+from tap_dataplatforms.core.partition import first_partition
+from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
 from tap_dataplatforms.reinfer.client import (
     COMMENTS_PATH,
@@ -121,6 +123,12 @@ class ProjectsStream(ReinferStream):
         th.Property("updated_at", TIMESTAMP),
     ).to_dict()
 
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        # Projects have no parent to split by: under `partition` the first process reads
+        # them, so that n processes emit each project once, as one would.
+        if first_partition(self.config.get("partition")):
+            yield from super().get_records(context)
+
 
 class _ConfiguredParent(ReinferStream):
     """A listing whose records open child partitions, restricted to configured names."""
@@ -132,12 +140,20 @@ class _ConfiguredParent(ReinferStream):
         return configured_names(self.settings.get(self.setting))
 
     def is_wanted(self, record: Record) -> bool:
-        """Configured (or all visible), and this process's share under ``partition``;
-        the listing itself is complete in every process."""
+        """Configured (or all visible), and this process's share under ``partition``."""
         wanted = self.wanted
         if wanted is not None and f"{record.get('owner')}/{record.get('name')}" not in wanted:
             return False
         return in_partition(str(record["id"]), self.config.get("partition"))
+
+    def post_process(  # type: ignore[override]
+        self, row: dict[str, Any], context: Context | None = None
+    ) -> dict[str, Any] | None:
+        # Each listed source or dataset is emitted by the one process that owns it, so
+        # n partitioned syncs together hold each record once, as one full sync does.
+        if not in_partition(str(row["id"]), self.config.get("partition")):
+            return None
+        return super().post_process(row, context)
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         seen: set[str] = set()
@@ -232,7 +248,7 @@ class SourcesStream(_ConfiguredParent):
             }
 
 
-class CommentsStream(ReinferStream):
+class CommentsStream(ConformedRecords, ReinferStream):
     """Comments of each source, ascending by ``timestamp``: sorted, resumable per source.
 
     The window's upper end is fixed once per sync so every page sees the same window;

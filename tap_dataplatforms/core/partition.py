@@ -1,0 +1,30 @@
+"""The ``partition`` setting: which parents this process extracts of ``count``.
+
+A parent is assigned by a hash of its stable identifier (an id or a configured name),
+never by its position in a list, so every process computes the same split without
+talking to the others, and a parent keeps its partition when others come and go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+
+def partition_of(key: str, count: int) -> int:
+    """The partition (0 to ``count`` - 1) that owns the parent ``key``."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def in_partition(partition: Mapping[str, Any] | None, key: str) -> bool:
+    """Whether the parent ``key`` is this process's share (always, without a partition)."""
+    if not partition:
+        return True
+    return partition_of(key, int(partition["count"])) == int(partition["index"])
+
+
+def first_partition(partition: Mapping[str, Any] | None) -> bool:
+    """Whether this process reads what has no parent to split by (partition 0 does)."""
+    return not partition or int(partition["index"]) == 0

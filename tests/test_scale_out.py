@@ -1,0 +1,185 @@
+"""Scaling out: n partitioned processes extract what one would, inside one shared budget.
+
+- Partitions: the union of four partitioned syncs of all five platforms equals one full
+  sync, stream by stream and key by key, with no key in two partitions.
+- Shared budgets: four tap processes with one Dexi credential and a ``redis://`` (or
+  ``sqlite:///``) ``rate_limit_backend`` against a sandbox limit of L requests a second
+  get no 429 and never send more than L in any second (read from the sandbox's request
+  log); with the ``memory`` backend the same four processes do exceed it.
+
+Redis on 127.0.0.1:6379 is started when it is not running (``redis-server``); without it
+the redis test fails under ``CI=true`` and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tap_dataplatforms.core.partition import in_partition, partition_of
+from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tests.helpers import make_tap, run_sync
+
+ROOT = Path(__file__).resolve().parent.parent
+TAP = ROOT / ".venv" / "bin" / "tap-dataplatforms"
+PARTITIONS = 4
+ROOMY = {name: (1_000_000, 60.0) for name in ("redivis", "dexi", "reinfer", "datalinx")}
+# Before all of the sandbox's data, so that every incremental stream is read whole.
+START_DATE = "2000-01-01T00:00:00Z"
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def all_platforms(sb: Sandbox, files_dir: Path, *, trigger: bool = False) -> dict[str, Any]:
+    """Every platform at the sandbox, with every kind of parent the partition splits."""
+    fast = {"max_requests_per_second": 5000}
+    readable = [
+        t
+        for ds in sb.redivis.datasets_by_owner["demo"]
+        if ds.may("data")
+        for t in ds.current_tables
+    ][:4]
+    for table in readable:
+        table.num_rows = min(table.num_rows, 40)  # the model serves whatever size it holds
+    return {
+        "start_date": START_DATE,
+        "redivis": {
+            "api_url": sb.base_url("redivis"),
+            **CREDENTIALS["redivis"],
+            "organizations": ["demo", "census_archive"],
+            "users": ["jdoe"],
+            "tables": [t.qualified_reference for t in readable],
+            **fast,
+        },
+        "dexi": {
+            "api_url": sb.base_url("dexi"),
+            **CREDENTIALS["dexi"],
+            "download_files": True,
+            "files_dir": str(files_dir),
+            **fast,
+        },
+        "reinfer": {"api_url": sb.base_url("reinfer"), **CREDENTIALS["reinfer"], **fast},
+        "invision": {
+            "api_url": sb.base_url("invision"),
+            **CREDENTIALS["invision"],
+            "tables": list(sb.invision.tables),
+            "dataflow_ids": [f.id for f in sb.invision.succeeding],
+            # Triggering is a side effect that adds log rows: that test comes apart.
+            "trigger_dataflows": trigger,
+            "poll_interval_seconds": 0.02,
+            "await_timeout_seconds": 20,
+            **fast,
+        },
+        "datalinx": {
+            "api_url": sb.base_url("datalinx"),
+            "api_key": CREDENTIALS["datalinx"]["api_key"],
+            **fast,
+        },
+    }
+
+
+def keyed(tap: Any, records: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Each stream's records as their keys (the whole record for a stream without one).
+
+    A triggered InVision run gets a new id each time: its data flow is what a partition
+    owns, so that is its key here."""
+    out: dict[str, list[str]] = {}
+    for name, rows in records.items():
+        keys = list(tap.streams[name].primary_keys or [])
+        if name == "invision_dataflow_runs":
+            keys = ["dataflow_id"]
+        out[name] = [
+            json.dumps([r.get(k) for k in keys] if keys else r, sort_keys=True, default=str)
+            for r in rows
+        ]
+    return out
+
+
+@pytest.fixture(scope="module")
+def partition_sandbox() -> Iterator[Sandbox]:
+    sb = Sandbox(seed=7, scale=1, limits=ROOMY).start()
+    sb.datalinx.burst = (1_000_000, 1_000_000.0)
+    yield sb
+    sb.stop()
+
+
+def test_each_parent_hashes_to_exactly_one_partition() -> None:
+    keys = [f"parent-{i}" for i in range(400)]
+    for count in (1, 2, 4, 7):
+        owners = [
+            [i for i in range(count) if in_partition({"index": i, "count": count}, k)] for k in keys
+        ]
+        assert all(len(o) == 1 for o in owners)
+        # Stable: the same owner every time, and not all in one place.
+        assert [o[0] for o in owners] == [partition_of(k, count) for k in keys]
+        assert len({o[0] for o in owners}) == count
+    assert in_partition(None, "anything")
+
+
+def test_four_partitions_together_equal_one_full_sync(
+    partition_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sb = partition_sandbox
+    config = all_platforms(sb, tmp_path / "full")
+    full_tap = make_tap(config)
+    full = keyed(full_tap, run_sync(full_tap).records)
+    parts: list[dict[str, list[str]]] = []
+    for index in range(PARTITIONS):
+        config = all_platforms(sb, tmp_path / f"p{index}")
+        tap = make_tap({**config, "partition": {"index": index, "count": PARTITIONS}})
+        parts.append(keyed(tap, run_sync(tap).records))
+
+    # Every platform, and the parents of each, really are split.
+    assert {name.split("_", 1)[0] for name in full} == {
+        "redivis",
+        "dexi",
+        "reinfer",
+        "invision",
+        "datalinx",
+    }
+    assert sum(1 for p in parts if p.get("dexi_runs")) > 1
+    assert sum(1 for p in parts if p.get("reinfer_comments")) > 1
+    assert sum(1 for p in parts if p.get("datalinx_sources")) > 1
+    assert sum(1 for p in parts if p.get("redivis_tables")) > 1
+    assert sum(1 for p in parts if p.get("reinfer_sources")) > 1
+    assert sum(1 for p in parts if p.get("reinfer_projects")) == 1
+    assert sum(1 for p in parts if p.get("invision_table__gl_actuals")) == 1
+
+    streams = set(full) | {name for p in parts for name in p}
+    for name in sorted(streams):
+        union = [key for p in parts for key in p.get(name, [])]
+        want = Counter(full.get(name, []))
+        dupes = [k for k, n in Counter(union).items() if n > want[k]]
+        assert not dupes, f"{name}: {len(dupes)} keys in more than one partition: {dupes[:3]}"
+        assert Counter(union) == want, (
+            f"{name}: partitions {len(union)} records, full sync {sum(want.values())}; "
+            f"missing {sorted(set(want) - set(union))[:3]}, "
+            f"extra {sorted(set(union) - set(want))[:3]}"
+        )
+
+
+def test_each_data_flow_is_triggered_by_one_partition(
+    partition_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sb = partition_sandbox
+    flows = sorted(f.id for f in sb.invision.succeeding)
+    triggered: list[str] = []
+    for index in range(PARTITIONS):
+        config = all_platforms(sb, tmp_path, trigger=True)
+        tap = make_tap(
+            {
+                "invision": config["invision"],
+                "partition": {"index": index, "count": PARTITIONS},
+            }
+        )
+        for stream in tap.streams.values():
+            stream.selected = stream.name == "invision_dataflow_runs"
+        records = run_sync(tap).records["invision_dataflow_runs"]
+        triggered += [r["dataflow_id"] for r in records]
+    assert sorted(triggered) == flows  # each flow once, by one process
