@@ -1,0 +1,204 @@
+"""The cheap path from a record to stdout: a buffered msgspec writer and lean conformance.
+
+Two costs dominate a tap that moves many small records (profiled against the sandbox):
+
+- the SDK's writers encode with simplejson and flush stdout after every message, a system
+  call per record;
+- the SDK's type conformance walks every value of every record against the schema,
+  although the streams marked here already produce values of their schema's types.
+
+``MessageWriter`` encodes with msgspec (the SDK's ``singer_sdk.contrib.msgspec`` encoder)
+and flushes only after a message that is not a RECORD (SCHEMA, STATE, ...) or when a
+record has waited for a second, so a target still sees every STATE right after the records
+it covers. ``ConformedRecords`` is a stream mixin for streams of JSON-decoded records:
+conformance compiled once from the schema instead of the SDK's generic walk, and
+deselected properties popped only when the catalog deselects any.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Generator
+from typing import Any, ClassVar, cast
+
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers._catalog import pop_deselected_record_properties
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib.encoding.simple import Message
+
+#: A buffered record is written out at the latest this long after the last flush.
+FLUSH_SECONDS = 1.0
+#: Records are written out in pieces of about this size.
+BUFFER_BYTES = 1 << 16
+
+
+class MessageWriter(MsgSpecWriter):
+    """msgspec-encoded Singer messages on stdout, flushed at each non-RECORD message.
+
+    Records collect in a buffer of its own (stdout may be unbuffered, as with
+    ``PYTHONUNBUFFERED``), written out when it fills, when a second has passed, at any
+    other message and at exit.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = bytearray()
+        self._flushed_at = time.monotonic()
+        atexit.register(self.flush)
+
+    def write_message(self, message: Message) -> None:
+        self._pending += self.format_message(message)
+        if (
+            not isinstance(message, RecordMessage)
+            or len(self._pending) >= BUFFER_BYTES
+            or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            out = getattr(sys.stdout, "buffer", None)
+            if out is not None:
+                out.write(self._pending)
+                out.flush()
+            else:  # a text stream in place of stdout (tests capture output so)
+                sys.stdout.write(self._pending.decode("utf-8"))
+                sys.stdout.flush()
+            self._pending.clear()
+        self._flushed_at = time.monotonic()
+
+
+Conformer = Callable[[Any, set[str]], Any]
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    types = set(declared or [])
+    for option in schema.get("anyOf") or []:
+        types |= _types(option)
+    return types
+
+
+def compile_conformer(schema: dict[str, Any], path: str = "") -> Conformer | None:
+    """What the SDK's conformance does to JSON-decoded values, compiled once per schema:
+    drop properties the schema does not declare (named in ``unmapped``), make values of
+    boolean-only properties booleans, and non-finite floats ``None``. ``None`` when
+    nothing under this schema can need a change. Values are changed in place."""
+    types = _types(schema)
+    properties = schema.get("properties")
+    if "object" in types and isinstance(properties, dict):
+        known = frozenset(properties)
+        closed = not schema.get("additionalProperties")
+        children: list[tuple[str, Conformer]] = []
+        for name, sub in properties.items():
+            child = compile_conformer(sub, f"{path}{name}.")
+            if child is not None:
+                children.append((name, child))
+
+        def conform_object(value: Any, unmapped: set[str]) -> Any:
+            if not isinstance(value, dict):
+                return value
+            if closed and not known.issuperset(value):
+                for name in [k for k in value if k not in known]:
+                    del value[name]
+                    unmapped.add(path + name)
+            for name, child in children:
+                item = value.get(name)
+                if item is not None:
+                    value[name] = child(item, unmapped)
+            return value
+
+        return conform_object
+    items = schema.get("items")
+    if "array" in types and isinstance(items, dict):
+        item_conformer = compile_conformer(items, path)
+        if item_conformer is None:
+            return None
+
+        def conform_array(value: Any, unmapped: set[str]) -> Any:
+            if not isinstance(value, list):
+                return value
+            return [item_conformer(item, unmapped) for item in value]
+
+        return conform_array
+    if types and types <= {"boolean", "null"}:
+        return lambda value, unmapped: value if type(value) is bool else value != 0
+    if "number" in types:
+        return lambda value, unmapped: (
+            None if type(value) is float and not math.isfinite(value) else value
+        )
+    return None
+
+
+class ConformedRecords:
+    """Mixin (before the SDK stream class) for streams of JSON-decoded records.
+
+    Their values are JSON-native (str, int, float, bool, None, lists and dicts of them),
+    so the SDK's walk over every value for datetimes, bytes and decimals finds nothing;
+    what is left of conformance runs compiled from the schema (``compile_conformer``).
+    A stream that builds each record from a column list it owns, with values of the
+    declared types, sets ``RECORDS_FIT_SCHEMA`` and skips even that.
+    """
+
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    RECORDS_FIT_SCHEMA: ClassVar[bool] = False
+
+    # Attributes of the SDK stream this mixin is combined with.
+    name: str
+    schema: dict[str, Any]
+    mask: Any
+    stream_maps: list[Any]
+    logger: logging.Logger
+    _stream_version: int | None
+
+    def _record_path(self) -> tuple[bool, Conformer | None]:
+        """(any property deselected, the compiled conformer), worked out once."""
+        cached = self.__dict__.get("_record_path_cache")
+        if cached is None:
+            deselected = any(not selected for selected in dict(self.mask).values())
+            conformer = None if self.RECORDS_FIT_SCHEMA else compile_conformer(self.schema)
+            cached = (deselected, conformer)
+            self.__dict__["_record_path_cache"] = cached
+            self.__dict__["_unmapped_warned"] = set()
+        return cast("tuple[bool, Conformer | None]", cached)
+
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        deselected, conformer = self._record_path()
+        if deselected:
+            pop_deselected_record_properties(record, self.schema, self.mask)
+        if conformer is not None:
+            unmapped: set[str] = set()
+            conformer(record, unmapped)
+            if unmapped:
+                self._warn_unmapped(unmapped)
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
+
+    def _warn_unmapped(self, unmapped: set[str]) -> None:
+        warned: set[str] = self.__dict__["_unmapped_warned"]
+        new = unmapped - warned
+        if new:
+            warned |= new
+            self.logger.warning(
+                "Properties %s were present in the '%s' stream but not found in catalog "
+                "schema. Ignoring.",
+                tuple(sorted(new)),
+                self.name,
+            )
