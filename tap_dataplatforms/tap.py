@@ -17,6 +17,7 @@ from singer_sdk.tap_base import CliTestOptionValue
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
 from tap_dataplatforms.core.errors import ConfigError, SyncFailedError, TapDataPlatformsError
+from tap_dataplatforms.core.records import MessageWriter
 from tap_dataplatforms.core.redact import install_log_redaction, register_secret
 from tap_dataplatforms.core.runtime import Runtime
 
@@ -33,6 +34,8 @@ class TapDataPlatforms(Tap):
     """Extracts Dexi.io, Re:infer, Redivis, Profitbase InVision and Datalinx AI."""
 
     name = "tap-dataplatforms"
+    # msgspec encoding, flushed at each STATE/SCHEMA rather than after every record.
+    message_writer_class = MessageWriter
     package_name = "tap-dataplatforms"
     dynamic_catalog = True
     capabilities = [

@@ -53,6 +53,16 @@ def to_rfc3339(value: object, *, epoch_unit: str = "ms") -> str | None:
     """
     if value is None or value == "":
         return None
+    if type(value) is str and len(value) >= 19 and value[4] == "-":
+        # The common ISO 8601 form (a date first): parsed without the checks for
+        # epochs and InVision's dotted dates, which it cannot be. Python 3.10's parser
+        # rejects some valid forms; those take the full path below.
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return format_rfc3339(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, str):

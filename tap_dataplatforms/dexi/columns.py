@@ -94,6 +94,9 @@ def conform(value: Any, kind: str | None) -> Any:
         return value
     if kind == "integer" and isinstance(value, float) and value.is_integer():
         return int(value)
+    if kind == "boolean" and not isinstance(value, bool):
+        # What the SDK's conformance did to a boolean-only property (nonzero is true).
+        return value != 0
     return value
 
 

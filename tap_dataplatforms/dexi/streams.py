@@ -7,11 +7,14 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+import requests
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
+from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.dexi.client import (
     PAGE_SIZE,
@@ -38,11 +41,30 @@ from tap_dataplatforms.dexi.files import download_file, file_cells, parse_file_c
 from tap_dataplatforms.dexi.prefetch import ResultPrefetch
 
 if TYPE_CHECKING:
-    import requests
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record
 
 TIMESTAMP = th.DateTimeType
+#: Bytes read at a time from a result body.
+_CHUNK_BYTES = 1 << 18
+#: What breaks a result body mid-way (read again); JsonStreamError: cut off short.
+_BODY_ERRORS = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ContentDecodingError,
+    ConnectionResetError,
+    JsonStreamError,
+)
+#: Cell types that already fit a column kind (see columns.conform for the rest).
+_FITS: dict[str | None, tuple[type, ...]] = {
+    "string": (str,),
+    None: (str,),
+    "integer": (int,),
+    "number": (float, int),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
 
 
 class RunsStream(DexiStream):
@@ -253,7 +275,7 @@ class ExecutionsStream(DexiStream):
         ]
         if workers < 2 or len(emit) < 2 or not results:
             return None
-        return ResultPrefetch(results[0].fetch_result, [str(r["_id"]) for r in emit], workers)
+        return ResultPrefetch(results[0].open_result, [str(r["_id"]) for r in emit], workers)
 
     def _emit(
         self,
@@ -326,12 +348,14 @@ def notify_parent(stream: DexiStream, context: Context | None) -> None:
         parent.child_failed(str(context["execution_id"]))
 
 
-class ResultsStream(ThrottledState, DexiStream):
+class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
     """``dexi_results__<run>``: the rows of each newly finished execution of one run."""
 
     path = "executions/{execution_id}/result"
     primary_keys = ("_execution_id", "_row_index")
     parent_stream_type = ExecutionsStream
+    # Records are built from the catalog's columns, each cell fitted to its column.
+    RECORDS_FIT_SCHEMA = True
 
     def __init__(
         self,
@@ -358,6 +382,17 @@ class ResultsStream(ThrottledState, DexiStream):
             f"executions/{encode_segment(execution_id)}/result", {"format": "json"}
         )
 
+    def open_result(self, execution_id: str) -> requests.Response:
+        """One result with its body left unread: the rows are parsed as they arrive, so
+        a result of any size costs a chunk of memory, and an opened one waiting in the
+        prefetch holds a connection, not a body."""
+        return self.send(
+            "GET",
+            f"{self.url_base}executions/{encode_segment(execution_id)}/result",
+            params={"format": "json"},
+            stream=True,
+        )
+
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if not context or context.get("run_id") != self.run_id:
             return
@@ -367,21 +402,110 @@ class ResultsStream(ThrottledState, DexiStream):
         prefetch = getattr(parent, "prefetch", None)
         future = prefetch.take(execution_id) if prefetch is not None else None
         try:
-            body = future.result() if future is not None else self.fetch_result(execution_id)
+            response = future.result() if future is not None else self.open_result(execution_id)
         except PartitionError as exc:
             if exc.status != 404:
                 raise
             # Executions vanish (deleted, or with their run); the next one goes on.
             self.logger.warning("Skipping a vanished execution's result: %s", exc)
-            body = {}
-        yield from self.rows_of(body, cells)
+            return
+        yield from self.rows_streamed(execution_id, response, cells)
         if self.files is not None and cells is not None:
             self.files.pending[execution_id] = cells
 
+    def rows_streamed(
+        self, execution_id: str, response: requests.Response, sink: list[str] | None
+    ) -> Iterable[dict[str, Any]]:
+        """The rows of an opened result; a body cut off mid-way is read again from the
+        start (up to the retry limit), skipping the rows already emitted."""
+        emitted, tries = 0, 1
+        while True:
+            try:
+                for record in self.rows_of_events(self._events(response), sink, skip=emitted):
+                    emitted += 1
+                    yield record
+                return
+            except _BODY_ERRORS as exc:
+                response.close()
+                if tries >= self.backoff_max_tries():
+                    if isinstance(exc, JsonStreamError):
+                        raise PartitionError(
+                            f"the result of execution {execution_id} is not valid JSON: {exc}"
+                        ) from exc
+                    raise
+                tries += 1
+                self.logger.warning(
+                    "Result of execution %s broke off after %d rows (%s); reading it again",
+                    execution_id,
+                    emitted,
+                    type(exc).__name__,
+                )
+                response = self.open_result(execution_id)
+            finally:
+                response.close()
+
+    @staticmethod
+    def _events(response: requests.Response) -> Iterable[tuple[str, str, Any]]:
+        return iter_members(response.iter_content(_CHUNK_BYTES), "rows")
+
     def rows_of(self, body: Any, sink: list[str] | None) -> Iterable[dict[str, Any]]:
+        """The rows of a result body already parsed (a dict), as from the stream."""
         if not isinstance(body, dict):
             return
-        headers = [str(h) for h in body.get("headers") or []]
+        events: list[tuple[str, str, Any]] = [
+            (MEMBER, k, v) for k, v in body.items() if k != "rows"
+        ]
+        events += [(ITEM, "rows", row) for row in body.get("rows") or []]
+        yield from self.rows_of_events(events, sink)
+
+    def rows_of_events(
+        self, events: Iterable[tuple[str, str, Any]], sink: list[str] | None, skip: int = 0
+    ) -> Iterable[dict[str, Any]]:
+        headers: list[str] | None = None
+        plan: list[tuple[int, str, str | None, tuple[type, ...]]] = []
+        early: list[Any] = []  # rows that came before the headers (kept until they come)
+        index = 0
+
+        def record_of(cells: Any, index: int) -> dict[str, Any]:
+            assert headers is not None
+            if isinstance(cells, dict):  # rows as objects: align them with the headers
+                cells = [cells.get(h) for h in headers]
+            size = len(cells)
+            record: dict[str, Any] = {}
+            for position, header, kind, fit in plan:
+                value = cells[position] if position < size else None
+                # A cell already of its column's type (the usual case) is taken as is.
+                record[header] = (
+                    value if value is None or type(value) in fit else conform(value, kind)
+                )
+            if sink is not None:
+                sink.extend(file_cells(cells))
+            record["_row_index"] = index
+            return record
+
+        for kind, name, value in events:
+            if kind == MEMBER:
+                if name == "headers" and headers is None:
+                    headers = [str(h) for h in value or []]
+                    plan = self._plan(headers)
+                    for cells in early:
+                        if index >= skip:
+                            yield record_of(cells, index)
+                        index += 1
+                    early = []
+                continue
+            if headers is None:
+                early.append(value)
+                continue
+            if index >= skip:
+                yield record_of(value, index)
+            index += 1
+        if early:
+            self.runtime.warn_once(f"Dexi: {self.name}: a result has rows but no headers")
+
+    def _plan(self, headers: list[str]) -> list[tuple[int, str, str | None, tuple[type, ...]]]:
+        """Per kept column: its position in the rows, name, kind and the types that fit it
+        without conversion (exact types: a bool is not an integer here)."""
         unknown = [h for h in headers if h not in self.columns]
         if unknown:
             self.runtime.warn_once(
@@ -389,17 +513,14 @@ class ResultsStream(ThrottledState, DexiStream):
                 + ", ".join(unknown)
                 + " (run --discover again to add them)"
             )
-        for index, cells in enumerate(body.get("rows") or []):
-            if isinstance(cells, dict):  # rows as objects: align them with the headers
-                cells = [cells.get(h) for h in headers]
-            record: dict[str, Any] = {}
-            for header, value in zip(headers, cells, strict=False):
-                if header in self.columns:
-                    record[header] = conform(value, self.columns[header])
-            if sink is not None:
-                sink.extend(file_cells(cells))
-            record["_row_index"] = index
-            yield record
+        seen: set[str] = set()
+        plan = []
+        for position, header in enumerate(headers):
+            if header in self.columns and header not in seen:
+                seen.add(header)
+                kind = self.columns[header]
+                plan.append((position, header, kind, _FITS.get(kind, ())))
+        return plan
 
     def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
         super()._fail_partition(context, exc)

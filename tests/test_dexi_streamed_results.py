@@ -1,0 +1,72 @@
+"""Dexi results parsed as they arrive: a body cut off mid-way, headers after rows, types."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests_mock as rm
+
+from tap_dataplatforms.core.http import PlatformStream
+from tap_dataplatforms.dexi.columns import conform
+from tests.helpers import FakeClock, make_tap, run_sync
+from tests.test_dexi_unit import BASE, MIN, T0, Account, config, execution
+
+STREAM = "dexi_results__price_watch"
+HEADERS = ["url", "qty", "ok"]
+ROWS = [[f"https://x/{n}", n, n % 2 == 0] for n in range(50)]
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.001)
+
+
+def body_bytes(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+def test_a_result_cut_off_mid_way_is_read_again_without_repeating_rows(
+    requests_mock: rm.Mocker,
+) -> None:
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", HEADERS, ROWS)  # what discovery reads
+    whole = body_bytes({"headers": HEADERS, "rows": ROWS, "totalRows": len(ROWS)})
+    tap = make_tap(config(), clock=FakeClock())
+    tap.streams  # noqa: B018 - discovery, against the whole body
+    requests_mock.get(
+        BASE + "executions/ex-1/result",
+        [{"content": whole[: len(whole) // 2]}, {"content": whole}],
+    )
+    out = run_sync(tap)
+    records = out.records[STREAM]
+    assert [r["_row_index"] for r in records] == list(range(len(ROWS)))
+    assert [r["url"] for r in records] == [row[0] for row in ROWS]
+    reads = [r for r in requests_mock.request_history if r.path.endswith("/result")]
+    assert len(reads) == 3  # discovery, the cut read, the read again
+
+
+def test_rows_before_the_headers_are_kept_until_the_headers_come(
+    requests_mock: rm.Mocker,
+) -> None:
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", HEADERS, ROWS[:3])
+    tap = make_tap(config(), clock=FakeClock())
+    tap.streams  # noqa: B018
+    reordered = b'{"rows": %s, "totalRows": 3, "headers": %s}' % (
+        json.dumps(ROWS[:3]).encode(),
+        json.dumps(HEADERS).encode(),
+    )
+    requests_mock.get(BASE + "executions/ex-1/result", content=reordered)
+    records = run_sync(tap).records[STREAM]
+    assert [(r["url"], r["qty"], r["ok"]) for r in records] == [tuple(r) for r in ROWS[:3]]
+
+
+def test_cells_of_another_type_are_fitted_to_the_column() -> None:
+    # what the SDK's conformance did for boolean-only columns, now done per cell here
+    assert conform(1, "boolean") is True
+    assert conform(0, "boolean") is False
+    assert conform(True, "boolean") is True
+    assert conform(2.0, "integer") == 2
+    assert conform(5, "string") == "5"

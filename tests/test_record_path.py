@@ -1,0 +1,168 @@
+"""The cheap record path: incremental JSON parsing, the buffered writer, compiled conformance."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+from typing import Any
+
+import pytest
+from singer_sdk.helpers._typing import conform_record_data_types
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import RecordMessage, StateMessage
+
+from tap_dataplatforms.core import records
+from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
+from tap_dataplatforms.core.records import MessageWriter, compile_conformer
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+# -- incremental parsing ------------------------------------------------------------------
+
+BODY = {
+    "headers": ["a", "b", "c"],
+    "rows": [[1, "x, ] y", 2.5], [12345, "ü \\u00fc", None], [[1, [2]], {"k": "]"}, True]],
+    "totalRows": 3,
+}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 20])
+def test_items_come_one_by_one_whatever_the_chunk_boundaries(size: int) -> None:
+    data = json.dumps(BODY, ensure_ascii=False, indent=1).encode()
+    events = list(iter_members(chunked(data, size), "rows"))
+    assert events[0] == (MEMBER, "headers", ["a", "b", "c"])
+    assert [v for k, _, v in events if k == ITEM] == BODY["rows"]
+    assert events[-1] == (MEMBER, "totalRows", 3)
+
+
+def test_a_number_cut_by_a_chunk_boundary_is_read_whole() -> None:
+    data = b'{"rows":[123456789,2]}'
+    events = list(iter_members([data[:12], data[12:]], "rows"))
+    assert [v for _, _, v in events] == [123456789, 2]
+
+
+def test_empty_arrays_objects_and_non_constants() -> None:
+    assert list(iter_members([b"{}"], "rows")) == []
+    assert list(iter_members([b'{"rows": [] , "x": 1}'], "rows")) == [(MEMBER, "x", 1)]
+    events = list(iter_members([b'{"rows":[[NaN, Infinity, -Infinity, 1.5]]}'], "rows"))
+    assert events == [(ITEM, "rows", [None, None, None, 1.5])]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"rows":[[1,2],[3', b'{"rows":[[1,2]', b'{"rows":[1 2]}', b"[1]", b'{"a":1}x', b""],
+)
+def test_a_cut_or_malformed_body_is_an_error(data: bytes) -> None:
+    with pytest.raises(JsonStreamError):
+        list(iter_members(chunked(data, 3) or [b""], "rows"))
+
+
+# -- writer -------------------------------------------------------------------------------
+
+
+def test_records_wait_in_the_buffer_until_a_state_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.BytesIO()
+
+    class Stdout:
+        buffer = out
+
+    monkeypatch.setattr(records.sys, "stdout", Stdout)
+    writer = MessageWriter()
+    writer.write_message(RecordMessage(stream="s", record={"a": 1}))
+    writer.write_message(RecordMessage(stream="s", record={"a": 2}))
+    assert out.getvalue() == b""
+    writer.write_message(StateMessage(value={"bookmarks": {}}))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [m["type"] for m in lines] == ["RECORD", "RECORD", "STATE"]
+    assert lines[1]["record"] == {"a": 2}
+
+
+def test_a_record_waits_at_most_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.BytesIO()
+
+    class Stdout:
+        buffer = out
+
+    clock = [100.0]
+    monkeypatch.setattr(records.sys, "stdout", Stdout)
+    monkeypatch.setattr(records.time, "monotonic", lambda: clock[0])
+    writer = MessageWriter()
+    writer.write_message(RecordMessage(stream="s", record={"a": 1}))
+    assert out.getvalue() == b""
+    clock[0] += records.FLUSH_SECONDS
+    writer.write_message(RecordMessage(stream="s", record={"a": 2}))
+    assert len(out.getvalue().splitlines()) == 2
+
+
+def test_a_text_stdout_gets_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = io.StringIO()
+    monkeypatch.setattr(records.sys, "stdout", text)
+    writer = MessageWriter()
+    writer.write_message(RecordMessage(stream="s", record={"é": "ü"}))
+    writer.flush()
+    assert json.loads(text.getvalue())["record"] == {"é": "ü"}
+
+
+# -- compiled conformance -----------------------------------------------------------------
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": ["string"]},
+        "flag": {"type": ["boolean", "null"]},
+        "score": {"type": ["number", "null"]},
+        "open": {"type": ["object", "null"], "additionalProperties": True},
+        "nested": {
+            "type": ["object", "null"],
+            "properties": {"keep": {"type": ["string", "null"]}, "b": {"type": ["boolean"]}},
+        },
+        "items": {
+            "type": ["array", "null"],
+            "items": {"type": "object", "properties": {"x": {"type": ["integer"]}}},
+        },
+        "tags": {"type": ["array", "null"], "items": {"type": ["string"]}},
+    },
+}
+
+RECORDS: list[dict[str, Any]] = [
+    {"id": "1", "flag": 1, "score": 2, "open": {"anything": [1]}, "tags": ["a"]},
+    {"id": "2", "flag": 0, "score": float("nan"), "extra": 5},
+    {"id": "3", "nested": {"keep": "k", "drop": 1, "b": 0}, "items": [{"x": 1, "y": 2}, {}]},
+    {"id": "4", "flag": None, "nested": None, "items": None, "score": 1.5},
+    {"id": "5", "flag": True, "score": float("inf"), "items": [{"x": 3}]},
+]
+
+
+@pytest.mark.parametrize("record", RECORDS)
+def test_compiled_conformance_equals_the_sdk_on_json_records(record: dict[str, Any]) -> None:
+    logger = logging.getLogger("test")
+    expected = conform_record_data_types(
+        "s", copy.deepcopy(record), SCHEMA, TypeConformanceLevel.RECURSIVE, logger
+    )
+    conformer = compile_conformer(SCHEMA)
+    assert conformer is not None
+    unmapped: set[str] = set()
+    got = conformer(copy.deepcopy(record), unmapped)
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    if "extra" in record:
+        assert unmapped == {"extra"}
+    if record.get("nested"):
+        assert unmapped >= {"nested.drop", "items.y"}
+
+
+def test_nothing_to_conform_compiles_to_nothing() -> None:
+    assert compile_conformer({"type": ["string", "null"]}) is None
+    assert compile_conformer({"type": "array", "items": {"type": "integer"}}) is None
+    number = compile_conformer({"type": ["number"]})
+    assert number is not None
+    assert number(float("nan"), set()) is None
+    assert number(2.5, set()) == 2.5
+    assert not math.isnan(number(1e308, set()))
