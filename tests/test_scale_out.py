@@ -14,6 +14,7 @@ the redis test fails under ``CI=true`` and is skipped elsewhere.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,13 +22,16 @@ from typing import Any
 
 import pytest
 
+from tap_dataplatforms.core.budget import KEY_PREFIX, BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.partition import in_partition, partition_of
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
+from tests.redis_env import ensure_redis
+from tests.shared_budget import Outcome, run_processes
 
-ROOT = Path(__file__).resolve().parent.parent
-TAP = ROOT / ".venv" / "bin" / "tap-dataplatforms"
 PARTITIONS = 4
+# The sandbox's Dexi limit in these tests: requests per second, per credential.
+LIMIT = 40
 ROOMY = {name: (1_000_000, 60.0) for name in ("redivis", "dexi", "reinfer", "datalinx")}
 # Before all of the sandbox's data, so that every incremental stream is read whole.
 START_DATE = "2000-01-01T00:00:00Z"
@@ -183,3 +187,118 @@ def test_each_data_flow_is_triggered_by_one_partition(
         records = run_sync(tap).records["invision_dataflow_runs"]
         triggered += [r["dataflow_id"] for r in records]
     assert sorted(triggered) == flows  # each flow once, by one process
+
+
+# --------------------------------------------------------------------------- shared budgets
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own (1; meltano.yml's partitions use 0), emptied of the
+    tap's keys before and after."""
+    import redis
+
+    url = ensure_redis().rsplit("/", 1)[0] + "/1"
+    client = redis.Redis.from_url(url)
+
+    def clear() -> None:
+        for key in client.scan_iter(f"{KEY_PREFIX}:*"):
+            client.delete(key)
+
+    clear()
+    yield url
+    clear()
+
+
+@pytest.fixture
+def limited_sandbox() -> Iterator[Sandbox]:
+    sb = Sandbox(seed=11, scale=1).start()
+    yield sb
+    sb.stop()
+
+
+def assert_inside_the_limit(outcome: Outcome) -> None:
+    assert outcome.exit_codes == [0] * PARTITIONS, outcome
+    assert outcome.requests > 5 * LIMIT, outcome  # long enough to cross many windows
+    assert outcome.rejected == 0, outcome
+    assert outcome.busiest_second <= LIMIT, outcome
+    # A sanity bound only; bench/scale_out.py measures how close to the limit they run.
+    assert outcome.active_seconds <= 3 * outcome.requests / LIMIT, outcome
+
+
+def test_four_processes_sharing_redis_stay_inside_one_limit(
+    limited_sandbox: Sandbox, redis_url: str, tmp_path: Path
+) -> None:
+    outcome = run_processes(limited_sandbox, limit=LIMIT, backend=redis_url, workdir=tmp_path)
+    assert_inside_the_limit(outcome)
+
+
+def test_four_processes_sharing_sqlite_stay_inside_one_limit(
+    limited_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    backend = f"sqlite:///{tmp_path / 'budgets.sqlite'}"
+    outcome = run_processes(limited_sandbox, limit=LIMIT, backend=backend, workdir=tmp_path)
+    assert_inside_the_limit(outcome)
+
+
+def test_four_processes_with_memory_budgets_exceed_the_limit(
+    limited_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The control: each process keeps its own count, so together they send about four
+    # times the limit, and the sandbox answers 429.
+    outcome = run_processes(
+        limited_sandbox, limit=LIMIT, backend="memory", workdir=tmp_path, stop_after_429=True
+    )
+    assert outcome.rejected > 0, outcome
+    assert outcome.busiest_second > LIMIT, outcome
+
+
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_a_pause_from_the_platform_holds_every_process(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A 429's Retry-After seen by one process holds the others (two registries, each
+    with its own connection to the backend, as two processes have)."""
+    if kind == "redis":
+        backend = request.getfixturevalue("redis_url")
+    else:
+        backend = f"sqlite:///{tmp_path / 'budgets.sqlite'}"
+    credential = ("the-token",)
+    first = BudgetRegistry(backend).get("dexi", credential, rates_per_second(100))
+    other = BudgetRegistry(backend).get("dexi", credential, rates_per_second(100))
+    stranger = BudgetRegistry(backend).get("dexi", ("another",), rates_per_second(100))
+    first.pause_until(time.time() + 1.0, reason="HTTP 429")
+    assert other.paused_for() > 0.8
+    assert stranger.paused_for() == 0.0  # another credential's budget is not held
+    waited = other.acquire()
+    assert 0.8 <= waited <= 1.5
+    # Pauses only extend: an earlier instant changes nothing.
+    other.pause_until(time.time() + 5.0, reason="Retry-After")
+    first.pause_until(time.time() + 0.1, reason="shorter")
+    assert first.paused_for() > 4.0
+
+
+def test_the_shared_backend_holds_no_secret(redis_url: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    import redis
+
+    secret = "tok-s3cret-value"
+    sqlite_file = tmp_path / "budgets.sqlite"
+    for backend in (redis_url, f"sqlite:///{sqlite_file}"):
+        budget = BudgetRegistry(backend).get("redivis", (secret,), rates_per_second(50))
+        budget.acquire()
+        budget.pause_until(time.time() + 30, reason="test")
+        assert secret not in budget.name
+    client = redis.Redis.from_url(redis_url)
+    stored = [k.decode() for k in client.scan_iter(f"{KEY_PREFIX}:*")]
+    assert stored
+    assert all(secret not in k for k in stored)
+    for key in stored:
+        kind = client.type(key).decode()
+        value = client.get(key) if kind == "string" else client.zrange(key, 0, -1)
+        assert secret not in str(value)
+    with sqlite3.connect(sqlite_file) as con:
+        dump = "\n".join(con.iterdump())
+    assert "budget_pauses" in dump
+    assert secret not in dump
