@@ -22,6 +22,7 @@ import requests
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
 
@@ -73,11 +74,13 @@ class _SessionExpiredError(Exception):
     pass
 
 
-class TableRowsStream(RedivisStream):
+class TableRowsStream(ConformedRecords, RedivisStream):
     """Rows of one Redivis table (`redivis_rows__<table>`)."""
 
     primary_keys = ("_row_number",)
     path = "/tables/{table_reference}/readSessions"
+    # Rows come from Arrow columns cast to their variables' JSON types (to_json_ready).
+    RECORDS_FIT_SCHEMA = True
     state_partitioning_keys = []
     #: Batches are converted where they are read; this bounds the batches in flight.
     workers_cap: ClassVar[int] = 16
@@ -304,7 +307,11 @@ def to_json_ready(column: pa.Array, variable_type: str) -> pa.Array:
     if variable_type == "integer":
         return column if pa.types.is_int64(kind) else column.cast(pa.int64())
     if variable_type == "float":
-        return column if pa.types.is_float64(kind) else column.cast(pa.float64())
+        floats = column if pa.types.is_float64(kind) else column.cast(pa.float64())
+        # NaN and infinities have no JSON form: null, as the SDK's conformance made them.
+        if floats.null_count == len(floats):
+            return floats
+        return pc.if_else(pc.is_finite(floats), floats, pa.scalar(None, pa.float64()))
     if variable_type == "boolean":
         return column if pa.types.is_boolean(kind) else column.cast(pa.bool_())
     if variable_type == "dateTime":
