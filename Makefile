@@ -7,10 +7,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MELTANO := .venv-meltano/bin/meltano
+DAGSTER_VENV := .venv-dagster
+DAGSTER := $(DAGSTER_VENV)/bin/dagster
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint format pytest meltano clean
+.PHONY: help demo test lint format pytest meltano dagster clean
 
 help:
 	@echo "make demo    run the demo (sandbox -> Meltano -> DuckDB) and print rows per table"
@@ -37,6 +39,15 @@ $(MELTANO): scripts/demo.py
 	$(PYTHON) scripts/demo.py --setup-only
 	touch $@
 
+# Dagster (orchestration/dagster_defs.py) in its own environment too: it pins its own
+# dependencies and only runs the Meltano executable. The version is pinned in the file.
+dagster: $(DAGSTER)
+$(DAGSTER): orchestration/requirements.txt
+	test -x $(DAGSTER_VENV)/bin/python || $(PYTHON) -m venv $(DAGSTER_VENV)
+	$(DAGSTER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DAGSTER_VENV)/bin/python -m pip install -q -r orchestration/requirements.txt
+	touch $@
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,10 +57,10 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-pytest: $(VENV)/.installed $(MELTANO)
+pytest: $(VENV)/.installed $(MELTANO) $(DAGSTER)
 	$(BIN)/pytest
 
 test: lint pytest
 
 clean:
-	rm -rf $(VENV) .venv-meltano .meltano output
+	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) .meltano output

@@ -422,15 +422,15 @@ class Loaded:
     batched_after: dict[str, set[tuple[str, ...]]]  # table -> keys of rows written after t
 
 
-def loaded(url: str, since: dt.datetime | None = None) -> Loaded:
-    """Read every table of the schema: each row's key, and the keys of rows the target
+def loaded(url: str, since: dt.datetime | None = None, schema: str = SCHEMA) -> Loaded:
+    """Read every table of ``schema``: each row's key, and the keys of rows the target
     wrote after ``since`` (``_sdc_batched_at``, the target's clock, UTC)."""
     (tables,) = sql(
         url,
         (
             "select table_name from information_schema.tables where table_schema = %s "
             "order by table_name",
-            [SCHEMA],
+            [schema],
         ),
     )
     names = [name for (name,) in tables]
@@ -438,10 +438,10 @@ def loaded(url: str, since: dt.datetime | None = None) -> Loaded:
     statements: list[tuple[str, list[Any]]] = []
     for name in names:
         cols = ", ".join(f'"{c}"' for c in key_columns(name))
-        statements.append((f'select {cols} from "{SCHEMA}"."{name}"', []))  # noqa: S608
+        statements.append((f'select {cols} from "{schema}"."{name}"', []))  # noqa: S608
         statements.append(
             (
-                f'select {cols} from "{SCHEMA}"."{name}" '  # noqa: S608
+                f'select {cols} from "{schema}"."{name}" '  # noqa: S608
                 "where _sdc_batched_at > %s::timestamp",
                 [stamp.replace(tzinfo=None).isoformat()],
             )
