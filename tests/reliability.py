@@ -7,13 +7,16 @@ and InVision's triggered data flows start things on the platform, so they stay o
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 
@@ -153,3 +156,44 @@ def report(kind: str, **figures: Any) -> None:
     FIGURES.parent.mkdir(parents=True, exist_ok=True)
     with FIGURES.open("a") as handle:
         handle.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def secret_forms(values: list[str]) -> set[str]:
+    """Each secret as it could leak: raw, URL-encoded, base64 (with and without padding)."""
+    forms: set[str] = set()
+    for value in values:
+        if not value:
+            continue
+        raw = value.encode()
+        b64 = base64.b64encode(raw).decode()
+        forms |= {value, quote(value, safe=""), b64, b64.rstrip("=")}
+        forms.add(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    return forms
+
+
+def secret_hits(text: str, values: list[str]) -> list[str]:
+    """The forms of ``values`` found in ``text`` (shortened, so a failure leaks nothing)."""
+    return sorted(
+        f"{form[:4]}...({len(form)} chars)" for form in secret_forms(values) if form in text
+    )
+
+
+def sandbox_secrets(sb: Sandbox) -> list[str]:
+    """Every secret the sandbox accepts or issued: credentials, the Dexi access digest,
+    Datalinx JWTs (whole and their signature part)."""
+    values = [
+        v
+        for platform, creds in CREDENTIALS.items()
+        for k, v in creds.items()
+        if k not in ("account_id", "email")
+    ]
+    dexi = CREDENTIALS["dexi"]
+    values.append(dexi_digest(dexi["account_id"], dexi["api_key"]))
+    for token in list(sb.datalinx.tokens):
+        values += [token, token.rsplit(".", 1)[-1]]
+    return values
+
+
+def dexi_digest(account: str, key: str) -> str:
+    # The documented X-DexiIO-Access value, computed here independently of the tap.
+    return hashlib.md5((account + key).encode(), usedforsecurity=False).hexdigest()

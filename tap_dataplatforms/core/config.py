@@ -62,6 +62,15 @@ COMMON_SETTINGS: list[th.Property] = [
         description="Read timeout of one HTTP request.",
     ),
     th.Property(
+        "verify_tls",
+        th.BooleanType,
+        default=True,
+        description=(
+            "Verify the platforms' TLS certificates. Turn off only for a test server with a "
+            "self-signed certificate: the tap then warns once."
+        ),
+    ),
+    th.Property(
         "max_retries",
         th.IntegerType(minimum=0),
         default=7,

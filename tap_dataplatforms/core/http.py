@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import backoff
 import requests
+import urllib3
 from pyrate_limiter import Rate
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers._state import reset_state_progress_markers
@@ -59,6 +62,14 @@ _TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ContentDecodingError,
 )
 _JSON_CACHE = "_tap_dataplatforms_json"
+
+
+def is_permanent(exc: Exception) -> bool:
+    """A connection error that every retry would meet again: a certificate that fails
+    verification (waiting out the backoff would only delay the same one-line error)."""
+    if not isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def response_json(response: requests.Response) -> Any:
@@ -126,6 +137,14 @@ class PlatformStream(RESTStream[Any]):
     @property
     def user_agent(self) -> str:
         return USER_AGENT
+
+    @property
+    def requests_session(self) -> requests.Session:
+        session = super().requests_session
+        if not common_value(self.config, "verify_tls"):
+            session.verify = False
+            warn_unverified_tls(self.logger)
+        return session
 
     @property
     def http_headers(self) -> dict[str, Any]:
@@ -269,6 +288,7 @@ class PlatformStream(RESTStream[Any]):
             max_tries=tries,
             max_time=lambda: 3600,
             jitter=None,
+            giveup=is_permanent,
             on_backoff=self.backoff_handler,
             logger=None,
         )(self._request)
@@ -340,6 +360,7 @@ class PlatformStream(RESTStream[Any]):
                 max_tries=self.backoff_max_tries,
                 max_time=lambda: 3600,
                 jitter=None,
+                giveup=is_permanent,
                 on_backoff=self.backoff_handler,
                 logger=None,
             )(func),
@@ -405,6 +426,25 @@ class PlatformStream(RESTStream[Any]):
     @property
     def progress(self) -> Progress | None:
         return getattr(self, "_progress", None)
+
+
+_TLS_WARNING = threading.Lock()
+_tls_warned = False
+
+
+def warn_unverified_tls(logger: logging.Logger) -> None:
+    """Say once per run that certificates go unchecked (``verify_tls: false``), instead of
+    urllib3's warning on every request."""
+    global _tls_warned
+    with _TLS_WARNING:
+        if _tls_warned:
+            return
+        _tls_warned = True
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    logger.warning(
+        "verify_tls is false: TLS certificates are not verified, so anyone on the network "
+        "path could read the credentials and answer in the platforms' place"
+    )
 
 
 def _connection_reason(exc: requests.exceptions.RequestException) -> str:

@@ -32,6 +32,7 @@ import json
 import pkgutil
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -289,13 +290,21 @@ class Sandbox:
             self.bulk[name] = add(int(size), per_partition)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> Sandbox:
+        """Serve from a background thread; with ``tls`` (a server-side context holding a
+        certificate), serve HTTPS."""
         if self._server is not None:
             raise RuntimeError("sandbox already started")
         self._server = _Server((host, port), self)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -342,7 +351,7 @@ class Sandbox:
         host = str(self._server.server_address[0])
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{self._scheme}://{host}:{self.port}"
 
     @property
     def platforms(self) -> list[str]:
