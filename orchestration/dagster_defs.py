@@ -1,7 +1,9 @@
 """Dagster: the partitioned Meltano pipelines of meltano.yml, all at the same time.
 
 One op per partition (``meltano run partition-<i>-to-postgres``), and a job that starts
-them together on Dagster's multiprocess executor. The partitions are read from
+them together on Dagster's multiprocess executor, once an op has brought Meltano's system
+database up to date (``meltano upgrade database``: four runs migrating a new database at
+once collide). The partitions are read from
 meltano.yml (the jobs named ``partition-<i>-to-postgres``), so a fifth one there is a
 fifth op here. Each partition has its own Meltano state id; their request budgets are
 shared through the Redis their extractors name (``rate_limit_backend``), so together
@@ -27,9 +29,12 @@ import yaml
 from dagster import (
     Definitions,
     Failure,
+    In,
     MetadataValue,
+    Nothing,
     OpDefinition,
     OpExecutionContext,
+    Out,
     job,
     multiprocess_executor,
     op,
@@ -60,34 +65,53 @@ def partition_jobs(meltano_yml: Path = PROJECT_ROOT / "meltano.yml") -> list[str
     return [name for _, name in sorted(found)]
 
 
-def meltano_run_op(meltano_job: str) -> OpDefinition:
-    """An op that runs one Meltano job and fails with the end of Meltano's log."""
+def run_meltano(context: OpExecutionContext, *args: str) -> None:
+    """Run one Meltano command in the project; fail with the end of Meltano's log."""
+    command = [meltano_executable(), *args]
+    what = " ".join(["meltano", *args])
+    context.log.info(f"Running {' '.join(command)}")
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            command,
+            cwd=PROJECT_ROOT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise Failure(f"{what} timed out") from exc
+    seconds = round(time.monotonic() - started, 1)
+    tail = (result.stdout + result.stderr)[-LOG_TAIL_CHARS:]
+    if result.returncode != 0:
+        # In the run's log too, where a scheduler's alert points, not only in metadata.
+        context.log.error(f"{what} failed; its log ends:\n{tail}")
+        raise Failure(
+            f"{what} exited with {result.returncode}",
+            metadata={"seconds": seconds, "log_tail": MetadataValue.text(tail)},
+        )
+    context.log.info(f"{what} finished in {seconds}s")
 
-    @op(name=meltano_job.replace("-", "_"), tags={"meltano_job": meltano_job})
+
+@op(name="meltano_system_database", out=Out(Nothing))
+def system_database(context: OpExecutionContext) -> None:
+    """Bring Meltano's system database up to date once, before the partitions start:
+    several `meltano run` at once on a new database would each try to create its tables."""
+    run_meltano(context, "upgrade", "database")
+
+
+def meltano_run_op(meltano_job: str) -> OpDefinition:
+    """An op that runs one Meltano job (one partition)."""
+
+    @op(
+        name=meltano_job.replace("-", "_"),
+        ins={"database_ready": In(Nothing)},
+        tags={"meltano_job": meltano_job},
+    )
     def run_partition(context: OpExecutionContext) -> None:
-        command = [meltano_executable(), "run", meltano_job]
-        context.log.info(f"Running {' '.join(command)}")
-        started = time.monotonic()
-        try:
-            result = subprocess.run(
-                command,
-                cwd=PROJECT_ROOT,
-                env=dict(os.environ),
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise Failure(f"meltano run {meltano_job} timed out") from exc
-        seconds = round(time.monotonic() - started, 1)
-        tail = (result.stdout + result.stderr)[-LOG_TAIL_CHARS:]
-        metadata = {"seconds": seconds, "log_tail": MetadataValue.text(tail)}
-        if result.returncode != 0:
-            raise Failure(
-                f"meltano run {meltano_job} exited with {result.returncode}", metadata=metadata
-            )
-        context.log.info(f"{meltano_job} finished in {seconds}s")
+        run_meltano(context, "run", meltano_job)
 
     return run_partition
 
@@ -101,9 +125,11 @@ PARTITION_OPS = [meltano_run_op(name) for name in partition_jobs()]
     executor_def=multiprocess_executor.configured({"max_concurrent": max(1, len(PARTITION_OPS))}),
 )
 def partitions_to_postgres() -> None:
-    # No op depends on another, so the executor starts them all at once.
+    # The partitions depend on the database only, not on each other: the executor starts
+    # them all at once.
+    ready = system_database()
     for partition_op in PARTITION_OPS:
-        partition_op()
+        partition_op(database_ready=ready)
 
 
 defs = Definitions(jobs=[partitions_to_postgres])
