@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tap_dataplatforms.core.budget import KEY_PREFIX, BudgetRegistry, rates_per_second
+from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.partition import in_partition, partition_of
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
@@ -344,3 +345,49 @@ def test_a_burst_is_shared_too(kind: str, request: pytest.FixtureRequest, tmp_pa
     # separate buckets would have let all six through at once.
     assert elapsed >= 0.18, elapsed
     assert elapsed <= 1.5, elapsed
+
+
+def test_a_redis_lost_mid_sync_is_retried_then_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import socket
+    import subprocess
+
+    from tap_dataplatforms.core import budget as budget_module
+
+    ensure_redis()  # the client and a redis-server binary, or skip/fail as the others
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("no redis-server binary for a server of this test's own")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    proc = subprocess.Popen(
+        [*args, "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        backend = f"redis://:hunter2@127.0.0.1:{port}/0"
+        for _ in range(100):
+            try:
+                registry = BudgetRegistry(backend)
+                break
+            except ConfigError:  # not up yet
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"the test's redis-server did not come up on port {port}")
+        budget = registry.get("dexi", ("k",), rates_per_second(100))
+        budget.acquire()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    monkeypatch.setattr(budget_module, "BACKEND_TRIES", 3)
+    started = time.monotonic()
+    with pytest.raises(budget_module.BudgetBackendError) as caught:
+        budget.acquire()
+    assert time.monotonic() - started >= 1.4  # retried with backoff: 0.5 s, then 1 s
+    message = str(caught.value)
+    assert message == (
+        f"setting rate_limit_backend: lost redis at 127.0.0.1:{port} (ConnectionError)"
+    )

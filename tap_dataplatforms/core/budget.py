@@ -40,7 +40,7 @@ from pyrate_limiter import (
     WallClock,
 )
 
-from tap_dataplatforms.core.errors import ConfigError
+from tap_dataplatforms.core.errors import ConfigError, TapDataPlatformsError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -48,6 +48,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tap-dataplatforms.budget")
 
 _LEAK_EVERY = 256
+#: Tries of a budget check against a shared backend that does not answer, before the
+#: sync stops (about 15 s of backoff: long enough for a Redis failover).
+BACKEND_TRIES = 6
+
+
+class BudgetBackendError(TapDataPlatformsError):
+    """The shared budget backend stopped answering during the sync."""
+
+
+def backend_errors() -> tuple[type[BaseException], ...]:
+    """What a shared backend raises when it cannot be reached or used."""
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError]
+    try:
+        import redis
+    except ImportError:
+        return tuple(errors)
+    return (*errors, redis.RedisError)
 
 
 class Clock:
@@ -336,6 +353,8 @@ class Budget:
     clock: Clock = SYSTEM_CLOCK
     #: Where other processes see this budget's pauses (shared backends only).
     pauses: PauseBoard | None = None
+    #: The backend, for messages (``Backend.describe``: never a password).
+    where: str = "memory"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _paused_until: float = 0.0  # monotonic
     _puts: int = 0
@@ -350,23 +369,46 @@ class Budget:
     def acquire(self) -> float:
         """Block until one more request fits the budget; return the seconds waited."""
         waited = 0.0
+        failures = 0
         while True:
-            with self._lock:
-                # Read before each request: another process may have been told to wait.
-                pause = max(self._paused_until - self.clock.monotonic(), self._shared_pause())
-                if pause <= 0:
-                    item = RateItem(self.name, cast("int", self.bucket.now()), 1)
-                    if self.bucket.put(item):
-                        self._puts += 1
-                        if self._puts % _LEAK_EVERY == 0:
-                            self.bucket.leak(item.timestamp)
-                        self.acquired += 1
-                        self.waited_seconds += waited
-                        return waited
-                    wait_ms = self.bucket.waiting(item)
-                    pause = max(cast("int", wait_ms), 1) / 1000.0
+            try:
+                pause = self._try_acquire(waited)
+            except backend_errors() as exc:
+                failures += 1
+                if failures >= BACKEND_TRIES:
+                    raise BudgetBackendError(
+                        f"setting rate_limit_backend: lost {self.where} ({type(exc).__name__})"
+                    ) from None
+                pause = min(0.5 * 2 ** (failures - 1), 8.0)
+                logger.warning(
+                    "Budget %s: %s did not answer (%s); retrying in %.1fs",
+                    self.name,
+                    self.where,
+                    type(exc).__name__,
+                    pause,
+                )
+            if pause is None:
+                return waited
             self.clock.sleep(pause)
             waited += pause
+
+    def _try_acquire(self, waited: float) -> float | None:
+        """Take one request if it fits now (``None``), else the seconds to wait."""
+        with self._lock:
+            # Read before each request: another process may have been told to wait.
+            pause = max(self._paused_until - self.clock.monotonic(), self._shared_pause())
+            if pause > 0:
+                return pause
+            item = RateItem(self.name, cast("int", self.bucket.now()), 1)
+            if self.bucket.put(item):
+                self._puts += 1
+                if self._puts % _LEAK_EVERY == 0:
+                    self.bucket.leak(item.timestamp)
+                self.acquired += 1
+                self.waited_seconds += waited
+                return None
+            wait_ms = self.bucket.waiting(item)
+            return max(cast("int", wait_ms), 1) / 1000.0
 
     def pause_until(self, instant: float, *, reason: str) -> float:
         """Hold every request of this budget until the wall-clock ``instant``.
@@ -383,11 +425,24 @@ class Budget:
                 self._paused_until = target
                 logger.info("Budget %s paused %.2fs (%s)", self.name, seconds, reason)
             if self.pauses is not None:
-                self.pauses.extend(self.name, instant)
+                try:
+                    self.pauses.extend(self.name, instant)
+                except backend_errors() as exc:
+                    # This process still waits; the next acquire retries the backend.
+                    logger.warning(
+                        "Budget %s: pause not shared, %s did not answer (%s)",
+                        self.name,
+                        self.where,
+                        type(exc).__name__,
+                    )
         return seconds
 
     def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self.clock.monotonic(), self._shared_pause())
+        local = max(0.0, self._paused_until - self.clock.monotonic())
+        try:
+            return max(local, self._shared_pause())
+        except backend_errors():
+            return local
 
 
 class BudgetRegistry:
@@ -422,7 +477,12 @@ class BudgetRegistry:
                     self._parsed, rates, clock=self.clock, key=name, redis_client=self._redis
                 )
                 budget = Budget(
-                    name=name, rates=rates, bucket=bucket, clock=self.clock, pauses=self.pauses
+                    name=name,
+                    rates=rates,
+                    bucket=bucket,
+                    clock=self.clock,
+                    pauses=self.pauses,
+                    where=self._parsed.describe(),
                 )
                 self._budgets[name] = budget
             return budget
