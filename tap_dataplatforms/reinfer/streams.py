@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalAPIError
 
+from tap_dataplatforms.core.config import common_value
+from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
@@ -24,12 +28,15 @@ from tap_dataplatforms.reinfer.client import (
     configured_names,
     in_partition,
 )
+from tap_dataplatforms.reinfer.prefetch import PagePrefetch
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
 
 #: The maximum page size of the comments endpoint (notes 5.4); larger is rejected.
 COMMENTS_PAGE_SIZE = 256
+#: Comment pages (parsed, 256 comments each) a source read ahead may hold.
+PREFETCH_PAGES = 24
 #: How a label name given as parts is shown (the CLI's display form).
 LABEL_SEPARATOR = " > "
 
@@ -237,6 +244,29 @@ class SourcesStream(_ConfiguredParent):
         th.Property("updated_at", TIMESTAMP),
     ).to_dict()
 
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        comments = next(
+            (c for c in self.child_streams if isinstance(c, CommentsStream) and c.selected),
+            None,
+        )
+        if comments is None or comments.workers < 2:
+            yield from super().get_records(context)
+            return
+        # The listing is small: read it whole, so the comments of the sources after the
+        # one being emitted can be read meanwhile.
+        records = list(super().get_records(context))
+        children = [
+            child
+            for record in records
+            for child in self.generate_child_contexts(record, context)
+            if child is not None
+        ]
+        comments.start_prefetch(children)
+        try:
+            yield from records
+        finally:
+            comments.stop_prefetch()
+
     def generate_child_contexts(
         self, record: Record, context: Context | None
     ) -> Iterable[dict[str, Any] | None]:
@@ -286,6 +316,73 @@ class CommentsStream(ConformedRecords, ReinferStream):
     def window_end(self) -> str:
         now = dt.datetime.fromtimestamp(self.budget.clock.time(), tz=UTC)
         return format_rfc3339(now)
+
+    # -- sources read ahead ----------------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        return int(common_value(self.config, "max_concurrency") or 1)
+
+    def start_prefetch(self, contexts: list[dict[str, Any]]) -> None:
+        """Read the comment pages of these sources ahead, in this order (the sync's)."""
+        self.stop_prefetch()
+        if len(contexts) < 2:
+            return
+        # Each source's first request is worked out here, in the sync's thread, with the
+        # SDK's own start logic; the state it writes on the way is put back as it was, so
+        # the STATE messages are those of a sync without read-ahead.
+        state = self.stream_state
+        snapshot = copy.deepcopy(state)
+        try:
+            firsts = {}
+            for c in contexts:
+                self._write_starting_replication_value(c)
+                firsts[str(c["source_id"])] = (self.get_url(c), self.get_url_params(c, None), c)
+        finally:
+            state.clear()
+            state.update(snapshot)
+        self._first_requests = firsts
+        self._prefetch = PagePrefetch(
+            self._read_pages,
+            list(self._first_requests),
+            workers=min(self.workers, len(contexts)),
+            depth=PREFETCH_PAGES,
+        )
+
+    def stop_prefetch(self) -> None:
+        prefetch = self.__dict__.pop("_prefetch", None)
+        if prefetch is not None:
+            prefetch.close()
+
+    def _read_pages(self, source_id: Any) -> Iterable[list[Any]]:
+        """One source's pages (their comment lists), following ``continuation``."""
+        url, params, context = self._first_requests[str(source_id)]
+        params = dict(params)
+        previous: str | None = None
+        while True:
+            response = self.send("GET", url, params=params, context=context)
+            body = response_json(response)
+            yield list(body.get(self.list_field) or [])
+            token = body.get("continuation") or None
+            if token is None:
+                return
+            if token == previous:
+                raise FatalAPIError(
+                    f"Re:infer: the `continuation` cursor did not advance on {url}; "
+                    "stopping this partition instead of looping"
+                )
+            previous = token
+            params = {"to_timestamp": params["to_timestamp"], "limit": params["limit"]}
+            params["after"] = token
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        prefetch = self.__dict__.get("_prefetch")
+        key = str((context or {}).get("source_id"))
+        if prefetch is None or key not in prefetch:
+            yield from super().request_records(context)
+            return
+        for comments in prefetch.pages(key):
+            yield from comments
 
     def get_new_paginator(self) -> CursorPaginator:
         return CursorPaginator("continuation", "comments", stop_on_empty=False)
