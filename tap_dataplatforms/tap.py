@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from functools import cached_property
 from typing import Any
@@ -16,6 +15,7 @@ from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
+from tap_dataplatforms.core import inputs
 from tap_dataplatforms.core.errors import ConfigError, SyncFailedError, TapDataPlatformsError
 from tap_dataplatforms.core.records import MessageWriter
 from tap_dataplatforms.core.redact import install_log_redaction, register_secret
@@ -143,14 +143,53 @@ class TapDataPlatforms(Tap):
         cls.print_version(print_fn=cls.logger.info)
         tap = cls(
             config=config.config if config else None,
-            state=None if state is None else read_json_stream(state),
-            catalog=None if catalog is None else read_json_stream(catalog),
+            state=None if state is None else inputs.check_state(read_json_stream("--state", state)),
+            catalog=(
+                None
+                if catalog is None
+                else inputs.check_catalog(read_json_stream("--catalog", catalog))
+            ),
             parse_env_config=bool(config and config.parse_env),
             validate_config=True,
         )
+        if tap.input_catalog is not None:
+            tap.check_catalog_streams()
         tap.preflight()
         tap.sync_all()
         tap.finish()
+
+    def check_catalog_streams(self) -> None:
+        """A catalog from another version: entries for unknown streams are ignored with a
+        warning; one without a stream the selected ones need is an error."""
+        assert self.input_catalog is not None
+        needed = [s.name for s in self.streams.values() if s.selected or s.has_selected_descendents]
+        catalog = self.input_catalog.to_dict()
+        missing, unknown = inputs.catalog_gaps(catalog, needed, self.streams)
+        if not needed:
+            self.logger.warning("--catalog: no stream is selected, so there is nothing to extract")
+        if unknown:
+            self.logger.warning(
+                "--catalog: streams this version does not have are ignored: %s", ", ".join(unknown)
+            )
+        if missing:
+            raise ConfigError(
+                f"--catalog: no entry for {', '.join(missing)}, which the selected streams "
+                "need (a catalog from another version? run --discover again)"
+            )
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:
+        """``--config``: a file that is not JSON fails in one line, not a traceback."""
+        try:
+            return super().cb_config(ctx, param, value)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--config: not UTF-8 text (byte {exc.start})") from None
+        except ValueError as exc:  # the SDK's JSON decoder errors are ValueErrors
+            line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+            detail = f"{getattr(exc, 'msg', exc)}; line {line}, column {column}"
+            raise ConfigError(f"--config: not valid JSON ({detail if line else exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {exc.filename}: {exc.strerror}") from None
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
@@ -172,8 +211,12 @@ class TapDataPlatforms(Tap):
         ctx.exit()
 
 
-def read_json_stream(handle: Any) -> Any:
-    return json.loads(handle.read())
+def read_json_stream(option: str, handle: Any) -> Any:
+    try:
+        raw = handle.read()
+    except UnicodeDecodeError as exc:  # the file is opened as text
+        raise ConfigError(f"{option}: not UTF-8 text (byte {exc.start})") from None
+    return inputs.parse_json(option, raw)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from singer_sdk import typing as th
 
 from tap_dataplatforms.core.budget import parse_backend
 from tap_dataplatforms.core.errors import ConfigError
+from tap_dataplatforms.core.timestamps import parse_datetime
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
@@ -173,6 +174,16 @@ def _schema_error(error: Any) -> str:
     return f"setting {path}: {error.message}"
 
 
+def _is_datetime(value: str) -> bool:
+    # The schema's "format: date-time" is not enforced by the validator; without this
+    # check a bad start_date would only fail once the first incremental stream starts.
+    try:
+        parse_datetime(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in {"http", "https"} and bool(parts.hostname)
@@ -203,6 +214,9 @@ def validate(
         url = block.get("api_url")
         if url is not None and not _is_url(str(url)):
             errors.append(f"setting {spec.key}.api_url: not an http(s) URL")
+    start = config.get("start_date")
+    if start is not None and not _is_datetime(str(start)):
+        errors.append("setting start_date: not an RFC 3339 date-time, e.g. 2024-05-01T00:00:00Z")
     partition = config.get("partition")
     if partition and partition["index"] >= partition["count"]:
         errors.append("setting partition.index: must be smaller than partition.count")

@@ -81,6 +81,18 @@ def response_json(response: requests.Response) -> Any:
     return cached[0]
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
 class PlatformStream(RESTStream[Any]):
     """Base of every stream: a platform's settings, budget and request discipline."""
 
@@ -388,7 +400,15 @@ class PlatformStream(RESTStream[Any]):
         self._schema_announced = True
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        yield from extract_jsonpath(self.records_jsonpath, input=response_json(response))
+        for record in extract_jsonpath(self.records_jsonpath, input=response_json(response)):
+            if not isinstance(record, dict):
+                # A list that is an object, or holds bare values: not records this stream
+                # can deliver, and guessing would lose or invent fields.
+                raise PartitionError(
+                    f"{self.platform_title}: the answer of {redact_url(response.url)} holds "
+                    f"a JSON {json_type(record)} where a record (an object) belongs"
+                )
+            yield record
 
     def partition_label(self, context: Context | None) -> str:
         if not context:
