@@ -12,13 +12,14 @@ DAGSTER := $(DAGSTER_VENV)/bin/dagster
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint format pytest meltano dagster clean
+.PHONY: help demo test lint format pytest meltano dagster bench clean
 
 help:
 	@echo "make demo    run the demo (sandbox -> Meltano -> DuckDB) and print rows per table"
 	@echo "make test    ruff, mypy and the whole pytest suite (what CI runs)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  ruff format and ruff check --fix"
+	@echo "make bench   throughput and memory against the raw floor, msdk and dlt (BENCH_ARGS=--quick)"
 	@echo "make clean   remove the environments, .meltano/ and output/"
 
 demo:
@@ -62,5 +63,20 @@ pytest: $(VENV)/.installed $(MELTANO) $(DAGSTER)
 
 test: lint pytest
 
+# The side-by-side benchmark (docs/benchmark.md): the tap against the raw floor,
+# tap-rest-api-msdk and dlt, each tool in its own environment with pinned versions.
+# Not part of `make test`: a full run takes several minutes.
+BENCH := .venv-bench
+BENCH_ARGS ?=
+
+bench: $(VENV)/.installed $(BENCH)/tools/.installed $(BENCH)/msdk/.installed $(BENCH)/dlt/.installed
+	$(BENCH)/tools/bin/python bench/compare.py $(BENCH_ARGS)
+
+$(BENCH)/%/.installed: bench/requirements-%.txt
+	$(PYTHON) -m venv $(BENCH)/$*
+	$(BENCH)/$*/bin/python -m pip install -q --upgrade pip
+	$(BENCH)/$*/bin/python -m pip install -q -r $<
+	touch $@
+
 clean:
-	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) .meltano output
+	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) $(BENCH) .meltano output

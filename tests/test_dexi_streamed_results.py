@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 import requests_mock as rm
 
 from tap_dataplatforms.core.http import PlatformStream
+from tap_dataplatforms.core.progress import Progress
 from tap_dataplatforms.dexi.columns import conform
 from tests.helpers import FakeClock, make_tap, run_sync
 from tests.test_dexi_unit import BASE, MIN, T0, Account, config, execution
@@ -70,3 +72,19 @@ def test_cells_of_another_type_are_fitted_to_the_column() -> None:
     assert conform(True, "boolean") is True
     assert conform(2.0, "integer") == 2
     assert conform(5, "string") == "5"
+
+
+def test_an_opened_result_is_not_read_before_its_rows_are_emitted(
+    requests_mock: rm.Mocker,
+) -> None:
+    # A read-ahead result holds a connection, not a parsed body.
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", HEADERS, ROWS)
+    tap = make_tap(config(), clock=FakeClock())
+    stream = tap.streams[STREAM]
+    stream._progress = Progress(STREAM, logging.getLogger("test"))
+    response = stream.open_result("ex-1")
+    assert response._content_consumed is False
+    rows = list(stream.rows_streamed("ex-1", response, None))
+    assert [r["_row_index"] for r in rows] == list(range(len(ROWS)))
+    assert stream._progress.total == len(ROWS)  # from the body's totalRows, at its end

@@ -393,6 +393,13 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
             stream=True,
         )
 
+    def observe_response(self, response: requests.Response) -> None:
+        # A result is parsed as it streams in (rows_streamed); reading its total here
+        # would parse the whole body first, and hold it, in whichever thread opened it.
+        if not getattr(response, "_content_consumed", True):
+            return
+        super().observe_response(response)
+
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if not context or context.get("run_id") != self.run_id:
             return
@@ -419,30 +426,31 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
         """The rows of an opened result; a body cut off mid-way is read again from the
         start (up to the retry limit), skipping the rows already emitted."""
         emitted, tries = 0, 1
-        while True:
-            try:
-                for record in self.rows_of_events(self._events(response), sink, skip=emitted):
-                    emitted += 1
-                    yield record
-                return
-            except _BODY_ERRORS as exc:
-                response.close()
-                if tries >= self.backoff_max_tries():
-                    if isinstance(exc, JsonStreamError):
-                        raise PartitionError(
-                            f"the result of execution {execution_id} is not valid JSON: {exc}"
-                        ) from exc
-                    raise
-                tries += 1
-                self.logger.warning(
-                    "Result of execution %s broke off after %d rows (%s); reading it again",
-                    execution_id,
-                    emitted,
-                    type(exc).__name__,
-                )
-                response = self.open_result(execution_id)
-            finally:
-                response.close()
+        try:
+            while True:
+                try:
+                    for record in self.rows_of_events(self._events(response), sink, skip=emitted):
+                        emitted += 1
+                        yield record
+                    return
+                except _BODY_ERRORS as exc:
+                    response.close()
+                    if tries >= self.backoff_max_tries():
+                        if isinstance(exc, JsonStreamError):
+                            raise PartitionError(
+                                f"the result of execution {execution_id} is not valid JSON: {exc}"
+                            ) from exc
+                        raise
+                    tries += 1
+                    self.logger.warning(
+                        "Result of execution %s broke off after %d rows (%s); reading it again",
+                        execution_id,
+                        emitted,
+                        type(exc).__name__,
+                    )
+                    response = self.open_result(execution_id)
+        finally:
+            response.close()
 
     @staticmethod
     def _events(response: requests.Response) -> Iterable[tuple[str, str, Any]]:
@@ -485,6 +493,8 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
 
         for kind, name, value in events:
             if kind == MEMBER:
+                if name == "totalRows" and isinstance(value, int) and self.progress is not None:
+                    self.progress.total = value
                 if name == "headers" and headers is None:
                     headers = [str(h) for h in value or []]
                     plan = self._plan(headers)
