@@ -10,6 +10,7 @@ import datetime as dt
 import re
 
 UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _INVISION = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
 
 
@@ -21,11 +22,28 @@ def format_rfc3339(moment: dt.datetime) -> str:
 
 
 def from_epoch_ms(value: float) -> str:
-    return format_rfc3339(dt.datetime.fromtimestamp(value / 1000.0, tz=UTC))
+    # Whole milliseconds by integer arithmetic: through a float of seconds, far dates
+    # would lose their last microsecond.
+    if isinstance(value, int):
+        return format_rfc3339(_from_epoch(dt.timedelta(milliseconds=value)))
+    return format_rfc3339(_from_epoch(dt.timedelta(seconds=value / 1000.0)))
 
 
 def from_epoch_s(value: float) -> str:
-    return format_rfc3339(dt.datetime.fromtimestamp(value, tz=UTC))
+    return format_rfc3339(_from_epoch(dt.timedelta(seconds=value)))
+
+
+def _from_epoch(offset: dt.timedelta) -> dt.datetime:
+    return _EPOCH + offset
+
+
+def _epoch_offset(value: float, unit: str) -> str:
+    """An epoch number as RFC 3339; one outside the calendar is a ValueError like any
+    other unreadable timestamp (never an OverflowError a stream does not expect)."""
+    try:
+        return from_epoch_ms(value) if unit == "ms" else from_epoch_s(value)
+    except (OverflowError, OSError):
+        raise ValueError(f"not a timestamp: {value!r} is out of range") from None
 
 
 def parse_datetime(value: str) -> dt.datetime:
@@ -67,12 +85,14 @@ def to_rfc3339(value: object, *, epoch_unit: str = "ms") -> str | None:
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, str):
         stripped = value.strip()
-        if stripped.lstrip("-").replace(".", "", 1).isdigit():
+        if stripped.lstrip("-").isdigit():
+            value = int(stripped)
+        elif stripped.lstrip("-").replace(".", "", 1).isdigit():
             value = float(stripped)
         else:
             return format_rfc3339(parse_datetime(stripped))
     if isinstance(value, (int, float)):
-        return from_epoch_ms(value) if epoch_unit == "ms" else from_epoch_s(value)
+        return _epoch_offset(value, epoch_unit)
     if isinstance(value, dt.datetime):
         return format_rfc3339(value)
     raise ValueError(f"not a timestamp: {value!r}")
