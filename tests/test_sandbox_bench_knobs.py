@@ -97,3 +97,20 @@ def test_bulk_argument_forms() -> None:
     assert _parse_bulk("dexi=1000000/50000") == ("dexi", (1_000_000, 50_000))
     assert _parse_bulk("redivis=10") == ("redivis", (10, None))
     assert main(["--bulk", "invision=10", "--port", "0"]) == 2
+
+
+def test_bulk_comments_are_served_as_seeded_ones_are() -> None:
+    with Sandbox(bulk={"reinfer": (600, 600)}) as sb:
+        url = sb.base_url("reinfer") + "/api/_private/sources/acme-support/bulk-1/comments"
+        headers = {"Authorization": f"Bearer {CREDENTIALS['reinfer']['token']}"}
+        page = requests.get(url, params={"limit": 256}, headers=headers, timeout=10).json()
+        source = next(s for s in sb.reinfer.sources.values() if s.name == "bulk-1")
+        assert page["status"] == "ok"
+        assert page["comments"] == [c.to_json() for c in source.comments[:256]]
+        last = requests.get(
+            url,
+            params={"limit": 256, "after": page["continuation"]},
+            headers=headers,
+            timeout=10,
+        ).json()
+        assert [c["id"] for c in last["comments"]] == [c.id for c in source.comments[256:512]]

@@ -34,6 +34,7 @@ import base64
 import bisect
 import datetime as dt
 import hashlib
+import json
 import random
 import time
 from collections.abc import Callable
@@ -140,6 +141,18 @@ class Source:
     created_at: dt.datetime
     comments: list[Comment] = field(default_factory=list)
     keys: list[tuple[dt.datetime, str]] = field(default_factory=list)  # sorted sort keys
+    # Benchmark sources: comments never change, so each is serialized once (encoded).
+    frozen: bool = False
+    encoded: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def comment_json(self, comment: Comment) -> bytes:
+        cached = self.encoded.get(comment.id)
+        if cached is None:
+            cached = json.dumps(
+                comment.to_json(), separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+            self.encoded[comment.id] = cached
+        return cached
 
     @property
     def full_name(self) -> str:
@@ -475,6 +488,11 @@ class ReinferPlatform(Platform):
             # Closer together than the seeded sources', so that even a large count stays
             # in the past (a sync's window ends now).
             data._comments(source, min(per_source, left), EPOCH, max_gap=60)
+            # Served from bytes made once, so a page costs the sandbox a join, not an
+            # encoding: the benchmark then measures the clients.
+            source.frozen = True
+            for comment in source.comments:
+                source.comment_json(comment)
             sources.append({"source": source.full_name, "comments": len(source.comments)})
             left -= len(source.comments)
         return {"comments": comments, "sources": sources}
@@ -686,6 +704,12 @@ class ReinferPlatform(Platform):
             continuation = self._encode(
                 "comments", source.id, f"{render_ts(last.timestamp)} {last.id}"
             )
+        if source.frozen:
+            body = b'{"status":"ok","comments":[%s],"continuation":%s}' % (
+                b",".join(source.comment_json(c) for c in page),
+                json.dumps(continuation).encode("utf-8"),
+            )
+            return Response(200, body)
         return _ok(comments=[c.to_json() for c in page], continuation=continuation)
 
     def list_streams(self, req: Request) -> Response:
