@@ -10,11 +10,13 @@ import math
 from typing import Any
 
 import pytest
+import requests
 from singer_sdk.helpers._typing import conform_record_data_types
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_dataplatforms.core import records
+from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
 from tap_dataplatforms.core.records import MessageWriter, compile_conformer
 
@@ -166,3 +168,34 @@ def test_nothing_to_conform_compiles_to_nothing() -> None:
     assert number(float("nan"), set()) is None
     assert number(2.5, set()) == 2.5
     assert not math.isnan(number(1e308, set()))
+
+
+# -- parsing response bodies --------------------------------------------------------------
+
+
+def _response(content: bytes) -> requests.Response:
+    response = requests.Response()
+    response._content = content
+    response.status_code = 200
+    return response
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"a": [1, 2.5, "\\u00e9", null, true]}', {"a": [1, 2.5, "é", None, True]}),
+        (b'{"big": 123456789012345678901234567890}', {"big": 123456789012345678901234567890}),
+        (b"\xef\xbb\xbf{}", {}),
+    ],
+)
+def test_response_bodies_parse_as_the_standard_library_does(content: bytes, expected: Any) -> None:
+    assert response_json(_response(content)) == expected
+
+
+def test_what_msgspec_refuses_is_read_as_python_reads_it() -> None:
+    parsed = response_json(_response(b'{"a": NaN, "b": 1.5e400}'))
+    assert math.isnan(parsed["a"])
+    assert parsed["b"] == math.inf
+    for bad in (b"", b"<html>", b'{"a": 1'):
+        with pytest.raises(json.JSONDecodeError):
+            response_json(_response(bad))

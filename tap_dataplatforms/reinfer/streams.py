@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
@@ -89,13 +89,24 @@ _LABELLING_GROUP = th.ObjectType(
 )
 
 
+@lru_cache(maxsize=1024)
+def _stamp(value: str) -> str | None:
+    # Comments share timestamps (a batch imported at once; a message sent when it was
+    # stamped), so recent conversions are kept.
+    return to_rfc3339(value)
+
+
+def _rfc3339(value: Any) -> str | None:
+    return _stamp(value) if type(value) is str else to_rfc3339(value)
+
+
 def _normalise_comment(comment: dict[str, Any]) -> dict[str, Any]:
     for name in ("timestamp", "created_at"):
         if comment.get(name) is not None:
-            comment[name] = to_rfc3339(comment[name])
+            comment[name] = _rfc3339(comment[name])
     for message in comment.get("messages") or []:
         if isinstance(message, dict) and message.get("sent_at") is not None:
-            message["sent_at"] = to_rfc3339(message["sent_at"])
+            message["sent_at"] = _rfc3339(message["sent_at"])
     return comment
 
 
