@@ -83,7 +83,7 @@ def response_json(response: requests.Response) -> Any:
             # msgspec parses JSON about twice as fast as the standard library.
             cached = (_MSGSPEC_DECODE(content),)
         except msgspec.MsgspecError:
-            # What msgspec refuses that Python reads (NaN, integers beyond 64 bits) and
+            # What msgspec refuses that Python reads (NaN, floats out of range, a BOM) and
             # truly invalid bodies, which raise ValueError here as they always did.
             cached = (json.loads(content),)
         setattr(response, _JSON_CACHE, cached)
