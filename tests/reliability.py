@@ -178,9 +178,8 @@ def secret_hits(text: str, values: list[str]) -> list[str]:
     )
 
 
-def sandbox_secrets(sb: Sandbox) -> list[str]:
-    """Every secret the sandbox accepts or issued: credentials, the Dexi access digest,
-    Datalinx JWTs (whole and their signature part)."""
+def credential_secrets() -> list[str]:
+    """Every secret the sandbox accepts, and the Dexi access digest derived from one."""
     values = [
         v
         for platform, creds in CREDENTIALS.items()
@@ -189,6 +188,13 @@ def sandbox_secrets(sb: Sandbox) -> list[str]:
     ]
     dexi = CREDENTIALS["dexi"]
     values.append(dexi_digest(dexi["account_id"], dexi["api_key"]))
+    return values
+
+
+def sandbox_secrets(sb: Sandbox) -> list[str]:
+    """The credentials, and every Datalinx JWT this sandbox issued (whole and its
+    signature part)."""
+    values = credential_secrets()
     for token in list(sb.datalinx.tokens):
         values += [token, token.rsplit(".", 1)[-1]]
     return values

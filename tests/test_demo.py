@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tap_dataplatforms.tap import TapDataPlatforms
+from tests.reliability import credential_secrets, secret_hits
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "demo.py"
@@ -90,6 +91,8 @@ def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
         + (f"\n--- meltano log (tail)\n{log.read_text()[-4000:]}" if log.exists() else "")
     )
     assert result.returncode == 0, details
+    meltano_log = log.read_text() if log.exists() else ""
+    assert secret_hits(result.stdout + result.stderr + meltano_log, credential_secrets()) == []
     counts = parse_summary(result.stdout)
     for stream in EXPECTED_STREAMS:
         assert counts.get(stream, 0) > 0, f"{stream}: no rows\n{details}"

@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tests.reliability import sandbox_secrets, secret_hits
 from tests.test_demo import _demo_module
 
 pytestmark = pytest.mark.e2e
@@ -276,6 +277,9 @@ class Pipeline:
         )
         with self.log.open("a") as log:
             log.write(f"$ meltano {' '.join(args)}\n{result.stdout}{result.stderr}")
+        # No secret in Meltano's output either (tests/test_secrets.py scans the tap alone).
+        hits = secret_hits(result.stdout + result.stderr, sandbox_secrets(self.sandbox))
+        assert hits == [], f"secrets in the output of meltano {args[0]}: {hits}"
         return result
 
     def details(self) -> str:

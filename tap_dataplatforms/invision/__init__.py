@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING, Any
@@ -96,15 +97,14 @@ def sampled_schema(stream: TableStream) -> dict[str, Any] | None:
     """Types of a table's columns from its first rows; ``None`` when it cannot be read."""
     context = {"table": stream.table}
     try:
-        response = stream.send("GET", stream.get_url(context), max_tries=2, stream=True)
         rows = []
-        try:
-            for row in stream.parse_response(response):
+        # Through the stream's own reading, so that a body cut off is read again: a table
+        # that cannot be sampled gets no columns, and its rows would arrive empty.
+        with contextlib.closing(stream.read_rows(context, max_tries=2)) as reading:
+            for row in reading:
                 rows.append(row)
                 if len(rows) >= SAMPLE_ROWS:
-                    break
-        finally:
-            response.close()  # the rest of the table is not needed here
+                    break  # closing the generator closes the response: the rest is not needed
     except PlatformAuthError:
         raise
     except Exception as exc:

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+import requests
 from singer_sdk import typing as th
 from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_dataplatforms.core.errors import PartitionError
-from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.http import json_type, response_json
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
 from tap_dataplatforms.invision.client import InVisionStream, first_partition
 from tap_dataplatforms.invision.jsonrows import iter_json_array
 from tap_dataplatforms.invision.runs import DataflowRunsStream
 
 if TYPE_CHECKING:
-    import requests
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
 __all__ = ["DataflowRunsStream", "ExecutionLogStream", "TableStream"]
+
+#: What a table body that breaks off mid-way raises while it is read.
+_BODY_ERRORS = (
+    ValueError,  # cut JSON, or a 200 whose body is no array (iter_json_array)
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
 
 #: One monitoring request covers at most this much time.
 WINDOW = dt.timedelta(days=1)
@@ -243,15 +251,58 @@ class TableStream(InVisionStream):
         # A whole table is one body (no pagination): read it as it arrives.
         return super()._request(prepared_request, context, stream=True)
 
-    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        return self.read_rows(context)
+
+    def read_rows(
+        self, context: Context | None, max_tries: int | None = None
+    ) -> Generator[dict[str, Any], None, None]:
+        """The table's rows; a body that breaks off (cut, truncated, stalled) is read
+        again from the start, up to the retry limit, past the rows already delivered:
+        the rows have no key, so one delivered twice would be a duplicate downstream."""
+        url = self.get_url(context or {"table": self.table})
+        limit = max_tries if max_tries is not None else self.backoff_max_tries()
+        emitted, tries = 0, 1
+        response = self.send("GET", url, context=context, stream=True, max_tries=limit)
         try:
-            for row in iter_json_array(response.iter_content(chunk_size=65536)):
-                if isinstance(row, dict):
-                    yield row
-        except ValueError as exc:
-            raise PartitionError(
-                f"{self.platform_title}: unreadable rows of table '{self.table}': {exc}"
-            ) from None
+            while True:
+                try:
+                    for index, row in enumerate(self.parse_response(response)):
+                        if index >= emitted:
+                            emitted += 1
+                            yield row
+                    return
+                except _BODY_ERRORS as exc:
+                    response.close()
+                    if tries >= limit:
+                        if isinstance(exc, ValueError):
+                            raise PartitionError(
+                                f"{self.platform_title}: unreadable rows of table "
+                                f"'{self.table}': {exc}"
+                            ) from None
+                        raise
+                    tries += 1
+                    self.runtime.count_retry(self.platform)
+                    self.logger.warning(
+                        "InVision: table '%s' broke off after %d rows (%s); reading it again",
+                        self.table,
+                        emitted,
+                        exc,
+                    )
+                    response = self.send("GET", url, context=context, stream=True, max_tries=limit)
+        finally:
+            response.close()
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        """Rows as they arrive; a broken body raises ValueError (``request_records``
+        reads it again), an element that is no row fails the table."""
+        for row in iter_json_array(response.iter_content(chunk_size=65536)):
+            if not isinstance(row, dict):
+                raise PartitionError(
+                    f"{self.platform_title}: table '{self.table}' holds a JSON "
+                    f"{json_type(row)} where a row (an object) belongs"
+                )
+            yield row
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
         for column in self.datetime_columns:
