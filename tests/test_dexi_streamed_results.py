@@ -88,3 +88,13 @@ def test_an_opened_result_is_not_read_before_its_rows_are_emitted(
     rows = list(stream.rows_streamed("ex-1", response, None))
     assert [r["_row_index"] for r in rows] == list(range(len(ROWS)))
     assert stream._progress.total == len(ROWS)  # from the body's totalRows, at its end
+
+
+def test_stream_maps_still_apply_on_the_cheap_record_path(requests_mock: rm.Mocker) -> None:
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", HEADERS, ROWS[:3])
+    settings = config()
+    settings["stream_maps"] = {STREAM: {"qty": None, "url_upper": "url.upper()"}}
+    records = run_sync(make_tap(settings, clock=FakeClock())).records[STREAM]
+    assert [r["url_upper"] for r in records] == [row[0].upper() for row in ROWS[:3]]
+    assert all("qty" not in r for r in records)

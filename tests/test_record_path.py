@@ -199,3 +199,24 @@ def test_what_msgspec_refuses_is_read_as_python_reads_it() -> None:
     for bad in (b"", b"<html>", b'{"a": 1'):
         with pytest.raises(json.JSONDecodeError):
             response_json(_response(bad))
+
+
+@pytest.mark.parametrize("size", [100, 5000, 1 << 16])
+def test_runs_of_items_decoded_together_equal_the_items(size: int) -> None:
+    rows: list[Any] = []
+    for n in range(3000):
+        rows.append([n, f"cell {n} ],[ not a boundary", [[n], [n + 1]], {"k": "],["}, None])
+        if n % 500 == 7:
+            rows.append([[1], [2], "],[", [], {}])
+    body = {"headers": ["a"], "rows": rows, "totalRows": len(rows)}
+    data = json.dumps(body, separators=(",", ":")).encode()
+    events = list(iter_members(chunked(data, size), "rows"))
+    assert [v for k, _, v in events if k == ITEM] == rows
+
+
+def test_a_run_with_a_non_constant_falls_back_to_one_by_one() -> None:
+    text = "[" + ",".join(f"[{n},1.5]" for n in range(2000)) + ",[NaN,2]]"
+    data = ('{"rows":' + text + "}").encode()
+    items = [v for _, _, v in iter_members(chunked(data, 1 << 14), "rows")]
+    assert items[-1] == [None, 2]
+    assert items[:2000] == [[n, 1.5] for n in range(2000)]

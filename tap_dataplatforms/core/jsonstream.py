@@ -15,11 +15,16 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 _WHITESPACE = " \t\n\r"
 #: Consumed text is dropped from the buffer once this much has piled up.
 _COMPACT_AT = 1 << 20
+#: Items are decoded in one call when at least this much text holds whole ones.
+_BATCH_MIN_CHARS = 4096
+_BATCH_DECODE = msgspec.json.Decoder(list).decode
 
 
 class JsonStreamError(ValueError):
@@ -82,6 +87,25 @@ class _Buffer:
             raise JsonStreamError(f"expected {char!r} at offset {self.pos}, found {found!r}")
         self.pos += 1
 
+    def batch(self) -> list[Any] | None:
+        """Several whole array items at once, when the buffer holds many compact ones.
+
+        The buffer is cut after the last ``],[`` and the items before it are decoded in
+        one call. A cut that falls inside a string leaves that string open, so the
+        decode fails and the items are read one by one instead; so does anything msgspec
+        refuses (NaN), which the one-by-one path reads as Python does.
+        """
+        text, start = self.text, self.pos
+        cut = text.rfind("],[", start)
+        if cut - start < _BATCH_MIN_CHARS:
+            return None
+        try:
+            items = _BATCH_DECODE("[" + text[start : cut + 1] + "]")
+        except msgspec.MsgspecError:
+            return None
+        self.pos = cut + 1
+        return cast("list[Any]", items)
+
     def value(self) -> Any:
         """Decode the next JSON value, reading more of the body until it is complete."""
         if not self.peek():
@@ -120,7 +144,12 @@ def iter_members(chunks: Iterable[bytes], streamed: str) -> Iterator[tuple[str, 
                 buf.pos += 1
             else:
                 while True:
-                    yield ITEM, name, buf.value()
+                    batch = buf.batch()
+                    if batch is not None:
+                        for item in batch:
+                            yield ITEM, name, item
+                    else:
+                        yield ITEM, name, buf.value()
                     separator = buf.peek()
                     buf.pos += 1
                     if separator == "]":

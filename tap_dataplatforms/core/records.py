@@ -26,9 +26,11 @@ from collections.abc import Callable, Generator
 from typing import Any, ClassVar, cast
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import encoder as _ENCODER
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.encoding.simple import Message
 
@@ -53,7 +55,9 @@ class MessageWriter(MsgSpecWriter):
         atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:
-        self._pending += self.format_message(message)
+        # Encoded straight onto the end of the pending bytes (no copy of each line).
+        _ENCODER.encode_into(message.to_dict(), self._pending, -1)
+        self._pending += b"\n"
         if (
             not isinstance(message, RecordMessage)
             or len(self._pending) >= BUFFER_BYTES
@@ -158,22 +162,30 @@ class ConformedRecords:
     stream_maps: list[Any]
     logger: logging.Logger
     _stream_version: int | None
+    _tap: Any
+    state_manager: Any
 
-    def _record_path(self) -> tuple[bool, Conformer | None]:
-        """(any property deselected, the compiled conformer), worked out once."""
+    def _record_path(self) -> tuple[bool, Conformer | None, str | None]:
+        """(any property deselected, the compiled conformer, the stream's name out when
+        its only map is the identity), worked out once."""
         cached = self.__dict__.get("_record_path_cache")
         if cached is None:
             deselected = any(not selected for selected in dict(self.mask).values())
             conformer = None if self.RECORDS_FIT_SCHEMA else compile_conformer(self.schema)
-            cached = (deselected, conformer)
+            maps = self.stream_maps
+            identity = (
+                maps[0].stream_alias
+                if len(maps) == 1
+                and type(maps[0]) is SameRecordTransform
+                and not maps[0].flattening_enabled
+                else None
+            )
+            cached = (deselected, conformer, identity)
             self.__dict__["_record_path_cache"] = cached
             self.__dict__["_unmapped_warned"] = set()
-        return cast("tuple[bool, Conformer | None]", cached)
+        return cast("tuple[bool, Conformer | None, str | None]", cached)
 
-    def _generate_record_messages(
-        self, record: dict[str, Any]
-    ) -> Generator[RecordMessage, None, None]:
-        deselected, conformer = self._record_path()
+    def _fit(self, record: dict[str, Any], deselected: bool, conformer: Conformer | None) -> None:
         if deselected:
             pop_deselected_record_properties(record, self.schema, self.mask)
         if conformer is not None:
@@ -181,6 +193,34 @@ class ConformedRecords:
             conformer(record, unmapped)
             if unmapped:
                 self._warn_unmapped(unmapped)
+
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        deselected, conformer, identity = self._record_path()
+        if identity is None:  # stream maps or flattening: the SDK's path
+            self._fit(record, deselected, conformer)
+            for message in self._mapped_messages(record):
+                self._tap.write_message(message)
+        else:
+            # No map to apply: one message, without the generator and map call per record.
+            self._fit(record, deselected, conformer)
+            self._tap.write_message(
+                RecordMessage(
+                    stream=identity,
+                    record=record,
+                    version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
+            )
+        self.state_manager.is_flushed = False
+
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        deselected, conformer, _ = self._record_path()
+        self._fit(record, deselected, conformer)
+        yield from self._mapped_messages(record)
+
+    def _mapped_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:
