@@ -72,13 +72,16 @@ def last_state(stdout: str) -> dict[str, Any] | None:
     return states[-1] if states else None
 
 
-def scan(sb: Sandbox, result: subprocess.CompletedProcess[str], work: Path) -> list[str]:
-    """Secret hits in everything the run left: output, log lines, its final state file."""
-    state = last_state(result.stdout)
+def assert_no_secrets(
+    sb: Sandbox, result: subprocess.CompletedProcess[str], work: Path, **figures: Any
+) -> None:
+    """No secret in anything the run left: output, log lines, its final state file."""
     state_file = work / "state.json"
-    state_file.write_text(json.dumps(state))
+    state_file.write_text(json.dumps(last_state(result.stdout)))
     text = result.stdout + result.stderr + state_file.read_text()
-    return secret_hits(text, [*sandbox_secrets(sb), WRONG])
+    hits = secret_hits(text, [*sandbox_secrets(sb), WRONG])
+    assert hits == []
+    report("secrets", scanned_chars=len(text), secret_hits=len(hits), **figures)
 
 
 @pytest.mark.parametrize("platform", PLATFORM_NAMES)
@@ -93,15 +96,8 @@ def test_no_secret_in_output_logs_or_state(sandbox: Sandbox, platform: str, tmp_
     # The run did meet faults and present its credentials, so there was something to leak.
     assert sandbox.fault_counts().get(platform)
     assert any(e.get("credential_ok") for e in sandbox.request_log(platform))
-    hits = scan(sandbox, result, tmp_path)
-    assert hits == []
-    report(
-        "secrets",
-        platform=platform,
-        credentials="valid",
-        faults=sandbox.fault_counts()[platform],
-        scanned_chars=len(result.stdout) + len(result.stderr),
-        secret_hits=len(hits),
+    assert_no_secrets(
+        sandbox, result, tmp_path, platform=platform, faults=sandbox.fault_counts()[platform]
     )
 
 
@@ -122,17 +118,8 @@ def test_failing_credentials_fail_in_one_line_without_the_secret(
     assert len(errors) == 1, errors
     assert "Traceback" not in result.stderr
     # The wrong credential was sent (and refused), so it could have leaked.
-    refused = [e for e in sandbox.request_log(platform) if e.get("credential_ok") is False]
-    assert refused or platform == "datalinx"
-    hits = scan(sandbox, result, tmp_path)
-    assert hits == []
-    report(
-        "secrets",
-        platform=case,
-        credentials="failing",
-        error=errors[0].split("| ")[-1][:120],
-        secret_hits=len(hits),
-    )
+    assert any(e.get("credential_ok") is False for e in sandbox.request_log(platform))
+    assert_no_secrets(sandbox, result, tmp_path, platform=case, error=errors[0][-100:])
 
 
 # -- TLS --------------------------------------------------------------------------------
