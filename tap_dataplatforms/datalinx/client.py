@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import re
 import threading
@@ -73,15 +72,6 @@ def header_value(text: str) -> str | bytes:
     except UnicodeEncodeError:
         return text.encode("utf-8")
     return text
-
-
-def in_partition(config: dict[str, Any], name: str) -> bool:
-    """Whether this process extracts the parent ``name`` under the ``partition`` setting."""
-    partition = config.get("partition")
-    if not partition:
-        return True
-    digest = int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)
-    return bool(digest % int(partition["count"]) == int(partition["index"]))
 
 
 class EnvelopePaginator(PageNumberPaginator):

@@ -14,10 +14,10 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.datalinx.client import (
     AdminStream,
     DatalinxStream,
-    in_partition,
     without_secrets,
 )
 
@@ -56,7 +56,7 @@ class WorkspacesStream(DatalinxStream):
             seen.add(str(record.get("name")))
             yield record
         for name in self.wanted() or []:
-            if name not in seen and in_partition(dict(self.config), name):
+            if name not in seen and in_partition(self.config.get("partition"), name):
                 message = f"Datalinx: workspace '{name}' not found"
                 self.runtime.record_failure(f"{self.name} [workspace={name}]", message)
                 self.logger.error("Partition failed, continuing with the rest: %s", message)
@@ -66,7 +66,9 @@ class WorkspacesStream(DatalinxStream):
     ) -> dict[str, Any] | None:
         name = str(row.get("name"))
         wanted = self.wanted()
-        if (wanted is not None and name not in wanted) or not in_partition(dict(self.config), name):
+        if (wanted is not None and name not in wanted) or not in_partition(
+            self.config.get("partition"), name
+        ):
             return None
         return super().post_process(row, context)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,14 +40,6 @@ def access_digest(account_id: str, api_key: str) -> str:
     return hashlib.md5(  # the platform's scheme, not a security choice of ours
         (account_id + api_key).encode("utf-8"), usedforsecurity=False
     ).hexdigest()
-
-
-def in_partition(parent_id: str, partition: Mapping[str, int] | None) -> bool:
-    """Whether a run belongs to this process's share (``partition`` setting)."""
-    if not partition:
-        return True
-    bucket = zlib.crc32(parent_id.encode("utf-8")) % int(partition["count"])
-    return bucket == int(partition["index"])
 
 
 def encode_segment(value: str) -> str:

@@ -14,6 +14,7 @@ from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.dexi.client import (
@@ -21,7 +22,6 @@ from tap_dataplatforms.dexi.client import (
     WRITES,
     DexiStream,
     encode_segment,
-    in_partition,
 )
 from tap_dataplatforms.dexi.columns import column_schema, conform
 from tap_dataplatforms.dexi.executions import (
@@ -88,7 +88,7 @@ class RunsStream(DexiStream):
     whole_account = False
 
     def owns(self, run_id: str) -> bool:
-        return self.whole_account or in_partition(run_id, self.partition_setting)
+        return self.whole_account or in_partition(self.partition_setting, run_id)
 
     @property
     def partitions(self) -> list[dict[str, Any]] | None:

@@ -14,8 +14,8 @@ from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_sett
 from tap_dataplatforms.core.errors import PlatformAuthError
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.core.naming import distinct_slugs
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.timestamps import to_invision
-from tap_dataplatforms.invision.client import in_partition
 from tap_dataplatforms.invision.jsonrows import infer_schema
 from tap_dataplatforms.invision.streams import DataflowRunsStream, ExecutionLogStream, TableStream
 
@@ -122,7 +122,7 @@ def build_streams(tap: Tap) -> list[Stream]:
     # a full sync gives it (a slug shared with a table of another partition included).
     names = table_stream_names(list(dict.fromkeys(block.get("tables") or [])))
     for table, name in names.items():
-        if not in_partition(dict(tap.config), table):
+        if not in_partition(tap.config.get("partition"), table):
             continue
         schema = catalog_schema(tap, name)
         if schema is None:

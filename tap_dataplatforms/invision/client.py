@@ -8,11 +8,10 @@ then the partition fails with the platform's own text naming the flow or the tab
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
 import requests
@@ -37,21 +36,6 @@ _DETAIL_KEYS = ("message", "exceptionmessage", "error", "error_description", "ti
 def encode_segment(value: str) -> str:
     """A name or id as one fully percent-encoded path segment."""
     return quote(value, safe="")
-
-
-def in_partition(config: dict[str, Any], value: str) -> bool:
-    """Whether ``value`` (a data flow or table) belongs to this process's ``partition``."""
-    partition = config.get("partition")
-    if not partition:
-        return True
-    digest = hashlib.sha256(value.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % int(partition["count"]) == int(partition["index"])
-
-
-def first_partition(config: dict[str, Any]) -> bool:
-    """Streams without parents are read by partition 0 only, so n processes read them once."""
-    partition = config.get("partition")
-    return not partition or int(partition["index"]) == 0
 
 
 def body_text(text: str) -> str | None:

@@ -22,9 +22,10 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339
-from tap_dataplatforms.invision.client import InVisionStream, encode_segment, in_partition
+from tap_dataplatforms.invision.client import InVisionStream, encode_segment
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -94,7 +95,7 @@ class DataflowRunsStream(InVisionStream):
 
     def dataflow_ids(self) -> list[str]:
         ids = dict.fromkeys(str(i) for i in self.settings.get("dataflow_ids") or [])
-        return [i for i in ids if in_partition(dict(self.config), i)]
+        return [i for i in ids if in_partition(self.config.get("partition"), i)]
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         ids = self.dataflow_ids()

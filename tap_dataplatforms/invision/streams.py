@@ -14,8 +14,9 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
+from tap_dataplatforms.core.partition import first_partition
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
-from tap_dataplatforms.invision.client import InVisionStream, first_partition
+from tap_dataplatforms.invision.client import InVisionStream
 from tap_dataplatforms.invision.jsonrows import iter_json_array
 from tap_dataplatforms.invision.runs import DataflowRunsStream
 
@@ -134,7 +135,7 @@ class ExecutionLogStream(InVisionStream):
         self._lower_bound = self.window_start(context)
         self._previous_rowids: set[Any] = set()
         self._rows_since_state = 0
-        if not first_partition(dict(self.config)):
+        if not first_partition(self.config.get("partition")):
             return  # the log has no parent to split: the first process reads it
         if self._lower_bound >= self.sync_until():
             return

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -194,12 +193,3 @@ def configured_names(values: Iterable[str] | None) -> list[str] | None:
     if values is None:
         return None
     return list(dict.fromkeys(v.strip().strip("/") for v in values if v and v.strip()))
-
-
-def in_partition(parent_id: str, partition: Mapping[str, int] | None) -> bool:
-    """Whether a source or dataset is this process's share (``partition`` setting)."""
-    if not partition:
-        return True
-    return zlib.crc32(parent_id.encode("utf-8")) % int(partition["count"]) == int(
-        partition["index"]
-    )

@@ -13,7 +13,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.http import response_json
-from tap_dataplatforms.core.partition import first_partition
+from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
 from tap_dataplatforms.reinfer.client import (
@@ -26,7 +26,6 @@ from tap_dataplatforms.reinfer.client import (
     CursorPaginator,
     ReinferStream,
     configured_names,
-    in_partition,
 )
 from tap_dataplatforms.reinfer.prefetch import PagePrefetch
 
@@ -162,14 +161,14 @@ class _ConfiguredParent(ReinferStream):
         wanted = self.wanted
         if wanted is not None and f"{record.get('owner')}/{record.get('name')}" not in wanted:
             return False
-        return in_partition(str(record["id"]), self.config.get("partition"))
+        return in_partition(self.config.get("partition"), str(record["id"]))
 
     def post_process(  # type: ignore[override]
         self, row: dict[str, Any], context: Context | None = None
     ) -> dict[str, Any] | None:
         # Each listed source or dataset is emitted by the one process that owns it, so
         # n partitioned syncs together hold each record once, as one full sync does.
-        if not in_partition(str(row["id"]), self.config.get("partition")):
+        if not in_partition(self.config.get("partition"), str(row["id"])):
             return None
         return super().post_process(row, context)
 
