@@ -19,6 +19,7 @@ from tap_dataplatforms.core import records
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
 from tap_dataplatforms.core.records import MessageWriter, compile_conformer
+from tap_dataplatforms.core.timestamps import format_rfc3339, parse_datetime, to_rfc3339
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
@@ -220,3 +221,39 @@ def test_a_run_with_a_non_constant_falls_back_to_one_by_one() -> None:
     items = [v for _, _, v in iter_members(chunked(data, 1 << 14), "rows")]
     assert items[-1] == [None, 2]
     assert items[:2000] == [[n, 1.5] for n in range(2000)]
+
+
+def test_open_objects_without_typed_members_compile_to_nothing() -> None:
+    open_object = {"type": ["object", "null"], "properties": {}, "additionalProperties": True}
+    message = {
+        "type": "object",
+        "additionalProperties": True,
+        "properties": {"body": open_object, "to": {"type": ["array"], "items": {}}},
+    }
+    assert compile_conformer(open_object) is None
+    assert compile_conformer({"type": "array", "items": message}) is None
+    closed = {"type": "object", "properties": {"body": open_object}}
+    conformer = compile_conformer(closed)
+    assert conformer is not None
+    unmapped: set[str] = set()
+    assert conformer({"body": {"x": 1}, "y": 2}, unmapped) == {"body": {"x": 1}}
+    assert unmapped == {"y"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-01-01T00:00:00.000000+00:00",
+        "2024-01-01T00:00:00.000001+00:00",
+        "2024-01-01T00:00:00+00:00",
+        "2024-01-01 00:00:00+00:00",
+        "2024-01-01T00:00:00.123+00:00",
+        "2024-01-01T01:00:00+01:00",
+        "2024-01-01T01:00:00Z",
+        "2024-01-01T01:00:00",
+        "2024.01.01 10:00:00",
+    ],
+)
+def test_the_quick_timestamp_path_writes_what_the_full_one_does(text: str) -> None:
+    assert to_rfc3339(text) == to_rfc3339(" " + text + " ")  # spaces take the full path
+    assert to_rfc3339(text) == format_rfc3339(parse_datetime(text))

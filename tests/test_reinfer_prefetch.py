@@ -8,11 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests_mock as rm
 
+from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.reinfer.prefetch import PagePrefetch
 from tap_dataplatforms.sandbox import Sandbox
-from tests.helpers import make_tap
+from tests.helpers import FakeClock, make_tap, run_sync
 from tests.test_reinfer_sandbox import COMMENTS, ROOMY, only, reinfer_config, run_ordered
+from tests.test_reinfer_unit import DIRECT, comment, mock_base
+from tests.test_reinfer_unit import config as unit_config
+from tests.test_reinfer_unit import only as unit_only
 
 
 def pages_of(n: int) -> Any:
@@ -111,3 +116,27 @@ def test_a_concurrent_sync_writes_what_a_sequential_one_does() -> None:
     assert messages[1] == messages[4]
     records = [m for m in messages[4] if m["type"] == "RECORD" and m["stream"] == COMMENTS]
     assert len(records) > 3000
+
+
+def test_a_page_that_is_not_json_is_fetched_again_when_read_ahead(
+    requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.001)
+    mock_base(requests_mock)
+    page = {"status": "ok", "comments": [comment(1, "2024-05-01T10:00:00Z")]}
+    requests_mock.get(
+        f"{DIRECT}/api/_private/sources/acme/inbox/comments",
+        [{"text": "<html>proxy</html>"}, {"json": {**page, "continuation": None}}],
+    )
+    requests_mock.get(
+        f"{DIRECT}/api/_private/sources/acme/calls/comments",
+        json={**page, "continuation": None},
+    )
+    settings = unit_config()
+    settings["max_concurrency"] = 4
+    tap = unit_only(make_tap(settings, clock=FakeClock()), "reinfer_comments")
+    records = run_sync(tap).records["reinfer_comments"]
+    assert sorted((r["source_id"], r["id"]) for r in records) == [
+        ("src-1", "msg-1"),
+        ("src-2", "msg-1"),
+    ]

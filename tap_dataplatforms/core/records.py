@@ -106,6 +106,8 @@ def compile_conformer(schema: dict[str, Any], path: str = "") -> Conformer | Non
             child = compile_conformer(sub, f"{path}{name}.")
             if child is not None:
                 children.append((name, child))
+        if not closed and not children:
+            return None  # any keys are welcome and no declared value can need a change
 
         def conform_object(value: Any, unmapped: set[str]) -> Any:
             if not isinstance(value, dict):

@@ -80,6 +80,12 @@ def to_rfc3339(value: object, *, epoch_unit: str = "ms") -> str | None:
         except ValueError:
             pass
         else:
+            if (
+                value[10] == "T"
+                and value.endswith("+00:00")
+                and (len(value) == 25 or (len(value) == 32 and parsed.microsecond))
+            ):
+                return value  # already what format_rfc3339 would write
             return format_rfc3339(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")

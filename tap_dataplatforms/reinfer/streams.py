@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
+import time
 from collections.abc import Iterable
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 
@@ -34,8 +37,18 @@ if TYPE_CHECKING:
 
 #: The maximum page size of the comments endpoint (notes 5.4); larger is rejected.
 COMMENTS_PAGE_SIZE = 256
-#: Comment pages (parsed, 256 comments each) a source read ahead may hold.
-PREFETCH_PAGES = 24
+#: Comment pages (bodies of 256 comments) a source read ahead may hold.
+PREFETCH_PAGES = 48
+_DECODE = msgspec.json.Decoder().decode
+
+
+class _Cursor(msgspec.Struct):
+    """The one member of a comment page the read-ahead needs."""
+
+    continuation: str | None = None
+
+
+_CURSOR = msgspec.json.Decoder(_Cursor).decode
 #: How a label name given as parts is shown (the CLI's display form).
 LABEL_SEPARATOR = " > "
 
@@ -364,16 +377,15 @@ class CommentsStream(ConformedRecords, ReinferStream):
         if prefetch is not None:
             prefetch.close()
 
-    def _read_pages(self, source_id: Any) -> Iterable[list[Any]]:
-        """One source's pages (their comment lists), following ``continuation``."""
+    def _read_pages(self, source_id: Any) -> Iterable[bytes]:
+        """One source's page bodies, unparsed, following ``continuation``: the workers
+        only find the cursor (a light scan), the sync parses a page when it emits it."""
         url, params, context = self._first_requests[str(source_id)]
         params = dict(params)
         previous: str | None = None
         while True:
-            response = self.send("GET", url, params=params, context=context)
-            body = response_json(response)
-            yield list(body.get(self.list_field) or [])
-            token = body.get("continuation") or None
+            content, token = self._page(url, params, context)
+            yield content
             if token is None:
                 return
             if token == previous:
@@ -385,14 +397,44 @@ class CommentsStream(ConformedRecords, ReinferStream):
             params = {"to_timestamp": params["to_timestamp"], "limit": params["limit"]}
             params["after"] = token
 
+    def _page(
+        self, url: str, params: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[bytes, str | None]:
+        """One page body and its cursor; a 2xx that is not JSON is fetched again, as
+        every other request's is (and fails the partition after the last try)."""
+        tries = self.backoff_max_tries()
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self.send("GET", url, params=params, context=context, stream=True)
+            content = response.content
+            try:
+                return content, _CURSOR(content).continuation or None
+            except msgspec.MsgspecError:
+                pass
+            try:  # what msgspec refuses may still be JSON to Python (NaN)
+                body = response_json(response)
+            except ValueError:
+                if attempt >= tries:
+                    self.validate_body(response)  # raises the usual "unreadable JSON"
+                    raise
+                time.sleep(self._expo_wait(attempt))
+                continue
+            token = body.get("continuation") if isinstance(body, dict) else None
+            return content, token or None
+
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         prefetch = self.__dict__.get("_prefetch")
         key = str((context or {}).get("source_id"))
         if prefetch is None or key not in prefetch:
             yield from super().request_records(context)
             return
-        for comments in prefetch.pages(key):
-            yield from comments
+        for content in prefetch.pages(key):
+            try:
+                body = _DECODE(content)
+            except msgspec.MsgspecError:
+                body = json.loads(content)
+            yield from body.get(self.list_field) or []
 
     def get_new_paginator(self) -> CursorPaginator:
         return CursorPaginator("continuation", "comments", stop_on_empty=False)
