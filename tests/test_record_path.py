@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import io
 import json
 import logging
@@ -257,3 +258,33 @@ def test_open_objects_without_typed_members_compile_to_nothing() -> None:
 def test_the_quick_timestamp_path_writes_what_the_full_one_does(text: str) -> None:
     assert to_rfc3339(text) == to_rfc3339(" " + text + " ")  # spaces take the full path
     assert to_rfc3339(text) == format_rfc3339(parse_datetime(text))
+
+
+def test_a_record_written_without_its_message_object_is_the_same_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.BytesIO()
+
+    class Stdout:
+        buffer = out
+
+    monkeypatch.setattr(records.sys, "stdout", Stdout)
+    when = datetime.datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    writer = MessageWriter()
+    for version in (None, 7):
+        writer.write_message(
+            RecordMessage(stream="s", record={"a": 1}, version=version, time_extracted=when)
+        )
+        writer.write_record("s", {"a": 1}, version, when)
+    writer.flush()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == lines[1]
+    assert lines[2] == lines[3]
+    assert json.loads(lines[2])["version"] == 7
+
+
+def test_a_stream_without_children_makes_no_child_context() -> None:
+    class Leaf(records.ConformedRecords):
+        child_streams: list[Any] = []
+
+    assert list(Leaf().generate_child_contexts({"a": 1}, None)) == []

@@ -22,7 +22,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, ClassVar, cast
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
@@ -61,6 +61,22 @@ class MessageWriter(MsgSpecWriter):
         if (
             not isinstance(message, RecordMessage)
             or len(self._pending) >= BUFFER_BYTES
+            or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def write_record(
+        self, stream: str, record: dict[str, Any], version: int | None, extracted: Any
+    ) -> None:
+        """A RECORD message as ``RecordMessage.to_dict`` has it, without the object."""
+        message: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": record}
+        if version is not None:
+            message["version"] = version
+        message["time_extracted"] = extracted
+        _ENCODER.encode_into(message, self._pending, -1)
+        self._pending += b"\n"
+        if (
+            len(self._pending) >= BUFFER_BYTES
             or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
         ):
             self.flush()
@@ -166,6 +182,7 @@ class ConformedRecords:
     _stream_version: int | None
     _tap: Any
     state_manager: Any
+    child_streams: list[Any]
 
     def _record_path(self) -> tuple[bool, Conformer | None, str | None]:
         """(any property deselected, the compiled conformer, the stream's name out when
@@ -205,15 +222,25 @@ class ConformedRecords:
         else:
             # No map to apply: one message, without the generator and map call per record.
             self._fit(record, deselected, conformer)
-            self._tap.write_message(
-                RecordMessage(
-                    stream=identity,
-                    record=record,
-                    version=self._stream_version,
-                    time_extracted=utc_now(),
+            writer = self._tap.message_writer
+            if isinstance(writer, MessageWriter):
+                writer.write_record(identity, record, self._stream_version, utc_now())
+            else:
+                self._tap.write_message(
+                    RecordMessage(
+                        stream=identity,
+                        record=record,
+                        version=self._stream_version,
+                        time_extracted=utc_now(),
+                    )
                 )
-            )
         self.state_manager.is_flushed = False
+
+    def generate_child_contexts(self, record: dict[str, Any], context: Any) -> Iterable[Any]:
+        # A stream without children has no context to hand on: nothing to make per record.
+        if not self.child_streams:
+            return ()
+        return cast("Iterable[Any]", super().generate_child_contexts(record, context))  # type: ignore[misc]
 
     def _generate_record_messages(
         self, record: dict[str, Any]
