@@ -294,3 +294,29 @@ def as_rfc3339(name: str, value: Any) -> Any:
     if name.endswith("_at") and value is not None:
         return to_rfc3339(value, epoch_unit="s")
     return value
+
+
+def test_an_invision_table_element_that_is_no_row_fails_the_table_in_one_line(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, such an element vanished from the table without a word."""
+    url = sandbox.base_url("invision") + "/api/pub/v1/db/tables/GL_Actuals/data"
+    config = {
+        "invision": {
+            "api_url": sandbox.base_url("invision"),
+            **CREDENTIALS["invision"],
+            "tables": ["GL_Actuals"],
+            "max_requests_per_second": 1000,
+        }
+    }
+    with requests_mock.Mocker(real_http=True) as mock:
+        mock.get(url, json=[{"Account": "4000"}, "4010", {"Account": "4020"}])
+        tap = make_tap(config)
+        for stream in tap.streams.values():
+            stream.selected = stream.name == "invision_table__gl_actuals"
+        with pytest.raises(SyncFailedError) as failed:
+            run_sync(tap)
+    (summary, line) = str(failed.value).splitlines()
+    assert summary == "1 partition(s) failed:"
+    assert "table 'GL_Actuals' holds a JSON string where a row (an object) belongs" in line
+    assert "Traceback" not in caplog.text

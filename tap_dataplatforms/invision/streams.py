@@ -173,6 +173,10 @@ class ExecutionLogStream(InVisionStream):
         wanted = self.log_event_type.lower()
         for row in body:
             if not isinstance(row, dict):
+                self.runtime.warn_once(
+                    f"InVision: skipping execution log entries that are not objects, e.g. a "
+                    f"JSON {json_type(row)}"
+                )
                 continue
             event = row.get("logevent")
             if isinstance(event, str) and event.lower() != wanted:
