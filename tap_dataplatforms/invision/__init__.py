@@ -130,6 +130,7 @@ def build_streams(tap: Tap) -> list[Stream]:
             schema = sampled_schema(probe)
             stream = TableStream(tap, table, name, schema or {"type": "object", "properties": {}})
             stream.sample_ok = schema is not None
+            stream.untyped = schema is None
         else:
             stream = TableStream(tap, table, name, schema)
         streams.append(stream)

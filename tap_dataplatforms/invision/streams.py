@@ -231,6 +231,8 @@ class TableStream(InVisionStream):
     def __init__(self, tap: Tap, table: str, name: str, schema: dict[str, Any]) -> None:
         self.table = table
         self.sample_ok = False
+        #: Discovery could not sample the table, so its schema has no columns.
+        self.untyped = False
         super().__init__(tap, schema=schema, name=name)
         properties = self.schema.get("properties", {})
         self.datetime_columns = [
@@ -257,7 +259,16 @@ class TableStream(InVisionStream):
         return super()._request(prepared_request, context, stream=True)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        return self.read_rows(context)
+        for row in self.read_rows(context):
+            if self.untyped:
+                # The schema sent has no columns, so the rows would arrive empty: the table
+                # fails instead (a read error, if any, has been raised by now).
+                raise PartitionError(
+                    f"{self.platform_title}: table '{self.table}' could not be sampled "
+                    "during discovery to type its columns, so its rows are not extracted; "
+                    "run again"
+                )
+            yield row
 
     def read_rows(
         self, context: Context | None, max_tries: int | None = None
