@@ -12,11 +12,13 @@ chosen uniformly among the kinds that apply to it:
 - ``expired``: a short-lived credential is answered as expired (and really expires), only
   where the platform has one (``Platform.credential_can_expire``);
 - ``truncated``: status 200 with the first half of the JSON body;
+- ``cut``: status 200, then the connection drops mid-body (the body goes out chunked and
+  stops after its first part, without the closing chunk);
 - ``slow``: the answer comes ``slow_seconds`` late, after the client's read timeout.
 
 Faults must never change the data. Every kind but the last two is answered before the
 handler runs, so a faulted request has no side effect (no run started, no read session
-opened, no cursor moved). ``truncated`` and ``slow`` do run the handler, so they only pick
+opened, no cursor moved). ``truncated``, ``cut`` and ``slow`` run the handler, so they pick
 requests the platform calls read-only (``Platform.is_read_only``).
 """
 
@@ -28,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 #: Every kind, in the order figures list them.
-FAULT_KINDS = ("429", "500", "502", "503", "504", "drop", "expired", "truncated", "slow")
+FAULT_KINDS = ("429", "500", "502", "503", "504", "drop", "expired", "truncated", "cut", "slow")
 #: Kinds answered before the handler runs.
 PRE_HANDLER_KINDS = frozenset({"429", "500", "502", "503", "504", "drop", "expired"})
 

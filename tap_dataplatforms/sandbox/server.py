@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -487,7 +487,7 @@ class Sandbox:
         resp, extra = self._answer(platform, req, limiter)
         if kind == "slow":
             extra["fault"] = kind
-        elif kind == "truncated" and _truncate(resp):
+        elif (kind == "truncated" and _truncate(resp)) or (kind == "cut" and _cut(resp)):
             injector.count(platform.name, kind)
             extra["fault"] = kind
         return resp, extra
@@ -498,7 +498,7 @@ class Sandbox:
         if platform.credential_can_expire(req):
             kinds.append("expired")
         if platform.is_read_only(req):
-            kinds += ["truncated", "slow"]
+            kinds += ["truncated", "cut", "slow"]
         return kinds
 
     def _injected(
@@ -670,6 +670,28 @@ def _truncate(resp: Response) -> bool:
         return False
     resp.body = resp.body[: len(resp.body) // 2]
     return True
+
+
+def _cut(resp: Response) -> bool:
+    """Make a 200 answer break off mid-body; whether it applied (an empty body cannot)."""
+    if resp.status != 200:
+        return False
+    if resp.stream is not None:
+        resp.stream = _first_part_then_cut(resp.stream)
+        return True
+    if len(resp.body) < 2:
+        return False
+    resp.stream = _first_part_then_cut([resp.body[: len(resp.body) // 2]])
+    resp.body = b""
+    return True
+
+
+def _first_part_then_cut(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        if chunk:
+            yield chunk
+            break
+    raise CutConnection
 
 
 def _parse_limit(text: str) -> tuple[str, int, float]:
