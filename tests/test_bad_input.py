@@ -296,32 +296,44 @@ def as_rfc3339(name: str, value: Any) -> Any:
     return value
 
 
-def test_an_invision_table_element_that_is_no_row_fails_the_table_in_one_line(
-    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Before, such an element vanished from the table without a word."""
-    url = sandbox.base_url("invision") + "/api/pub/v1/db/tables/GL_Actuals/data"
+def gl_actuals_through(sb: Sandbox, answers: list[dict[str, Any]]) -> tuple[Any, SyncOutput]:
+    """Sync InVision's ``GL_Actuals`` table with ``answers`` as its successive responses
+    (discovery's sample first, then the sync); the rest comes from the sandbox."""
+    url = sb.base_url("invision") + "/api/pub/v1/db/tables/GL_Actuals/data"
     config = {
         "invision": {
-            "api_url": sandbox.base_url("invision"),
+            "api_url": sb.base_url("invision"),
             **CREDENTIALS["invision"],
             "tables": ["GL_Actuals"],
             "max_requests_per_second": 1000,
         }
     }
-    rows = [{"Account": "4000"}, "4010", {"Account": "4020"}]
     with requests_mock.Mocker(real_http=True) as mock:
-        # Discovery samples a good answer; the sync reads the one with the stray element.
-        mock.get(url, [{"json": [{"Account": "4000"}]}, {"json": rows}])
+        mock.get(url, answers)
         tap = make_tap(config)
         for stream in tap.streams.values():
             stream.selected = stream.name == "invision_table__gl_actuals"
-        out = run_sync(tap, finish=False)
-    assert out.records["invision_table__gl_actuals"] == [{"Account": "4000"}]
+        return tap, run_sync(tap, finish=False)
+
+
+def failed_partition(tap: Any) -> str:
+    """The one line naming the failed partition when the run ends."""
     with pytest.raises(SyncFailedError) as failed:
         tap.finish()
     (summary, line) = str(failed.value).splitlines()
     assert summary == "1 partition(s) failed:"
+    return line
+
+
+def test_an_invision_table_element_that_is_no_row_fails_the_table_in_one_line(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, such an element vanished from the table without a word."""
+    rows = [{"Account": "4000"}, "4010", {"Account": "4020"}]
+    # Discovery samples a good answer; the sync reads the one with the stray element.
+    tap, out = gl_actuals_through(sandbox, [{"json": [{"Account": "4000"}]}, {"json": rows}])
+    assert out.records["invision_table__gl_actuals"] == [{"Account": "4000"}]
+    line = failed_partition(tap)
     assert "table 'GL_Actuals' holds a JSON string where a row (an object) belongs" in line
     assert "Traceback" not in caplog.text
 
@@ -330,25 +342,9 @@ def test_an_invision_table_discovery_could_not_sample_fails_instead_of_arriving_
     sandbox: Sandbox,
 ) -> None:
     """Without a sample the schema has no columns; before, every row arrived as ``{}``."""
-    url = sandbox.base_url("invision") + "/api/pub/v1/db/tables/GL_Actuals/data"
-    config = {
-        "invision": {
-            "api_url": sandbox.base_url("invision"),
-            **CREDENTIALS["invision"],
-            "tables": ["GL_Actuals"],
-            "max_requests_per_second": 1000,
-        }
-    }
     failing = {"status_code": 500, "json": {"Message": "An error has occurred."}}
-    with requests_mock.Mocker(real_http=True) as mock:
-        # Discovery's sample (two tries) fails; the sync's read would work.
-        mock.get(url, [failing, failing, {"json": [{"Account": "4000"}]}])
-        tap = make_tap(config)
-        for stream in tap.streams.values():
-            stream.selected = stream.name == "invision_table__gl_actuals"
-        out = run_sync(tap, finish=False)
+    # Discovery's sample (two tries) fails; the sync's read would work.
+    tap, out = gl_actuals_through(sandbox, [failing, failing, {"json": [{"Account": "4000"}]}])
     assert out.records["invision_table__gl_actuals"] == []
-    with pytest.raises(SyncFailedError) as failed:
-        tap.finish()
-    (_summary, line) = str(failed.value).splitlines()
+    line = failed_partition(tap)
     assert "table 'GL_Actuals' could not be sampled during discovery" in line
