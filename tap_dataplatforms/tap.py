@@ -17,7 +17,7 @@ from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
 from tap_dataplatforms.core import inputs
 from tap_dataplatforms.core.errors import ConfigError, SyncFailedError, TapDataPlatformsError
-from tap_dataplatforms.core.records import MessageWriter
+from tap_dataplatforms.core.records import MessageWriter, tune_garbage_collection
 from tap_dataplatforms.core.redact import install_log_redaction, register_secret
 from tap_dataplatforms.core.runtime import Runtime
 
@@ -221,6 +221,7 @@ def read_json_stream(option: str, handle: Any) -> Any:
 
 def main() -> None:
     """Console entry point: known errors end as one line on stderr and a non-zero exit."""
+    tune_garbage_collection()
     try:
         TapDataPlatforms.cli()
     except TapDataPlatformsError as exc:

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterable
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -17,7 +17,7 @@ from singer_sdk.exceptions import FatalAPIError
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition, in_partition
-from tap_dataplatforms.core.records import ConformedRecords
+from tap_dataplatforms.core.records import ConformedRecords, SortedRecordLoop
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
 from tap_dataplatforms.reinfer.client import (
     COMMENTS_PATH,
@@ -101,15 +101,44 @@ _LABELLING_GROUP = th.ObjectType(
 )
 
 
-@lru_cache(maxsize=1024)
-def _stamp(value: str) -> str | None:
-    # Comments share timestamps (a batch imported at once; a message sent when it was
-    # stamped), so recent conversions are kept.
-    return to_rfc3339(value)
+#: Conversions kept (comments share timestamps: a batch imported at once, a message sent
+#: when its comment was stamped); emptied when full.
+_CONVERTED: dict[str, str] = {}
+_CONVERTED_MAX = 4096
+_FROM_ISO = dt.datetime.fromisoformat
 
 
 def _rfc3339(value: Any) -> str | None:
-    return _stamp(value) if type(value) is str else to_rfc3339(value)
+    if type(value) is not str:
+        return to_rfc3339(value)
+    hit = _CONVERTED.get(value)
+    if hit is not None:
+        return hit
+    # What to_rfc3339 keeps as it is (RFC 3339 UTC already, as the tap writes it) is
+    # recognised without the calls in between; anything else goes the full way.
+    size = len(value)
+    converted: str | None = None
+    if (
+        (size == 25 or size == 32)
+        and value[4] == "-"
+        and value[10] == "T"
+        and value.endswith("+00:00")
+    ):
+        try:
+            parsed = _FROM_ISO(value)
+        except ValueError:
+            pass
+        else:
+            if size == 25 or parsed.microsecond:
+                converted = value
+    if converted is None:
+        converted = to_rfc3339(value)
+        if converted is None:
+            return None
+    if len(_CONVERTED) >= _CONVERTED_MAX:
+        _CONVERTED.clear()
+    _CONVERTED[value] = converted
+    return converted
 
 
 def _normalise_comment(comment: dict[str, Any]) -> dict[str, Any]:
@@ -301,7 +330,7 @@ class SourcesStream(_ConfiguredParent):
             }
 
 
-class CommentsStream(ConformedRecords, ReinferStream):
+class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
     """Comments of each source, ascending by ``timestamp``: sorted, resumable per source.
 
     The window's upper end is fixed once per sync so every page sees the same window;
