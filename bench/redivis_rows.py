@@ -5,7 +5,7 @@ a pipe read here; checks the rows (count and an order-independent checksum over 
 value) against the sandbox's own, and prints wall time, rows per second and the tap's peak
 RSS for each run, then the 4-stream/1-stream speed ratio.
 
-    .venv/bin/python bench/redivis_rows.py [--rows 1000000] [--latency-ms 0]
+    .venv/bin/python bench/redivis_rows.py [--rows 1000000] [--link-mbps 0 20]
 """
 
 from __future__ import annotations
@@ -111,6 +111,13 @@ def run_tap(config: dict[str, Any], stream: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--link-mbps",
+        type=float,
+        nargs="+",
+        default=[0.0, 20.0],
+        help="per-connection link caps to measure at (0: loopback, no cap)",
+    )
     args = parser.parse_args()
 
     sandbox = Sandbox(seed=1, scale=1, limits={"redivis": (1_000_000, 60.0)}).start()
@@ -127,6 +134,16 @@ def main() -> None:
     from tap_dataplatforms.core.naming import slug
 
     stream = f"redivis_rows__{slug(table.name)}"
+    for link in args.link_mbps:
+        sandbox.link_bytes_per_second = link * 1_000_000 / 8
+        label = f"{link:g} Mbit/s a connection" if link else "loopback, no link cap"
+        print(f"-- {label}")
+        measure(sandbox, table, stream, (want_count, want_sum))
+    sandbox.stop()
+
+
+def measure(sandbox: Sandbox, table: Any, stream: str, want: tuple[int, int]) -> None:
+    """Read the table with 1 and with 4 read streams; print both and the speed-up."""
     results = {}
     for streams in (1, 4):
         config = {
@@ -138,7 +155,7 @@ def main() -> None:
             }
         }
         result = run_tap(config, stream)
-        ok = result["rows"] == want_count and result["checksum"] == want_sum
+        ok = (result["rows"], result["checksum"]) == want
         results[streams] = result
         print(
             f"read_streams={streams}: {result['rows']} rows in {result['seconds']:.1f}s "
@@ -148,7 +165,6 @@ def main() -> None:
         )
     ratio = results[1]["seconds"] / results[4]["seconds"]
     print(f"speed-up with 4 read streams over 1: {ratio:.2f}x")
-    sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from urllib.parse import quote
 
 import requests
 
@@ -114,3 +115,32 @@ def test_bulk_comments_are_served_as_seeded_ones_are() -> None:
             timeout=10,
         ).json()
         assert [c["id"] for c in last["comments"]] == [c.id for c in source.comments[256:512]]
+
+
+def _read_stream_seconds(sb: Sandbox) -> tuple[int, float]:
+    """Bytes and seconds of one Redivis read stream of the bulk table."""
+    base = sb.base_url("redivis")
+    headers = {"Authorization": f"Bearer {CREDENTIALS['redivis']['token']}"}
+    table = quote(sb.bulk["redivis"]["table"], safe="")
+    session = requests.post(
+        f"{base}/tables/{table}/readSessions",
+        json={"format": "arrow", "requestedStreamCount": 1},
+        headers=headers,
+        timeout=10,
+    ).json()
+    started = time.perf_counter()
+    body = requests.get(
+        f"{base}/readStreams/{session['streams'][0]['id']}", headers=headers, timeout=30
+    ).content
+    return len(body), time.perf_counter() - started
+
+
+def test_link_cap_paces_streamed_bodies_per_connection() -> None:
+    with Sandbox(bulk={"redivis": (20_000, None)}) as sb:
+        size, uncapped = _read_stream_seconds(sb)
+        # 8 Mbit/s is a megabyte a second: the body takes at least its size in megabytes.
+        sb.link_bytes_per_second = 1_000_000
+        capped_size, capped = _read_stream_seconds(sb)
+    assert capped_size == size > 500_000
+    assert capped >= size / 1_000_000 * 0.95
+    assert uncapped < capped / 2

@@ -233,10 +233,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send_chunks(self, chunks: Iterable[bytes]) -> None:
+        pace = self.server.app.link_bytes_per_second
+        started = time.monotonic()
+        sent = 0
         try:
             for chunk in chunks:
                 if chunk:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    if pace:
+                        # A far link carries so many bytes a second per connection: the
+                        # chunk is held until the link would have carried it.
+                        sent += len(chunk)
+                        ahead = sent / pace - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
         except CutConnection:
             # Drop the connection without the closing chunk: the client sees a broken body.
             self.close_connection = True
@@ -257,6 +267,7 @@ class Sandbox:
         limits: dict[str, tuple[int, float]] | None = None,
         verbose: bool = False,
         latency_ms: float = 0.0,
+        link_mbps: float = 0.0,
         bulk: dict[str, tuple[int, int | None]] | None = None,
         faults: float = 0.0,
         fault_seed: int = 0,
@@ -269,6 +280,9 @@ class Sandbox:
         self.verbose = verbose
         # Added before every platform request (not control ones), as a far server would.
         self.latency_seconds = max(0.0, float(latency_ms)) / 1000.0
+        # Streamed bodies (Redivis read streams) capped per connection, as
+        # one TCP connection over a long link is; 0 is loopback speed.
+        self.link_bytes_per_second = max(0.0, float(link_mbps)) * 1_000_000 / 8
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._faults: dict[str, list[ForcedFault]] = {}
@@ -744,6 +758,12 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-ms", type=float, default=0.0, help="delay added to every platform request"
     )
     parser.add_argument(
+        "--link-mbps",
+        type=float,
+        default=0.0,
+        help="cap each connection's streamed body at this many megabits a second (0: no cap)",
+    )
+    parser.add_argument(
         "--bulk",
         action="append",
         default=[],
@@ -762,6 +782,7 @@ def main(argv: list[str] | None = None) -> int:
             limits=limits,
             verbose=args.verbose,
             latency_ms=args.latency_ms,
+            link_mbps=args.link_mbps,
             bulk=dict(args.bulk),
             faults=args.faults,
             fault_seed=args.fault_seed,
