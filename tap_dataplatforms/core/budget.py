@@ -13,6 +13,7 @@ budget's kind, so every process spending one account's budget waits for the othe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -360,6 +361,19 @@ class Budget:
     _puts: int = 0
     waited_seconds: float = 0.0
     acquired: int = 0
+    #: Requests of this process sent and not yet answered.
+    in_flight: int = 0
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """Counts one request as in flight while it is sent and answered."""
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def _shared_pause(self) -> float:
         if self.pauses is None:

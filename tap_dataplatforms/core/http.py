@@ -256,13 +256,16 @@ class PlatformStream(RESTStream[Any]):
         while True:
             budget.acquire()
             request = self.authenticator(prepared_request)
-            response = self.requests_session.send(
-                request,
-                timeout=self.request_timeout,
-                allow_redirects=self.allow_redirects,
-                stream=stream,
-            )
-            received_at = budget.clock.time()
+            with budget.sending():
+                response = self.requests_session.send(
+                    request,
+                    timeout=self.request_timeout,
+                    allow_redirects=self.allow_redirects,
+                    stream=stream,
+                )
+                received_at = budget.clock.time()
+                # Requests sent meanwhile (read-ahead workers) spend what remains too.
+                others = budget.in_flight - 1
             self._write_request_duration_log(
                 endpoint=self.path or "",
                 response=response,
@@ -271,7 +274,9 @@ class PlatformStream(RESTStream[Any]):
             )
             self.runtime.note_response(self.platform, response)
             if response.status_code != 429:
-                spent = ratelimit.exhausted_until(response.headers, received_at=received_at)
+                spent = ratelimit.exhausted_until(
+                    response.headers, received_at=received_at, in_flight=others
+                )
                 if spent is not None:
                     budget.pause_until(spent.instant, reason="X-RateLimit-Remaining is 0")
                 self.validate_status(response)

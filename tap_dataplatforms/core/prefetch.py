@@ -1,11 +1,13 @@
-"""Comment pages of the next sources read ahead while one source's comments are emitted.
+"""Pages of several partitions read ahead, in the order a sync will ask for them.
 
-A source's comments are one cursor chain: page n+1 needs page n's ``continuation``, so
-within a source nothing can overlap. Across sources it can: while the sync emits one
-source, up to ``max_concurrency`` sources are read page by page in the background (always
-inside the platform's budget), in the order the sync will ask for them. Each source holds
-at most ``depth`` unparsed page bodies, so memory stays bounded however large a source is;
-bodies are parsed only when their source is emitted.
+Within one partition pages usually form a chain (page n+1 needs page n's cursor), so
+nothing overlaps there; across partitions it can. While the sync emits one partition, up
+to ``workers`` later ones are read in the background (every request inside the
+platform's budget, as always), in the order the sync will ask for them. Each holds at
+most ``depth`` pages, so memory stays bounded however large a partition is.
+
+Used for Re:infer comments (sources) and Redivis metadata (a dataset's tables and their
+variables); Dexi results are single requests and have their own read-ahead.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class PagePrefetch:
         keys: list[Hashable],
         workers: int,
         depth: int,
+        name: str = "prefetch",
     ) -> None:
         self._read_pages = read_pages
         self._order = list(keys)
@@ -50,7 +53,7 @@ class PagePrefetch:
         # or token that fails fails once, not once per worker.
         self._first = self._order[0] if self._order else None
         self._opened = threading.Event()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="reinfer-pages")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
         for key in self._order:
             # The feed goes with the task: the reader may take it off the table first.
             self._pool.submit(self._run, key, self._feeds[key])

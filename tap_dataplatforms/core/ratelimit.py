@@ -86,8 +86,11 @@ def retry_after(headers: Mapping[str, str], *, received_at: float) -> WaitHint |
     return None if instant is None else WaitHint(instant, "Retry-After")
 
 
-def exhausted_until(headers: Mapping[str, str], *, received_at: float) -> WaitHint | None:
-    """The reset instant when ``X-RateLimit-Remaining`` says the budget is spent.
+def exhausted_until(
+    headers: Mapping[str, str], *, received_at: float, in_flight: int = 0
+) -> WaitHint | None:
+    """The reset instant when ``X-RateLimit-Remaining`` says the budget is spent, or
+    will be once the ``in_flight`` requests sent meanwhile are counted.
 
     A reset header alone is no order to wait; it matters only at zero remaining.
     """
@@ -98,7 +101,7 @@ def exhausted_until(headers: Mapping[str, str], *, received_at: float) -> WaitHi
         left = float(remaining)
     except ValueError:
         return None
-    if left > 0:
+    if left > max(0, in_flight):
         return None
     instant = parse_instant(
         _header(headers, "X-RateLimit-Reset"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -112,6 +113,22 @@ class RedivisStream(PlatformStream):
             texts = [response.headers["X-Redivis-Warning"]]
         for text in texts:
             self.runtime.warn_once(f"Redivis warning: {text.strip()}")
+
+    def read_ahead_answers(self, context: Context | None) -> Iterator[requests.Response] | None:
+        """Answers for this partition read ahead by a worker (``redivis.prefetch``), in
+        page order; ``None`` when it was not read ahead."""
+        return None
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        answers = self.read_ahead_answers(context)
+        if answers is None:
+            yield from super().request_records(context)
+            return
+        with self.get_http_request_counter() as counter:
+            counter.with_context(context)
+            for response in answers:
+                counter.increment()
+                yield from self.parse_response(response)
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
         for name in self.epoch_ms_fields:

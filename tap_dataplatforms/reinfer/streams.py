@@ -17,6 +17,7 @@ from singer_sdk.exceptions import FatalAPIError
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition, in_partition
+from tap_dataplatforms.core.prefetch import PagePrefetch
 from tap_dataplatforms.core.records import ConformedRecords, SortedRecordLoop
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
 from tap_dataplatforms.reinfer.client import (
@@ -30,7 +31,6 @@ from tap_dataplatforms.reinfer.client import (
     ReinferStream,
     configured_names,
 )
-from tap_dataplatforms.reinfer.prefetch import PagePrefetch
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -399,6 +399,7 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
             list(self._first_requests),
             workers=min(self.workers, len(contexts)),
             depth=PREFETCH_PAGES,
+            name="reinfer-pages",
         )
 
     def stop_prefetch(self) -> None:
