@@ -10,6 +10,10 @@ import requests
 
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.sandbox.server import _parse_bulk, main
+from tests.helpers import make_tap, run_sync
+from tests.sandbox_env import redivis_config
+
+METADATA = ("redivis_datasets", "redivis_tables", "redivis_variables")
 
 DEXI = CREDENTIALS["dexi"]
 DEXI_HEADERS = {
@@ -80,6 +84,23 @@ def test_bulk_redivis_resizes_a_table_with_every_type() -> None:
         assert info["rows"] == 12345
         health = requests.get(f"{sb.url}/_sandbox/health", timeout=10).json()
         assert health["bulk"]["redivis"]["table"] == info["table"]
+
+
+def test_bulk_redivis_metadata_is_what_a_sync_of_the_organization_lists() -> None:
+    with Sandbox(bulk={"redivis": (1000, 12)}, limits={"redivis": (100_000, 60.0)}) as sb:
+        info = sb.bulk["redivis"]["metadata"]
+        assert info["datasets"] >= 12
+        config = redivis_config(sb, organizations=[info["owner"]], max_requests_per_second=500)
+        del config["redivis"]["users"]
+        tap = make_tap(config)
+        for stream in tap.streams.values():
+            stream.selected = stream.name in METADATA
+        records = run_sync(tap).records
+        assert len(records["redivis_datasets"]) == info["datasets"]
+        assert len(records["redivis_tables"]) == info["tables"]
+        assert len(records["redivis_variables"]) == info["variables"]
+        names = {r["name"] for r in records["redivis_datasets"]}
+        assert {f"bulk_metadata_{i}" for i in range(1, 13)} <= names
 
 
 def test_latency_is_added_to_platform_requests_only() -> None:

@@ -547,6 +547,31 @@ class RedivisData:
             if i < 3:
                 self._tables_for(ds, rng.randint(1, 3))
 
+    def add_bulk_datasets(self, count: int) -> dict[str, Any]:
+        """``count`` more ``demo`` datasets of three tables each (metadata access or
+        more); returns what listing ``demo`` then yields: datasets, the tables of those
+        with metadata access, and those tables' variables."""
+        owner = self.owners["demo"]
+        rng = self._rng
+        for i in range(count):
+            ds = self._dataset(
+                owner,
+                f"bulk_metadata_{i + 1}",
+                labels=[],
+                access_level=rng.choice(("metadata", "data")),
+                public_access_level="metadata",
+                released=1,
+            )
+            self._tables_for(ds, 3)
+        listed = self.datasets_of(owner)
+        tables = [t for ds in listed if ds.may("metadata") for t in ds.current_tables]
+        return {
+            "owner": owner.name,
+            "datasets": len(listed),
+            "tables": len(tables),
+            "variables": sum(len(t.variables) for t in tables),
+        }
+
     def _seed_jdoe(self) -> None:
         rng = self._rng
         owner = self.owners["jdoe"]
@@ -870,8 +895,10 @@ class RedivisPlatform(Platform):
 
     def add_bulk(self, rows: int, per_partition: int | None = None) -> dict[str, Any]:
         """Resize the first demo table with a column of every variable type to ``rows``
-        (its rows are computed per read, so size costs nothing up front); one table, so
-        ``per_partition`` does not apply (read streams split it)."""
+        (its rows are computed per read, so size costs nothing up front; read streams
+        split it). ``per_partition``, if given, is a number of datasets added to the
+        ``demo`` organization, three tables each, for metadata-heavy runs; what a sync of
+        ``demo`` then lists is under ``metadata``."""
         table = next(
             t
             for ds in self.data.datasets_by_owner["demo"]
@@ -880,7 +907,11 @@ class RedivisPlatform(Platform):
             if len({v.type for v in t.variables}) == 8
         )
         table.num_rows = rows
-        return {"table": table.qualified_reference, "name": table.name, "rows": rows}
+        info: dict[str, Any] = {"table": table.qualified_reference, "name": table.name}
+        info["rows"] = rows
+        if per_partition:
+            info["metadata"] = self.data.add_bulk_datasets(int(per_partition))
+        return info
 
     def register_routes(self, router: Router) -> None:
         router.get("", self.openapi, public=True)

@@ -770,7 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         type=_parse_bulk,
         metavar="PLATFORM=N[/PER]",
         help="add benchmark-sized data: dexi result rows (PER rows an execution), reinfer "
-        "comments (PER a source), redivis table rows",
+        "comments (PER a source), redivis table rows (PER datasets of three tables added "
+        "to the demo organization)",
     )
     args = parser.parse_args(argv)
 
