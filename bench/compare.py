@@ -16,7 +16,10 @@ tools' stdout is a pipe that this process counts in large chunks (no parsing).
 
 A second part adds server latency to every request (``--latency-ms``, default 50) and
 compares the tap with ``max_concurrency=1`` against its default, with the sandbox limits set
-to the tap's budgets, counting 429 answers in the sandbox's request log.
+to the tap's budgets, counting 429 answers in the sandbox's request log. For Redivis it
+reads the metadata streams (datasets -> tables -> variables of the ``demo`` organization,
+grown with ``--bulk redivis=ROWS/DATASETS``): many small requests, where latency counts;
+once at that latency and once at ``REDIVIS_FAR_LATENCY_MS``.
 
     .venv-bench/tools/bin/python bench/compare.py            # full: 1M rows (make bench)
     .venv-bench/tools/bin/python bench/compare.py --quick    # 100k rows
@@ -62,6 +65,7 @@ REDIVIS_TOKEN = CREDENTIALS["redivis"]["token"]
 DEXI_HEADERS = ["input_url", "title", "price", "qty", "in_stock", "image", "error"]
 PLATFORMS = ("dexi", "reinfer", "redivis")
 TOOLS = ("ours", "floor", "msdk", "dlt")
+REDIVIS_METADATA = ("redivis_datasets", "redivis_tables", "redivis_variables")
 STREAMS = {
     "dexi": "dexi_results__bulk_catalog_crawl",
     "reinfer": "reinfer_comments",
@@ -238,12 +242,17 @@ def specs(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
             "table": bulk["redivis"]["table"],
             "table_name": bulk["redivis"]["name"],
             "expected": bulk["redivis"]["rows"],
+            "metadata": bulk["redivis"].get("metadata"),
         },
     }
 
 
 def tap_config(
-    spec: dict[str, Any], budget: float, concurrency: int | None, read_streams: int | None
+    spec: dict[str, Any],
+    budget: float,
+    concurrency: int | None,
+    read_streams: int | None,
+    metadata: bool = False,
 ) -> dict[str, Any]:
     platform = spec["platform"]
     config: dict[str, Any] = {}
@@ -262,6 +271,13 @@ def tap_config(
             "api_url": spec["base_url"],
             "token": REINFER_TOKEN,
             "sources": spec["sources"],
+            "max_requests_per_second": budget,
+        }
+    elif metadata:
+        config["redivis"] = {
+            "api_url": spec["base_url"],
+            "token": REDIVIS_TOKEN,
+            "organizations": [spec["metadata"]["owner"]],
             "max_requests_per_second": budget,
         }
     else:
@@ -285,9 +301,9 @@ def stream_name(spec: dict[str, Any]) -> str:
     return name
 
 
-def discover_catalog(config_path: Path, selected: str, catalog_path: Path) -> None:
+def discover_catalog(config_path: Path, selected: tuple[str, ...], catalog_path: Path) -> None:
     """Discovery once, outside the measured runs (as a Meltano project caches it), with
-    only the measured stream selected; its parents still run, without records."""
+    only the measured streams selected; their parents still run, without records."""
     out = subprocess.run(
         [str(TAP), "--config", str(config_path), "--discover"],
         capture_output=True,
@@ -295,12 +311,12 @@ def discover_catalog(config_path: Path, selected: str, catalog_path: Path) -> No
     ).stdout
     catalog = json.loads(out)
     names = [s["tap_stream_id"] for s in catalog["streams"]]
-    if selected not in names:
+    if not set(selected) <= set(names):
         raise RuntimeError(f"discovery found no {selected}: {names}")
     for stream in catalog["streams"]:
         for entry in stream.get("metadata", []):
             if entry.get("breadcrumb") == []:
-                entry["metadata"]["selected"] = stream["tap_stream_id"] == selected
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in selected
     catalog_path.write_text(json.dumps(catalog))
 
 
@@ -345,9 +361,15 @@ def measure(
     concurrency: int | None = None,
     read_streams: int | None = None,
     label: str | None = None,
+    metadata: bool = False,
 ) -> Result:
+    """One tool's run; ``metadata``: the tap on the Redivis metadata streams instead."""
     platform = spec["platform"]
-    result = Result(platform, tool, label or tool, spec["expected"])
+    expected = spec["expected"]
+    if metadata:
+        counts = spec["metadata"]
+        expected = counts["datasets"] + counts["tables"] + counts["variables"]
+    result = Result(platform, tool, label or tool, expected)
     if (tool, platform) in NOT_READABLE:
         result.note = NOT_READABLE[(tool, platform)]
         result.exit_code = -1
@@ -355,15 +377,20 @@ def measure(
     spec_path = work / f"spec-{platform}.json"
     spec_path.write_text(json.dumps(spec))
     if tool == "ours":
-        stream = stream_name(spec)
+        selected = REDIVIS_METADATA if metadata else (stream_name(spec),)
         config_path = work / f"ours-{platform}-{label or tool}.json"
-        config_path.write_text(json.dumps(tap_config(spec, budget, concurrency, read_streams)))
-        catalog_path = work / f"catalog-{platform}.json"
+        config = tap_config(spec, budget, concurrency, read_streams, metadata)
+        config_path.write_text(json.dumps(config))
+        catalog_path = work / f"catalog-{platform}{'-metadata' if metadata else ''}.json"
         if not catalog_path.exists():
-            discover_catalog(config_path, stream, catalog_path)
+            discover_catalog(config_path, selected, catalog_path)
             sandbox.log_summary(platform)
         command = [str(TAP), "--config", str(config_path), "--catalog", str(catalog_path)]
-        pattern = f'{{"type":"RECORD","stream":"{stream}"'.encode()
+        # The metadata run configures no table, so every redivis_ record is a metadata one.
+        stream = "redivis_" if metadata else selected[0]
+        pattern = f'{{"type":"RECORD","stream":"{stream}'.encode()
+        if not metadata:
+            pattern += b'"'
         return run_tool(result, command, pattern, sandbox)
     if tool == "floor":
         return run_tool(
@@ -399,11 +426,16 @@ class Sizes:
     comments: int
     redivis_rows: int
 
-    def bulk(self, dexi_per_execution: int, comments_per_source: int) -> dict[str, str]:
+    def bulk(
+        self, dexi_per_execution: int, comments_per_source: int, redivis_datasets: int = 0
+    ) -> dict[str, str]:
+        redivis = str(self.redivis_rows)
+        if redivis_datasets:
+            redivis += f"/{redivis_datasets}"
         return {
             "dexi": f"{self.dexi_rows}/{dexi_per_execution}",
             "reinfer": f"{self.comments}/{comments_per_source}",
-            "redivis": str(self.redivis_rows),
+            "redivis": redivis,
         }
 
 
@@ -454,43 +486,50 @@ def throughput_phase(sizes: Sizes, platforms: list[str], tools: list[str]) -> li
 
 
 LATENCY_BUDGETS = {"dexi": 75, "reinfer": 100, "redivis": 16}
+#: Datasets added to the Redivis demo organization for the metadata runs.
+REDIVIS_METADATA_DATASETS = 24
+#: A far server (another continent): where the Redivis budget lets concurrency show.
+REDIVIS_FAR_LATENCY_MS = 200.0
 
 
 def latency_phase(sizes: Sizes, platforms: list[str], latency_ms: float) -> list[Result]:
     """Added latency, sandbox limits equal to the tap's budgets: sequential against
-    concurrent partitions (executions' results, sources, read streams)."""
+    concurrent partitions (executions' results, sources, datasets' tables and variables)."""
     say(
         f"latency {latency_ms:.0f} ms: dexi {sizes.dexi_rows} rows (1000 an execution), "
-        f"reinfer {sizes.comments} comments (8 sources), redivis {sizes.redivis_rows} rows"
-    )
-    sandbox = Sandbox(
-        sizes.bulk(1000, max(1, sizes.comments // 8)),
-        {p: LATENCY_BUDGETS[p] for p in PLATFORMS},
-        latency_ms,
+        f"reinfer {sizes.comments} comments (8 sources), redivis metadata "
+        f"(+{REDIVIS_METADATA_DATASETS} datasets)"
     )
     results: list[Result] = []
-    try:
-        all_specs = specs(sandbox)
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            for platform in platforms:
-                say(f"{platform}:")
-                budget = LATENCY_BUDGETS[platform]
-                for label, concurrency in (("sequential", 1), ("concurrent", None)):
-                    streams = (1 if concurrency == 1 else None) if platform == "redivis" else None
-                    result = measure(
-                        "ours",
-                        all_specs[platform],
-                        sandbox,
-                        Path(tmp),
-                        budget=budget,
-                        concurrency=concurrency,
-                        read_streams=streams,
-                        label=label,
-                    )
-                    say(describe(result))
-                    results.append(result)
-    finally:
-        sandbox.stop()
+    runs = [(latency_ms, "")]
+    if "redivis" in platforms and latency_ms != REDIVIS_FAR_LATENCY_MS:
+        runs.append((REDIVIS_FAR_LATENCY_MS, f" {REDIVIS_FAR_LATENCY_MS:.0f} ms"))
+    for latency, suffix in runs:
+        sandbox = Sandbox(
+            sizes.bulk(1000, max(1, sizes.comments // 8), REDIVIS_METADATA_DATASETS),
+            {p: LATENCY_BUDGETS[p] for p in PLATFORMS},
+            latency,
+        )
+        try:
+            all_specs = specs(sandbox)
+            with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+                for platform in platforms if not suffix else ["redivis"]:
+                    say(f"{platform}{suffix}:")
+                    for label, concurrency in (("sequential", 1), ("concurrent", None)):
+                        result = measure(
+                            "ours",
+                            all_specs[platform],
+                            sandbox,
+                            Path(tmp),
+                            budget=LATENCY_BUDGETS[platform],
+                            concurrency=concurrency,
+                            label=label + suffix,
+                            metadata=platform == "redivis",
+                        )
+                        say(describe(result))
+                        results.append(result)
+        finally:
+            sandbox.stop()
     return results
 
 
@@ -577,16 +616,32 @@ def report(
         lines.append(f"| {platform} | " + " | ".join(cells) + " |")
     if latency:
         lines += [""]
+        far = (
+            f"; Redivis metadata also at {REDIVIS_FAR_LATENCY_MS:.0f} ms"
+            if any(r.label.endswith(" ms") for r in latency)
+            else ""
+        )
         lines += table(
             latency,
-            f"## {args.latency_ms:.0f} ms added latency per request (limits = the tap's budgets)",
+            f"## {args.latency_ms:.0f} ms added latency per request (limits = the tap's "
+            f"budgets{far})",
         )
         lines += ["", "| platform | concurrent/sequential | 429s |", "|---|---:|---:|"]
+        suffixes = {r.label.partition(" ")[2] for r in latency}
         for platform in platforms:
-            seq = find(latency, platform, "sequential")
-            con = find(latency, platform, "concurrent")
-            throttled = sum(r.throttled for r in latency if r.platform == platform)
-            lines.append(f"| {platform} | {ratio(con, seq)} | {throttled} |")
+            for suffix in sorted(suffixes):
+                tail = f" {suffix}" if suffix else ""
+                seq = find(latency, platform, "sequential" + tail)
+                con = find(latency, platform, "concurrent" + tail)
+                if seq is None and con is None:
+                    continue
+                throttled = sum(
+                    r.throttled
+                    for r in latency
+                    if r.platform == platform and r.label.partition(" ")[2] == suffix
+                )
+                name = platform + (" metadata" if platform == "redivis" else "")
+                lines.append(f"| {name}{tail} | {ratio(con, seq)} | {throttled} |")
     if growth:
         lines += ["", "## Peak RSS of the tap as the data grows", ""]
         lines += ["| platform | records (small) | RSS MB | records (large) | RSS MB |"]
@@ -624,13 +679,22 @@ def chart(
     ax.legend()
     if latency:
         ax = axes[0][1]
-        for index, label in enumerate(("sequential", "concurrent")):
-            rates = [getattr(find(latency, p, label), "rate", 0.0) / 1000 for p in platforms]
-            xs = [i + (index - 0.5) * 0.4 for i in range(len(platforms))]
-            ax.bar(xs, rates, 0.4, label=f"ours, {label}")
-        ax.set_xticks(range(len(platforms)), platforms)
-        ax.set_ylabel("thousand records / s")
-        ax.set_title("With added latency per request")
+        names, speedups = [], []
+        suffixes = sorted({r.label.partition(" ")[2] for r in latency})
+        for platform in platforms:
+            for suffix in suffixes:
+                tail = f" {suffix}" if suffix else ""
+                seq = find(latency, platform, "sequential" + tail)
+                con = find(latency, platform, "concurrent" + tail)
+                if seq is None or con is None:
+                    continue
+                names.append(platform + (" meta" if platform == "redivis" else "") + tail)
+                speedups.append(con.rate / seq.rate if seq.rate and con.rate else 0.0)
+        ax.bar(range(len(names)), speedups, 0.6, color="#1f77b4")
+        ax.axhline(3.0, color="#d62728", linestyle="--", label="target 3x")
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_ylabel("concurrent / sequential")
+        ax.set_title("Added latency: speed-up of concurrency")
         ax.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
