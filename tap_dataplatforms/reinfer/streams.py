@@ -142,12 +142,19 @@ def _rfc3339(value: Any) -> str | None:
 
 
 def _normalise_comment(comment: dict[str, Any]) -> dict[str, Any]:
+    # A conversion already kept is looked up here, without the call (most are).
+    kept = _CONVERTED.get
     for name in ("timestamp", "created_at"):
-        if comment.get(name) is not None:
-            comment[name] = _rfc3339(comment[name])
+        value = comment.get(name)
+        if value is not None:
+            hit = kept(value) if type(value) is str else None
+            comment[name] = hit if hit is not None else _rfc3339(value)
     for message in comment.get("messages") or []:
-        if isinstance(message, dict) and message.get("sent_at") is not None:
-            message["sent_at"] = _rfc3339(message["sent_at"])
+        if isinstance(message, dict):
+            value = message.get("sent_at")
+            if value is not None:
+                hit = kept(value) if type(value) is str else None
+                message["sent_at"] = hit if hit is not None else _rfc3339(value)
     return comment
 
 
