@@ -288,3 +288,11 @@ def test_a_stream_without_children_makes_no_child_context() -> None:
         child_streams: list[Any] = []
 
     assert list(Leaf().generate_child_contexts({"a": 1}, None)) == []
+
+
+def test_compiled_conformance_reads_text_in_a_boolean_column() -> None:
+    conformer = compile_conformer(SCHEMA)
+    assert conformer is not None
+    cases = [("false", False), ("True", True), ("n", False), ("1", True), ("maybe", None)]
+    for sent, delivered in cases:
+        assert conformer({"id": "x", "flag": sent}, set())["flag"] == delivered

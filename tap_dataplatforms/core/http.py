@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import backoff
@@ -42,6 +43,7 @@ from tap_dataplatforms.core.errors import (
     RateLimitedError,
 )
 from tap_dataplatforms.core.progress import Progress
+from tap_dataplatforms.core.records import boolean_text_fixer
 from tap_dataplatforms.core.redact import redact, redact_url
 
 if TYPE_CHECKING:
@@ -434,14 +436,21 @@ class PlatformStream(RESTStream[Any]):
         """Records of one partition; a permanent failure there is recorded, not raised."""
         progress = Progress(self.partition_label(context), self.logger)
         self._progress = progress
+        fix = self._boolean_text
         try:
             for record in self.request_records(context):
                 progress.advance()
+                if fix is not None:
+                    fix(record)
                 yield record
         except PlatformAuthError:
             raise
         except (FatalAPIError, *_TRANSIENT_EXCEPTIONS) as exc:
             self._fail_partition(context, exc)
+
+    @cached_property
+    def _boolean_text(self) -> Callable[[dict[str, Any]], None] | None:
+        return boolean_text_fixer(self.schema)
 
     def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
         message = redact(str(exc) or type(exc).__name__)

@@ -167,12 +167,67 @@ def compile_conformer(schema: dict[str, Any], path: str = "") -> Conformer | Non
 
         return conform_array
     if types and types <= {"boolean", "null"}:
-        return lambda value, unmapped: value if type(value) is bool else value != 0
+        return _to_boolean
     if "number" in types:
         return lambda value, unmapped: (
             None if type(value) is float and not math.isfinite(value) else value
         )
     return None
+
+
+_TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE_TEXT = frozenset({"false", "f", "no", "n", "0"})
+
+
+def _to_boolean(value: Any, unmapped: set[str]) -> Any:
+    """A boolean column's value as a boolean: numbers by ``!= 0`` (as the SDK does), text
+    by what it says. The SDK would make the text "false" ``True``; text that names no
+    truth value becomes ``None``, with a warning, rather than a silently wrong ``True``."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE_TEXT:
+            return True
+        if text in _FALSE_TEXT:
+            return False
+        _warn_not_boolean()
+        return None
+    return value != 0
+
+
+_not_boolean_warned = False
+
+
+def _warn_not_boolean() -> None:
+    global _not_boolean_warned
+    if not _not_boolean_warned:
+        _not_boolean_warned = True
+        logging.getLogger("tap-dataplatforms.records").warning(
+            "A boolean field held text that names no truth value; delivered as null "
+            "(said once per run)"
+        )
+
+
+def boolean_text_fixer(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
+    """For streams on the SDK's own conformance: turn text in the top-level boolean-only
+    properties into the boolean it names before the SDK's ``!= 0`` makes "false" true.
+    ``None`` when the schema has no such property."""
+    names = [
+        name
+        for name, sub in (schema.get("properties") or {}).items()
+        if isinstance(sub, dict) and (types := _types(sub)) and types <= {"boolean", "null"}
+    ]
+    if not names:
+        return None
+
+    def fix(record: dict[str, Any]) -> None:
+        for name in names:
+            value = record.get(name)
+            if isinstance(value, str):
+                record[name] = _to_boolean(value, set())
+
+    return fix
 
 
 class ConformedRecords:
