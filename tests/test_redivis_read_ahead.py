@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from tap_dataplatforms.core import ratelimit
+from tap_dataplatforms.core.budget import BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.redivis import prefetch
 from tap_dataplatforms.redivis.client import RedivisStream
 from tap_dataplatforms.sandbox import Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
-from tests.helpers import make_tap
+from tests.helpers import FakeClock, make_tap
 from tests.sandbox_env import redivis_config
 
 METADATA = ("redivis_datasets", "redivis_tables", "redivis_variables")
@@ -190,3 +191,23 @@ def test_remaining_requests_count_those_still_in_flight() -> None:
     hint = ratelimit.exhausted_until(headers, received_at=now, in_flight=2)
     assert hint is not None
     assert hint.instant == pytest.approx(now + 10)
+
+
+def test_what_remains_is_shared_with_the_requests_in_flight() -> None:
+    clock = FakeClock()
+    budget = BudgetRegistry(clock=clock).get("redivis", ("t",), rates_per_second(1000), "r")
+    for _ in range(3):
+        budget.acquire(in_flight=True)
+    # the first answer: 2 left, and two more requests are already on their way
+    assert budget.observe_remaining(2, clock.time() + 10)
+    budget.done()
+    waited = budget.acquire(in_flight=True)
+    assert waited >= 9.9  # nothing left for a new request before the window resets
+    budget.done()
+    budget.done()
+    budget.done()
+    assert budget.in_flight == 0
+    assert not budget.observe_remaining(5, clock.time() + 10)
+    for _ in range(5):
+        assert budget.acquire() < 1
+    assert budget.acquire() > 5

@@ -13,7 +13,6 @@ budget's kind, so every process spending one account's budget waits for the othe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
@@ -361,32 +360,45 @@ class Budget:
     _puts: int = 0
     waited_seconds: float = 0.0
     acquired: int = 0
-    #: Requests of this process sent and not yet answered.
+    #: Requests of this process sent and not yet answered (``acquire(in_flight=True)``).
     in_flight: int = 0
+    #: Requests the server's last ``X-RateLimit-Remaining`` leaves for this process until
+    #: ``_allowance_until`` (monotonic), after those still in flight; ``None``: no word.
+    _allowance: int | None = None
+    _allowance_until: float = 0.0
 
-    @contextlib.contextmanager
-    def sending(self) -> Iterator[None]:
-        """Counts one request as in flight while it is sent and answered."""
+    def done(self) -> None:
+        """A request counted in flight was answered (or failed)."""
         with self._lock:
-            self.in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+            self.in_flight -= 1
+
+    def observe_remaining(self, remaining: float, reset_at: float) -> bool:
+        """The server says ``remaining`` requests are left until the wall-clock
+        ``reset_at``; the requests still in flight will spend some. True when nothing is
+        left for new ones (the caller pauses the budget until ``reset_at``)."""
+        with self._lock:
+            seconds = reset_at - self.clock.time()
+            if seconds <= 0:
+                self._allowance = None
+                return False
+            left = math.floor(remaining) - max(self.in_flight - 1, 0)
+            self._allowance = max(left, 0)
+            self._allowance_until = self.clock.monotonic() + seconds
+            return left <= 0
 
     def _shared_pause(self) -> float:
         if self.pauses is None:
             return 0.0
         return self.pauses.paused_until(self.name) - self.clock.time()
 
-    def acquire(self) -> float:
-        """Block until one more request fits the budget; return the seconds waited."""
+    def acquire(self, *, in_flight: bool = False) -> float:
+        """Block until one more request fits the budget; return the seconds waited.
+        ``in_flight``: the request counts as in flight until :meth:`done`."""
         waited = 0.0
         failures = 0
         while True:
             try:
-                pause = self._try_acquire(waited)
+                pause = self._try_acquire(waited, in_flight)
             except backend_errors() as exc:
                 failures += 1
                 if failures >= BACKEND_TRIES:
@@ -406,13 +418,19 @@ class Budget:
             self.clock.sleep(pause)
             waited += pause
 
-    def _try_acquire(self, waited: float) -> float | None:
+    def _try_acquire(self, waited: float, in_flight: bool = False) -> float | None:
         """Take one request if it fits now (``None``), else the seconds to wait."""
         with self._lock:
             # Read before each request: another process may have been told to wait.
-            pause = max(self._paused_until - self.clock.monotonic(), self._shared_pause())
+            now = self.clock.monotonic()
+            pause = max(self._paused_until - now, self._shared_pause())
             if pause > 0:
                 return pause
+            if self._allowance is not None:
+                if now >= self._allowance_until:
+                    self._allowance = None
+                elif self._allowance <= 0:
+                    return max(self._allowance_until - now, 0.001)
             item = RateItem(self.name, cast("int", self.bucket.now()), 1)
             if self.bucket.put(item):
                 self._puts += 1
@@ -420,6 +438,10 @@ class Budget:
                     self.bucket.leak(item.timestamp)
                 self.acquired += 1
                 self.waited_seconds += waited
+                if self._allowance is not None:
+                    self._allowance -= 1
+                if in_flight:
+                    self.in_flight += 1
                 return None
             wait_ms = self.bucket.waiting(item)
             return max(cast("int", wait_ms), 1) / 1000.0

@@ -256,9 +256,9 @@ class PlatformStream(RESTStream[Any]):
         patience_deadline = time.monotonic() + RATE_LIMIT_PATIENCE_SECONDS
         rate_limited = 0
         while True:
-            budget.acquire()
-            request = self.authenticator(prepared_request)
-            with budget.sending():
+            budget.acquire(in_flight=True)
+            try:
+                request = self.authenticator(prepared_request)
                 response = self.requests_session.send(
                     request,
                     timeout=self.request_timeout,
@@ -266,8 +266,17 @@ class PlatformStream(RESTStream[Any]):
                     stream=stream,
                 )
                 received_at = budget.clock.time()
-                # Requests sent meanwhile (read-ahead workers) spend what remains too.
-                others = budget.in_flight - 1
+                # What the server says is left, less what requests still in flight (the
+                # read-ahead workers') will spend; at nothing left the budget waits.
+                window = (
+                    ratelimit.remaining_window(response.headers, received_at=received_at)
+                    if response.status_code != 429
+                    else None
+                )
+                if window is not None and budget.observe_remaining(*window):
+                    budget.pause_until(window[1], reason="X-RateLimit-Remaining is 0")
+            finally:
+                budget.done()
             self._write_request_duration_log(
                 endpoint=self.path or "",
                 response=response,
@@ -276,11 +285,6 @@ class PlatformStream(RESTStream[Any]):
             )
             self.runtime.note_response(self.platform, response)
             if response.status_code != 429:
-                spent = ratelimit.exhausted_until(
-                    response.headers, received_at=received_at, in_flight=others
-                )
-                if spent is not None:
-                    budget.pause_until(spent.instant, reason="X-RateLimit-Remaining is 0")
                 self.validate_status(response)
                 if not stream:
                     self.validate_body(response)

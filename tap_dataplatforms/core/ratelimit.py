@@ -111,6 +111,25 @@ def exhausted_until(
     return None if instant is None else WaitHint(instant, "X-RateLimit-Reset")
 
 
+def remaining_window(
+    headers: Mapping[str, str], *, received_at: float
+) -> tuple[float, float] | None:
+    """(``X-RateLimit-Remaining``, the reset instant) when both are given and readable."""
+    remaining = _header(headers, "X-RateLimit-Remaining")
+    if remaining is None:
+        return None
+    try:
+        left = float(remaining)
+    except ValueError:
+        return None
+    instant = parse_instant(
+        _header(headers, "X-RateLimit-Reset"),
+        received_at=received_at,
+        server_date=_header(headers, "Date"),
+    )
+    return None if instant is None else (left, instant)
+
+
 def wait_hint(headers: Mapping[str, str], *, received_at: float) -> WaitHint | None:
     """The server's wait hint for a rejected response: Retry-After first, then reset."""
     return retry_after(headers, received_at=received_at) or exhausted_until(
