@@ -94,21 +94,10 @@ def exhausted_until(
 
     A reset header alone is no order to wait; it matters only at zero remaining.
     """
-    remaining = _header(headers, "X-RateLimit-Remaining")
-    if remaining is None:
+    window = remaining_window(headers, received_at=received_at)
+    if window is None or window[0] > max(0, in_flight):
         return None
-    try:
-        left = float(remaining)
-    except ValueError:
-        return None
-    if left > max(0, in_flight):
-        return None
-    instant = parse_instant(
-        _header(headers, "X-RateLimit-Reset"),
-        received_at=received_at,
-        server_date=_header(headers, "Date"),
-    )
-    return None if instant is None else WaitHint(instant, "X-RateLimit-Reset")
+    return WaitHint(window[1], "X-RateLimit-Reset")
 
 
 def remaining_window(
