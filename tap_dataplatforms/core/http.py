@@ -29,6 +29,7 @@ import urllib3
 from pyrate_limiter import Rate
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers._state import reset_state_progress_markers
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.jsonpath import extract_jsonpath
 from singer_sdk.streams import RESTStream
 
@@ -454,6 +455,9 @@ class PlatformStream(RESTStream[Any]):
 
     @cached_property
     def _boolean_text(self) -> Callable[[dict[str, Any]], None] | None:
+        # Streams that conform their own records (core.records) read boolean text there.
+        if self.TYPE_CONFORMANCE_LEVEL == TypeConformanceLevel.NONE:
+            return None
         return boolean_text_fixer(self.schema)
 
     def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
