@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -92,6 +94,21 @@ def test_close_ends_workers_blocked_on_a_full_queue() -> None:
     started = time.monotonic()
     prefetch.close()
     assert time.monotonic() - started < 5
+
+
+def test_workers_never_closed_do_not_keep_the_process_alive() -> None:
+    # A sync that dies without closing its read-ahead (an unexpected error whose
+    # traceback Python keeps) must still exit: blocked workers end at shutdown.
+    code = (
+        "from tap_dataplatforms.core.prefetch import PagePrefetch\n"
+        "import time\n"
+        "def read(key):\n"
+        "    yield from range(1000)\n"
+        "prefetch = PagePrefetch(read, ['a', 'b'], workers=2, depth=1)\n"
+        "time.sleep(0.3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=20, check=False)
+    assert done.returncode == 0
 
 
 def test_a_concurrent_sync_writes_what_a_sequential_one_does() -> None:

@@ -14,12 +14,29 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 _DONE = object()
 _PUT_WAIT_SECONDS = 0.2
+
+#: Read-aheads not closed yet. A sync that dies without closing one (an unexpected error
+#: whose traceback Python keeps) must still let the process exit: the interpreter joins
+#: pool threads at shutdown, so their workers are stopped first.
+_OPEN: weakref.WeakSet[PagePrefetch] = weakref.WeakSet()
+
+
+def _stop_open() -> None:
+    for prefetch in list(_OPEN):
+        prefetch._stop.set()
+
+
+# Called at shutdown before the pools' own hook joins their threads (registered later).
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_stop_open)
 
 
 class _Feed:
@@ -54,6 +71,7 @@ class PagePrefetch:
         self._first = self._order[0] if self._order else None
         self._opened = threading.Event()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        _OPEN.add(self)
         for key in self._order:
             # The feed goes with the task: the reader may take it off the table first.
             self._pool.submit(self._run, key, self._feeds[key])
@@ -109,6 +127,7 @@ class PagePrefetch:
 
     def close(self) -> None:
         self._stop.set()
+        _OPEN.discard(self)
         for feed in self._feeds.values():
             feed.cancelled.set()
         self._feeds.clear()
