@@ -115,6 +115,28 @@ def test_a_text_stdout_gets_text(monkeypatch: pytest.MonkeyPatch) -> None:
     assert json.loads(text.getvalue())["record"] == {"é": "ü"}
 
 
+def test_a_record_that_fails_to_encode_leaves_no_partial_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.BytesIO()
+
+    class Stdout:
+        buffer = out
+
+    monkeypatch.setattr(records.sys, "stdout", Stdout)
+    writer = MessageWriter()
+    writer.write_record("s", {"a": 1}, None, None)
+    cyclic: dict[str, Any] = {"a": "x" * 100}
+    cyclic["self"] = cyclic
+    with pytest.raises(RecursionError):
+        writer.write_record("s", cyclic, None, None)
+    with pytest.raises(RecursionError):
+        writer.write_message(RecordMessage(stream="s", record=cyclic))
+    writer.write_message(StateMessage(value={"bookmarks": {}}))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [m["type"] for m in lines] == ["RECORD", "STATE"]
+
+
 # -- compiled conformance -----------------------------------------------------------------
 
 SCHEMA: dict[str, Any] = {

@@ -71,8 +71,7 @@ class MessageWriter(MsgSpecWriter):
 
     def write_message(self, message: Message) -> None:
         # Encoded straight onto the end of the pending bytes (no copy of each line).
-        _ENCODER.encode_into(message.to_dict(), self._pending, -1)
-        self._pending += b"\n"
+        self._encode(message.to_dict())
         if (
             not isinstance(message, RecordMessage)
             or len(self._pending) >= BUFFER_BYTES
@@ -88,13 +87,22 @@ class MessageWriter(MsgSpecWriter):
         if version is not None:
             message["version"] = version
         message["time_extracted"] = extracted
-        _ENCODER.encode_into(message, self._pending, -1)
-        self._pending += b"\n"
+        self._encode(message)
         if (
             len(self._pending) >= BUFFER_BYTES
             or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
         ):
             self.flush()
+
+    def _encode(self, message: dict[str, Any]) -> None:
+        end = len(self._pending)
+        try:
+            _ENCODER.encode_into(message, self._pending, -1)
+        except BaseException:
+            # msgspec leaves what it wrote before the error: no partial line goes out.
+            del self._pending[end:]
+            raise
+        self._pending += b"\n"
 
     def flush(self) -> None:
         if self._pending:
