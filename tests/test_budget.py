@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import pytest
 from pyrate_limiter import Rate
 
-from tap_dataplatforms.core.budget import BudgetRegistry, rates_per_second, with_cap
+from tap_dataplatforms.core.budget import (
+    BudgetRegistry,
+    credential_fingerprint,
+    rates_per_second,
+    with_cap,
+)
 from tap_dataplatforms.core.errors import ConfigError
 from tests.helpers import FakeClock
 
@@ -61,6 +67,18 @@ def test_budgets_are_per_credential_and_kind() -> None:
     assert registry.get("dexi", ("k2",), rates_per_second(75)) is not a
     assert registry.get("dexi", ("k1",), rates_per_second(15), kind="writes") is not a
     assert "k1" not in a.name  # named by fingerprint, never by the secret
+
+
+def test_a_fingerprint_is_no_fast_hash_of_the_secret() -> None:
+    # A budget's name is readable by anyone with the shared backend: one plain hash per
+    # guess must not tell whether a password (Datalinx) was guessed.
+    secret = "hunter2"
+    fingerprint = credential_fingerprint("", secret)
+    assert fingerprint == credential_fingerprint("", secret)  # stable across processes
+    assert len(fingerprint) == 16
+    for guess in ("\x1f" + secret, secret):
+        for algorithm in ("sha256", "sha1", "md5", "sha512"):
+            assert fingerprint not in hashlib.new(algorithm, guess.encode()).hexdigest()
 
 
 def test_rate_conversion() -> None:

@@ -13,6 +13,7 @@ budget's kind, so every process spending one account's budget waits for the othe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -337,10 +338,21 @@ class SQLitePauseBoard:
             )
 
 
+#: Salt and rounds of a credential's fingerprint (PBKDF2-HMAC-SHA256). Every process must
+#: derive the same name, so the salt is fixed; the rounds make each guess of a password
+#: cost what a fingerprint does (once per credential and process), not one fast hash.
+_FINGERPRINT_SALT = b"tap-dataplatforms:budget-credential"
+_FINGERPRINT_ROUNDS = 200_000
+
+
+@functools.lru_cache(maxsize=64)
 def credential_fingerprint(*parts: str) -> str:
-    """A stable, non-reversible name for a credential (never the secret itself)."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-    return digest[:16]
+    """A stable, non-reversible name for a credential (never the secret itself), which a
+    reader of the shared backend cannot test guesses of a password against cheaply."""
+    digest = hashlib.pbkdf2_hmac(
+        "sha256", "\x1f".join(parts).encode(), _FINGERPRINT_SALT, _FINGERPRINT_ROUNDS
+    )
+    return digest.hex()[:16]
 
 
 @dataclass
