@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from singer_sdk import Stream, Tap
@@ -71,6 +73,11 @@ class TapDataPlatforms(Tap):
         return errors
 
     def _register_secrets(self) -> None:
+        backend = self.config.get("rate_limit_backend")
+        if isinstance(backend, str) and "@" in backend:
+            # redis://user:password@host: the password is as secret as an API key.
+            with contextlib.suppress(ValueError):
+                register_secret(urlsplit(backend).password)
         for spec in PLATFORMS:
             block = self.config.get(spec.key)
             if isinstance(block, dict):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tap_dataplatforms.core.errors import ConfigError
+from tap_dataplatforms.core.redact import MASK, redact
 from tap_dataplatforms.tap import TapDataPlatforms
 
 GOOD_REDIVIS = {"token": "tok-123456", "organizations": ["demo"]}
@@ -130,3 +132,15 @@ def test_secrets_are_declared_secret() -> None:
         "datalinx.api_key",
         "datalinx.password",
     }
+
+
+def test_a_redis_password_in_the_backend_url_is_masked_like_any_secret() -> None:
+    config = {
+        "redivis": {"token": "tok-redivis-123"},
+        "rate_limit_backend": "redis://user:hunter2-backend@127.0.0.1:1/0",
+    }
+    with pytest.raises(ConfigError) as failed:
+        TapDataPlatforms(config=config)
+    assert "hunter2-backend" not in str(failed.value)
+    # Registered before the backend is reached, so any later log line is masked too.
+    assert redact("connecting with hunter2-backend failed") == f"connecting with {MASK} failed"
