@@ -70,15 +70,21 @@ def test_a_cut_or_malformed_body_is_an_error(data: bytes) -> None:
 # -- writer -------------------------------------------------------------------------------
 
 
-def test_records_wait_in_the_buffer_until_a_state_message(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    out = io.BytesIO()
+def binary_stdout(monkeypatch: pytest.MonkeyPatch) -> io.BytesIO:
+    """Stand a binary stdout in for the writer's and return what it receives (set inside
+    each test: pytest's capture puts its own stdout back between setup and call)."""
+    buffer = io.BytesIO()
 
     class Stdout:
-        buffer = out
+        pass
 
+    Stdout.buffer = buffer  # type: ignore[attr-defined]
     monkeypatch.setattr(records.sys, "stdout", Stdout)
+    return buffer
+
+
+def test_records_wait_in_the_buffer_until_a_state_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = binary_stdout(monkeypatch)
     writer = MessageWriter()
     writer.write_message(RecordMessage(stream="s", record={"a": 1}))
     writer.write_message(RecordMessage(stream="s", record={"a": 2}))
@@ -90,13 +96,8 @@ def test_records_wait_in_the_buffer_until_a_state_message(
 
 
 def test_a_record_waits_at_most_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = io.BytesIO()
-
-    class Stdout:
-        buffer = out
-
+    out = binary_stdout(monkeypatch)
     clock = [100.0]
-    monkeypatch.setattr(records.sys, "stdout", Stdout)
     monkeypatch.setattr(records.time, "monotonic", lambda: clock[0])
     writer = MessageWriter()
     writer.write_message(RecordMessage(stream="s", record={"a": 1}))
@@ -118,12 +119,7 @@ def test_a_text_stdout_gets_text(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_record_that_fails_to_encode_leaves_no_partial_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = io.BytesIO()
-
-    class Stdout:
-        buffer = out
-
-    monkeypatch.setattr(records.sys, "stdout", Stdout)
+    out = binary_stdout(monkeypatch)
     writer = MessageWriter()
     writer.write_record("s", {"a": 1}, None, None)
     cyclic: dict[str, Any] = {"a": "x" * 100}
@@ -285,12 +281,7 @@ def test_the_quick_timestamp_path_writes_what_the_full_one_does(text: str) -> No
 def test_a_record_written_without_its_message_object_is_the_same_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = io.BytesIO()
-
-    class Stdout:
-        buffer = out
-
-    monkeypatch.setattr(records.sys, "stdout", Stdout)
+    out = binary_stdout(monkeypatch)
     when = datetime.datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
     writer = MessageWriter()
     for version in (None, 7):
