@@ -31,7 +31,7 @@ $(BIN)/python:
 # The stamp is refreshed whenever pyproject.toml changes (scripts/demo.py reads it too).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,redivis]'
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 # Meltano lives in its own environment: it pins its own dependencies (SQLAlchemy among them).

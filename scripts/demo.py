@@ -189,10 +189,10 @@ def ensure_dev_venv() -> None:
     """Create or refresh .venv with the tap, its sandbox and the dev tools."""
     if _dev_venv_fresh():
         return
-    print(f"Installing tap-dataplatforms[dev,redivis] into {VENV.name}/ ...", flush=True)
+    print(f"Installing tap-dataplatforms[dev] into {VENV.name}/ ...", flush=True)
     if not VENV_PYTHON.exists():
         _run([sys.executable, "-m", "venv", VENV])
-    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev,redivis]"])
+    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev]"])
     VENV_STAMP.touch()
 
 

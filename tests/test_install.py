@@ -1,0 +1,134 @@
+"""A plain install runs every stream; the one optional backend says which extra it needs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest brings tomli on 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tap_dataplatforms"
+#: Imports a plain install may lack: each is guarded and names its extra when missing.
+OPTIONAL = {"redis": "redis"}
+
+
+def _requirement_name(text: str) -> str:
+    name = re.split(r"[\s\[<>=~!;]", text.strip(), maxsplit=1)[0]
+    return name.lower().replace("_", "-")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions ``names`` bring along (requirements without an extra marker)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        todo += [_requirement_name(r) for r in reqs if "extra ==" not in r]
+    return seen
+
+
+def _third_party_imports() -> set[str]:
+    stdlib = set(sys.stdlib_module_names)
+    found: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in stdlib and top != "tap_dataplatforms":
+                    found.add(top)
+    return found
+
+
+def test_every_import_of_the_package_is_a_core_dependency() -> None:
+    """Everything any stream (and the sandbox) imports comes with ``pip install .``:
+    Redivis rows need pyarrow, large bodies need ijson; only the guarded redis client is
+    left to its extra."""
+    direct = {_requirement_name(r) for r in _pyproject()["project"]["dependencies"]}
+    core = _closure(direct)
+    owners = packages_distributions()
+    missing = {}
+    for module in sorted(_third_party_imports()):
+        if module in OPTIONAL:
+            continue
+        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        if not dists & core:
+            missing[module] = sorted(dists)
+    assert not missing, f"imported but not a core dependency: {missing}"
+    assert {"pyarrow", "ijson"} <= direct
+
+
+def test_extras_are_only_optional_backends_and_tools() -> None:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert set(extras) <= {"redis", "dev", "redivis"}
+    assert extras.get("redivis", []) == []  # a compatibility alias that adds nothing
+    assert [_requirement_name(r) for r in extras["redis"]] == ["redis"]
+
+
+def test_ci_installs_what_the_readme_tells_a_user() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert ".venv/bin/pip install -e .  " in readme
+    makefile = (ROOT / "Makefile").read_text()
+    installs = re.findall(r"pip install -q -e '([^']*)'", makefile)
+    assert installs == [".[dev]"], installs
+    demo = (ROOT / "scripts" / "demo.py").read_text()
+    assert '".[dev]"' in demo
+    assert "redivis]" not in makefile + demo
+    hub = ROOT / "plugins" / "extractors" / "tap-dataplatforms--dataplatforms.yml"
+    for path in (ROOT / "meltano.yml", hub):
+        text = path.read_text()
+        pip_urls = re.findall(r"^\s*pip_url:\s*(.*tap-dataplatforms.*|-e \..*)$", text, re.M)
+        assert pip_urls, path
+        for url in pip_urls:
+            assert "redivis" not in url, (path, url)
+
+
+def test_redis_backend_without_its_client_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "rate_limit_backend": "redis://127.0.0.1:6379/0",
+                "redivis": {"token": "x", "organizations": ["demo"]},
+            }
+        )
+    )
+    # The client made unimportable, as in an install without the extra.
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from tap_dataplatforms.tap import main\n"
+        f"sys.argv = ['tap-dataplatforms', '--config', {str(config)!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "tap-dataplatforms[redis]" in line]
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == ""
