@@ -1,7 +1,8 @@
 """Scaling out: n partitioned processes extract what one would, inside one shared budget.
 
 - Partitions: the union of four partitioned syncs of all five platforms equals one full
-  sync, stream by stream and key by key, with no key in two partitions.
+  sync, for every stream of the catalog (Dexi files and dataset rows included), key by
+  key, with no key in two partitions; what has no parent comes from partition 0 alone.
 - Shared budgets: four tap processes with one Dexi credential and a ``redis://`` (or
   ``sqlite:///``) ``rate_limit_backend`` against a sandbox limit of L requests a second
   get no 429 and never send more than L in any second (read from the sandbox's request
@@ -26,6 +27,7 @@ import pytest
 from tap_dataplatforms.core.budget import KEY_PREFIX, BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.partition import in_partition, partition_of
+from tap_dataplatforms.dexi import client as dexi_client
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 from tests.redis_env import ensure_redis
@@ -69,9 +71,8 @@ def all_platforms(sb: Sandbox, files_dir: Path, *, trigger: bool = False) -> dic
         "dexi": {
             "api_url": sb.base_url("dexi"),
             **CREDENTIALS["dexi"],
-            # Files (one stream keyed by file id, fed by each partition's results) are
-            # held to 15 downloads a second: left out here to keep the test short.
-            "download_files": False,
+            "dataset_ids": list(sb.dexi.datasets),
+            "download_files": True,
             "files_dir": str(files_dir),
             **fast,
         },
@@ -133,10 +134,27 @@ def test_each_parent_hashes_to_exactly_one_partition() -> None:
     assert in_partition(None, "anything")
 
 
+#: Streams with no parent to split by: under ``partition`` only index 0 reads them.
+WHOLE_ACCOUNT_STREAMS = frozenset(
+    {
+        "reinfer_projects",
+        "invision_execution_log",
+        "datalinx_users",
+        "datalinx_roles",
+        "datalinx_service_accounts",
+    }
+)
+
+
 def test_four_partitions_together_equal_one_full_sync(
-    partition_sandbox: Sandbox, tmp_path: Path
+    partition_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sb = partition_sandbox
+    # Files and dataset rows spend Dexi's write budget (15 a second): a roomier one, on
+    # both sides, keeps the five syncs short.
+    monkeypatch.setattr(dexi_client, "WRITE_RATE_PER_SECOND", 500.0)
+    sb.platform("dexi").set_write_limit(1_000_000)  # type: ignore[attr-defined]
+    catalogs: list[set[str]] = []
 
     def sync(partition: dict[str, int] | None) -> dict[str, list[str]]:
         config = all_platforms(sb, tmp_path / str(partition))
@@ -147,19 +165,47 @@ def test_four_partitions_together_equal_one_full_sync(
         if partition:
             invision["partition"] = partition
         records: dict[str, list[str]] = {}
+        streams: set[str] = set()
         for part in (config, invision):
             tap = make_tap(part)
+            streams |= set(tap.streams)
             records.update(keyed(tap, run_sync(tap).records))
+        catalogs.append(streams)
         return records
 
     full = sync(None)
     parts = [sync({"index": i, "count": PARTITIONS}) for i in range(PARTITIONS)]
 
+    # Every stream of the full catalog was read, but for those the sandbox leaves empty
+    # (a run never executed, a table of 0 rows) and the triggered runs (tested below).
+    empty = {
+        "invision_dataflow_runs",
+        "dexi_results__never_executed",
+        *(
+            "redivis_rows__" + t.name
+            for ds in sb.redivis.datasets_by_owner["demo"]
+            for t in ds.current_tables
+            if not t.num_rows
+        ),
+    }
+    assert catalogs[0] - set(full) <= empty, sorted(catalogs[0] - set(full) - empty)
+    assert {n.split("__")[0] for n in full if "__" in n} == {
+        "dexi_results",
+        "dexi_dataset_rows",
+        "redivis_rows",
+        "invision_table",
+    }
+    assert "dexi_files" in full
+    # A partition announces no stream the full sync lacks.
+    assert all(c <= catalogs[0] for c in catalogs[1:])
     # Every incremental stream was read whole, and the log only by partition 0.
     for name in ("dexi_executions", "reinfer_comments", "datalinx_sources"):
         assert len(full[name]) > 10, name
     assert len(full["invision_execution_log"]) > 100
-    assert [bool(p.get("invision_execution_log")) for p in parts] == [True, False, False, False]
+    # What has no parent is emitted by partition 0 alone.
+    for name in sorted(WHOLE_ACCOUNT_STREAMS):
+        assert full.get(name), name
+        assert [bool(p.get(name)) for p in parts] == [True, False, False, False], name
     # Every platform, and the parents of each, really are split.
     assert {name.split("_", 1)[0] for name in full} == {
         "redivis",
@@ -168,13 +214,19 @@ def test_four_partitions_together_equal_one_full_sync(
         "invision",
         "datalinx",
     }
-    assert sum(1 for p in parts if p.get("dexi_runs")) > 1
-    assert sum(1 for p in parts if p.get("reinfer_comments")) > 1
-    assert sum(1 for p in parts if p.get("datalinx_sources")) > 1
-    assert sum(1 for p in parts if p.get("redivis_tables")) > 1
-    assert sum(1 for p in parts if p.get("reinfer_sources")) > 1
-    assert sum(1 for p in parts if p.get("reinfer_projects")) == 1
-    assert sum(1 for p in parts if p.get("invision_table__gl_actuals")) == 1
+    for name in (
+        "dexi_runs",
+        "dexi_files",
+        "reinfer_comments",
+        "datalinx_sources",
+        "redivis_tables",
+        "reinfer_sources",
+    ):
+        assert sum(1 for p in parts if p.get(name)) > 1, name
+    # A stream per object (a dataset's rows, a table's data) comes from one partition.
+    for name in full:
+        if "__" in name:
+            assert sum(1 for p in parts if p.get(name)) == 1, name
 
     streams = set(full) | {name for p in parts for name in p}
     for name in sorted(streams):

@@ -18,6 +18,7 @@ from singer_sdk.exceptions import RetriableAPIError
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.dexi.client import PAGE_SIZE, encode_segment
 from tap_dataplatforms.dexi.columns import (
     infer_columns,
@@ -167,6 +168,10 @@ def discover(tap: Tap) -> list[Stream]:
         streams.append(results)
 
     for dataset_id in dict.fromkeys(runs.settings.get("dataset_ids") or []):
+        # A dataset is a parent of its own: under `partition` one process reads its rows
+        # (and announces its stream), so that n processes emit each row once.
+        if not in_partition(runs.partition_setting, str(dataset_id)):
+            continue
         name = DATASET_PREFIX + (slugify(dataset_id) or "dataset")
         columns = known.get(name)
         if columns is None:
