@@ -337,6 +337,69 @@ def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandb
     assert clock.sleeps  # it waited between polls, on the budget's clock
 
 
+def test_a_start_whose_answer_is_lost_is_adopted_not_sent_again(sandbox: Sandbox) -> None:
+    """The default sandbox loses the answer to the first start of a run after starting
+    it (dropped, cut mid-body, 502): each run is executed once, and its result read."""
+    model = sandbox.dexi
+    runs = [model.runs[1], model.runs[3], model.runs[4], model.runs[5]]
+    config = dexi_config(sandbox, run_ids=[r.id for r in runs], execute_runs=True)
+    out = run_sync(make_tap(config, clock=FakeClock()))
+    assert sorted(how for _, how in model.lost_start_answers) == ["502", "cut", "drop"]
+    assert model.started_per_run() == {r.id: 1 for r in runs}
+    slugs = run_slugs([(r.id, r.name) for r in runs])
+    for started in model.started:
+        execution = model.by_id[started]
+        assert execution.state == "OK"
+        assert started in {e["_id"] for e in out.records["dexi_executions"]}
+        rows = out.records[f"dexi_results__{slugs[execution.run_id]}"]
+        assert len([r for r in rows if r["_execution_id"] == started]) == len(execution.rows) > 0
+    posts = [e for e in sandbox.request_log("dexi") if e["method"] == "POST"]
+    assert len(posts) == len(runs)
+
+
+def test_a_start_is_sent_again_when_the_lost_request_started_nothing(sandbox: Sandbox) -> None:
+    model = sandbox.dexi
+    model.lose_start_answers = False
+    run = model.runs[4]
+    # Answered 502 before anything was started: nothing shows in the listing, so after
+    # the grace period the start is sent again, once.
+    sandbox.force("dexi", status=502, count=1, path_contains="/execute")
+    clock = FakeClock()
+    config = dexi_config(sandbox, run_ids=[run.id], execute_runs=True)
+    out = run_sync(make_tap(config, clock=clock))
+    assert model.started_per_run() == {run.id: 1}
+    [started] = model.started
+    assert started in {e["_id"] for e in out.records["dexi_executions"]}
+    posts = [e for e in sandbox.request_log("dexi") if e["method"] == "POST"]
+    assert [p["status"] for p in posts] == [502, 200]
+    assert sum(clock.sleeps) >= 10.0  # the grace period, on the budget's clock
+
+
+def test_a_lost_start_that_cannot_be_looked_up_is_not_sent_again(sandbox: Sandbox) -> None:
+    model = sandbox.dexi
+    run = model.runs[4]
+    # The start is carried out and its answer dropped; then the listing keeps failing.
+    config = dexi_config(sandbox, run_ids=[run.id], execute_runs=True, max_requests_per_second=5000)
+    tap = make_tap({**config, "max_retries": 1}, clock=FakeClock())
+    original = model.lost_answer_for_first_start
+
+    def lose_and_break_listing(run_id: str) -> str | None:
+        sandbox.force("dexi", status=500, count=100, path_contains="/executions")
+        original(run_id)
+        return "drop"
+
+    model.lost_answer_for_first_start = lose_and_break_listing  # type: ignore[method-assign]
+    out = run_sync(tap, finish=False)
+    assert model.started_per_run() == {run.id: 1}
+    posts = [e for e in sandbox.request_log("dexi") if e["method"] == "POST"]
+    assert len(posts) == 1
+    assert not out.records.get("dexi_executions")
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    assert "cannot be looked up" in str(caught.value)
+    assert run.id in str(caught.value)
+
+
 def test_the_sandbox_limits_writes_and_file_downloads_at_15_per_second(
     sandbox: Sandbox,
 ) -> None:

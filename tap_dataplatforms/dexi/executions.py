@@ -8,11 +8,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from requests.exceptions import RequestException
 from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.once import LookupFailed, call_once
 from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
-from tap_dataplatforms.dexi.client import WRITES, DexiStream, encode_segment
+from tap_dataplatforms.dexi.client import PAGE_SIZE, WRITES, DexiStream, encode_segment
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -121,6 +125,14 @@ def next_watermark(
     return previous if isinstance(previous, int) else None
 
 
+def _listed(body: Any) -> list[dict[str, Any]]:
+    """The rows of an executions listing; any other shape means nothing can be told."""
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise LookupFailed(f"the executions listing holds no rows: {str(body)[:200]}")
+    return [r for r in rows if isinstance(r, dict)]
+
+
 class RunStarter(DexiStream):
     """``dexi.execute_runs``: start a run and wait until its execution finishes.
 
@@ -144,26 +156,67 @@ class RunStarter(DexiStream):
         #: The runs to start together at the first partition, so that they run meanwhile.
         self.run_ids = list(run_ids or [])
         self.started: dict[str, tuple[str, float]] = {}  # run -> (execution, deadline)
+        #: Runs whose start failed: never sent again by their own partition.
+        self.failed: dict[str, Exception] = {}
 
-    def start(self, run_id: str) -> None:
-        execution = self.fetch_json(
-            f"runs/{encode_segment(run_id)}/execute", {"connect": "false"}, method="POST"
-        )
+    def start(self, run_id: str, reader: DexiStream) -> None:
+        """``POST runs/{id}/execute``, carried out once (see ``core.once``).
+
+        An execution started by a request whose answer was lost shows in the run's
+        executions listing (newest first) as one that was not there before the request
+        and started no earlier than the newest listed then: that one is adopted.
+        """
+        listing = f"runs/{encode_segment(run_id)}/executions"
+        before = _listed(reader.fetch_json(listing, {"offset": 0, "limit": PAGE_SIZE}))
+        known = {str(r.get("_id")) for r in before}
+        newest = max((epoch_ms(r.get("starts")) or 0 for r in before), default=0)
+        url = f"{self.url_base}runs/{encode_segment(run_id)}/execute"
+
+        def send() -> dict[str, Any]:
+            response = self.send("POST", url, params={"connect": "false"}, max_tries=1)
+            body = response_json(response)
+            if not isinstance(body, dict) or not body.get("_id"):
+                # Something answered, but not with the execution: it may have started.
+                raise RetriableAPIError(
+                    f"Dexi: no execution id in the answer to starting run {run_id}", response
+                )
+            return body
+
+        def adopt() -> dict[str, Any] | None:
+            rows = _listed(reader.fetch_json(listing, {"offset": 0, "limit": PAGE_SIZE}))
+            new = [
+                r
+                for r in rows
+                if str(r.get("_id")) not in known
+                and (epoch_ms(r.get("starts")) or newest) >= newest
+            ]
+            return min(new, key=lambda r: epoch_ms(r.get("starts")) or 0) if new else None
+
+        try:
+            execution = call_once(self, send, adopt, what=f"Dexi: starting run {run_id}")
+        except Exception as exc:
+            self.failed[run_id] = exc
+            raise
         deadline = self.budget.clock.monotonic() + self.TIMEOUT_SECONDS
         self.started[run_id] = (str(execution["_id"]), deadline)
         self.logger.info("Dexi: started run %s as execution %s", run_id, execution["_id"])
 
     def start_and_wait(self, run_id: str, reader: DexiStream) -> dict[str, Any]:
         """Start every run (once), then wait for this one's execution to end."""
-        if not self.started:
+        if not self.started and not self.failed:
             for other in self.run_ids:
                 if other != run_id:
                     try:
-                        self.start(other)
-                    except PartitionError as exc:  # that run's own partition reports it
+                        self.start(other, reader)
+                    except PlatformAuthError:
+                        raise
+                    except (FatalAPIError, RetriableAPIError, RequestException) as exc:
+                        # That run's own partition reports it.
                         self.logger.warning("Dexi: could not start run %s: %s", other, exc)
+        if run_id in self.failed:
+            raise self.failed[run_id]
         if run_id not in self.started:
-            self.start(run_id)
+            self.start(run_id, reader)
         execution_id, deadline = self.started[run_id]
         clock = self.budget.clock
         wait = self.POLL_FIRST_SECONDS

@@ -7,7 +7,8 @@ Served under ``/dexi`` (the tap's ``dexi.api_url`` is ``<sandbox>/dexi/``):
 - ``GET executions/{executionId}``, ``GET executions/{executionId}/result?format=json``
 - ``GET executions/{executionId}/file/{fileId}`` (the id keeps its ``/``)
 - ``POST datasets/{dataSetId}/rows`` (``offset``/``limit`` in the JSON body, capped at 200)
-- ``POST runs/{runId}/execute`` (asynchronous start: a QUEUED execution)
+- ``POST runs/{runId}/execute`` (asynchronous start: a QUEUED execution; the first start
+  of a run loses its answer after creating the execution, see ``lose_start_answers``)
 
 Modelled behaviour: ``X-DexiIO-Account`` + ``X-DexiIO-Access`` (lowercase hex MD5 of account
 id then key; anything else is a 401); list bodies ``{offset, totalRows, rows}``; executions
@@ -30,11 +31,13 @@ import json
 import random
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from .credentials import CREDENTIALS
 from .framework import (
+    LOST_ANSWERS,
     FixedWindowLimiter,
     Identity,
     Platform,
@@ -42,6 +45,7 @@ from .framework import (
     Response,
     Router,
     json_response,
+    lose_answer,
     register_platform,
 )
 
@@ -133,6 +137,12 @@ class DexiData:
         # Executions started through the API, and how many looks they take to finish.
         self.started: list[str] = []
         self.execution_looks = 3
+        # The first start of a run loses its answer after the execution was created, the
+        # way a network or a gateway can (drop, cut, 502 in turn, then one answered; see
+        # framework.LOST_ANSWERS): a client that sends it again starts the robot twice.
+        self.lose_start_answers = True
+        self.lost_start_answers: list[tuple[str, str]] = []  # (run id, how)
+        self._first_starts = 0
         # File ids of bulk results -> size; their bytes are made on download.
         self.bulk_files: dict[str, int] = {}
         self._seed(scale)
@@ -241,6 +251,24 @@ class DexiData:
 
     def run(self, run_id: str) -> Run:
         return next(r for r in self.runs if r.id == run_id)
+
+    def started_per_run(self) -> Counter[str]:
+        """Executions started through the API, per run id."""
+        with self.lock:
+            return Counter(self.by_id[e].run_id for e in self.started if e in self.by_id)
+
+    def lost_answer_for_first_start(self, run_id: str) -> str | None:
+        """How the answer to this start is lost, if it is the first start of its run and
+        its turn has come (called with the lock held, after the execution was created)."""
+        if not self.lose_start_answers:
+            return None
+        if sum(1 for e in self.started if self.by_id[e].run_id == run_id) != 1:
+            return None
+        turn = (*LOST_ANSWERS, None)[self._first_starts % (len(LOST_ANSWERS) + 1)]
+        self._first_starts += 1
+        if turn is not None:
+            self.lost_start_answers.append((run_id, turn))
+        return turn
 
     def finish(self, execution: Execution, state: str = "OK", rows: int = 2) -> None:
         execution.finished = self.tick()
@@ -493,4 +521,8 @@ class DexiPlatform(Platform):
             execution = data.add_execution(run, "QUEUED", data.tick(), None, 0)
             execution.looks_left = data.execution_looks
             data.started.append(execution.id)
-        return json_response(200, execution.to_json())
+            lost = data.lost_answer_for_first_start(run.id)
+        answer = json_response(200, execution.to_json())
+        if lost is not None:
+            return lose_answer(answer, lost, self.error(502, "Bad Gateway"))
+        return answer

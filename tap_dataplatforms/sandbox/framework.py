@@ -129,6 +129,34 @@ def json_response(
     return Response(status=status, body=body, headers=list(headers or []))
 
 
+#: How a platform loses the answer to a request it has carried out (``lose_answer``), in
+#: turn: the connection closed without a byte, the body cut off half-way, a gateway's 502.
+LOST_ANSWERS = ("drop", "cut", "502")
+
+
+def lose_answer(resp: Response, how: str, error: Response) -> Response:
+    """The answer the client gets instead of ``resp``, whose work was done: ``drop``,
+    ``cut`` (status 200, then the connection breaks mid-body) or ``502`` (``error``)."""
+    if how == "drop":
+        return Response(status=0, drop=True)
+    if how == "cut":
+        half = resp.body[: max(1, len(resp.body) // 2)]
+        return Response(
+            status=resp.status,
+            headers=list(resp.headers),
+            content_type=resp.content_type,
+            stream=_then_cut(half),
+        )
+    if how == "502":
+        return error
+    raise ValueError(f"unknown lost answer {how!r}; known: {', '.join(LOST_ANSWERS)}")
+
+
+def _then_cut(part: bytes) -> Iterable[bytes]:
+    yield part
+    raise CutConnection
+
+
 def reason_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
