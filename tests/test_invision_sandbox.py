@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tap_dataplatforms.core import once
 from tap_dataplatforms.core.errors import PlatformUnavailableError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.timestamps import parse_datetime
@@ -38,6 +39,8 @@ def sandbox() -> Iterator[Sandbox]:
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.001)
+    # A start whose answer is lost is looked for in the log for 0.5 s, not 10 s.
+    monkeypatch.setattr(once, "GRACE_SECONDS", 0.5)
 
 
 def invision_config(sb: Sandbox, **extra: Any) -> dict[str, Any]:
@@ -197,6 +200,45 @@ def test_an_unknown_flow_fails_its_partition_with_the_platform_message(
         tap.finish()
     assert "dataflow_id=no-such-flow" in str(caught.value)
     assert "Data flow with id 'no-such-flow' does not exist." in str(caught.value)
+
+
+def test_a_start_whose_answer_is_lost_is_adopted_not_sent_again(sandbox: Sandbox) -> None:
+    """The default sandbox loses the answer to the first start of a flow after starting
+    its run (dropped, cut mid-body, 500): each flow runs once, and its run is followed."""
+    model = sandbox.invision
+    flows = model.succeeding[:4]
+    cfg = invision_config(
+        sandbox, dataflow_ids=[f.id for f in flows], trigger_dataflows=True, max_concurrency=4
+    )
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap)
+    assert sorted(how for _, how in model.lost_start_answers) == ["5xx", "cut", "drop"]
+    assert model.started_per_flow() == {f.id: 1 for f in flows}
+    records = out.records["invision_dataflow_runs"]
+    assert sorted(r["dataflow_id"] for r in records) == sorted(f.id for f in flows)
+    for record in records:
+        assert model.runs[record["run_id"]].flow.id == record["dataflow_id"]
+        assert record["status"] == "Succeeded"
+    posts = [e for e in sandbox.request_log(platform="invision") if e["method"] == "POST"]
+    assert len(posts) == len(flows)
+
+
+def test_a_lost_start_is_not_sent_again_when_the_log_cannot_tell(sandbox: Sandbox) -> None:
+    model = sandbox.invision
+    flow = model.succeeding[0]
+    sandbox.force("invision", status=500, count=100, path_contains="/monitoring")
+    cfg = invision_config(sandbox, dataflow_ids=[flow.id], trigger_dataflows=True)
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+    assert model.lost_start_answers == [(flow.id, "drop")]
+    assert model.started_per_flow() == {flow.id: 1}
+    assert out.records["invision_dataflow_runs"] == []
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    assert f"dataflow_id={flow.id}" in str(caught.value)
+    assert "cannot be looked up" in str(caught.value)
 
 
 # -- execution log -------------------------------------------------------------------

@@ -424,19 +424,82 @@ def test_a_run_that_never_ends_times_out(requests_mock: rm.Mocker) -> None:
         tap.finish()
 
 
-def test_a_start_answered_500_is_not_retried(requests_mock: rm.Mocker) -> None:
+def test_a_start_answered_500_that_started_nothing_is_sent_once_more(
+    requests_mock: rm.Mocker,
+) -> None:
+    # Every InVision failure is a 500, a bad id as much as a lost answer: the log is
+    # searched, shows no run of the flow, so the start is sent once more, then it fails.
     requests_mock.post(start_url(FLOW), status_code=500, text="Object reference not set")
     requests_mock.post(start_url(FLOW_B), json={"runId": "run-b", "status": "Succeeded"})
-    tap = make_tap(runs_config(dataflow_ids=[FLOW, FLOW_B]), clock=FakeClock())
+    requests_mock.get(MONITORING, json=[])
+    clock = FakeClock()
+    tap = make_tap(runs_config(dataflow_ids=[FLOW, FLOW_B]), clock=clock)
     select_only(tap, "invision_dataflow_runs")
     out = run_sync(tap, finish=False)
-    assert len([r for r in requests_mock.request_history if FLOW in r.url]) == 1
+    posts = [r for r in requests_mock.request_history if r.method == "POST" and FLOW in r.url]
+    assert len(posts) == 2
     assert [r["run_id"] for r in out.records["invision_dataflow_runs"]] == ["run-b"]
+    # The log was searched around the instant of the start, for a grace period.
+    searched = windows(requests_mock)
+    assert searched[0] == ("2027.01.15 07:58:00", "2027.01.15 08:02:00")
+    assert sum(clock.sleeps) >= 2 * 10.0
     with pytest.raises(SyncFailedError) as caught:
         tap.finish()
     assert FLOW in str(caught.value)
     assert "Object reference not set" in str(caught.value)
     assert FLOW_B not in str(caught.value)
+
+
+RUN = "ad73a1ad-60eb-1066-4d61-1821009431b2"
+OTHER_RUN = "5e0c1f7a-1111-4222-8333-444455556666"
+
+
+def test_a_lost_start_is_adopted_from_the_monitoring_log(requests_mock: rm.Mocker) -> None:
+    dropped = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+    requests_mock.post(start_url(FLOW), exc=dropped)
+    # The lost start shows in the log; so does a run of another flow, nearer in time,
+    # which the status call of this flow refuses (500, as every failure).
+    requests_mock.get(
+        MONITORING,
+        json=[
+            log_row(1, "2027-01-15T08:00:00.400", f"Data flow 'Load' started (run {RUN})"),
+            log_row(2, "2027-01-15T08:00:00.100", f"Data flow 'Other' started (run {OTHER_RUN})"),
+        ],
+    )
+    requests_mock.get(status_url(FLOW, OTHER_RUN), status_code=500, text="No such run")
+    requests_mock.get(
+        status_url(FLOW, RUN),
+        [
+            {"json": {"runId": RUN, "status": "Running"}},
+            {"json": {"runId": RUN, "status": "Succeeded"}},
+        ],
+    )
+    tap = make_tap(runs_config(monitoring_api_key="mon-key"), clock=FakeClock())
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap)
+    [record] = out.records["invision_dataflow_runs"]
+    assert record["run_id"] == RUN
+    assert record["status"] == "Succeeded"
+    assert len([r for r in requests_mock.request_history if r.method == "POST"]) == 1
+    # The log is read with the monitoring key.
+    looked = [r for r in requests_mock.request_history if r.path.endswith("/monitoring")]
+    assert len(looked) == 1
+    assert looked[0].headers["x-api-key"] == "mon-key"
+
+
+def test_a_lost_start_the_log_cannot_show_is_not_sent_again(requests_mock: rm.Mocker) -> None:
+    requests_mock.post(start_url(FLOW), status_code=500, text="Object reference not set")
+    requests_mock.get(MONITORING, status_code=500, text="Monitoring is not available")
+    tap = make_tap(runs_config(), clock=FakeClock())
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+    assert out.records["invision_dataflow_runs"] == []
+    assert len([r for r in requests_mock.request_history if r.method == "POST"]) == 1
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    assert f"dataflow_id={FLOW}" in str(caught.value)
+    assert "cannot be looked up" in str(caught.value)
+    assert "Monitoring is not available" in str(caught.value)
 
 
 def refused() -> requests.exceptions.ConnectionError:
@@ -446,7 +509,7 @@ def refused() -> requests.exceptions.ConnectionError:
     )
 
 
-def test_a_start_is_sent_again_only_when_the_connection_was_never_made(
+def test_a_start_is_sent_again_at_once_only_when_the_connection_was_never_made(
     requests_mock: rm.Mocker,
 ) -> None:
     requests_mock.post(
@@ -455,12 +518,14 @@ def test_a_start_is_sent_again_only_when_the_connection_was_never_made(
     )
     dropped = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
     requests_mock.post(start_url(FLOW_B), exc=dropped)
+    requests_mock.get(MONITORING, status_code=500)
     tap = make_tap(runs_config(dataflow_ids=[FLOW, FLOW_B]), clock=FakeClock())
     select_only(tap, "invision_dataflow_runs")
     out = run_sync(tap, finish=False)
     assert [r["run_id"] for r in out.records["invision_dataflow_runs"]] == ["run-1"]
     assert len([r for r in requests_mock.request_history if FLOW in r.url]) == 2
-    # The answer was lost after sending: the flow may be running; never start it twice.
+    # The answer was lost after sending, and the log cannot tell what started: the flow
+    # may be running; never start it twice.
     assert len([r for r in requests_mock.request_history if FLOW_B in r.url]) == 1
     with pytest.raises(SyncFailedError, match=f"dataflow_id={FLOW_B}"):
         tap.finish()

@@ -33,6 +33,10 @@ T = TypeVar("T")
 GRACE_SECONDS = 10.0
 #: First wait between two looks; doubles up to the end of the grace period.
 FIRST_LOOK_WAIT = 0.5
+#: Times a call whose answer was lost, and which started nothing that shows, is sent
+#: again: a platform that answers every failure alike (InVision's 500 for a bad id) is
+#: not asked over and over, a grace period each time.
+RESENDS_AFTER_LOST = 1
 #: Connection failures raised before a byte of the request was sent.
 _NOT_CONNECTED = frozenset({"NewConnectionError", "NameResolutionError", "ConnectTimeoutError"})
 
@@ -69,7 +73,7 @@ def call_once(
     adopt: Callable[[], T | None],
     *,
     what: str,
-    grace_seconds: float = GRACE_SECONDS,
+    grace_seconds: float | None = None,
 ) -> T:
     """``send()`` once; after a lost answer, ``adopt()`` what it started, or send again.
 
@@ -78,8 +82,9 @@ def call_once(
     (or a request error) when it cannot tell. ``what`` names the call in messages.
     """
     clock = stream.budget.clock
+    grace = GRACE_SECONDS if grace_seconds is None else grace_seconds
     tries = stream.backoff_max_tries()
-    attempt = 0
+    attempt = lost = 0
     while True:
         attempt += 1
         try:
@@ -99,16 +104,17 @@ def call_once(
             stream.logger.warning(
                 "%s: the answer was lost (%s); looking for what it may have started", what, reason
             )
-            found = _look(stream, adopt, what=what, grace_seconds=grace_seconds)
+            found = _look(stream, adopt, what=what, grace_seconds=grace)
             if found is not None:
                 stream.logger.warning("%s: adopted what the lost request started", what)
                 return found
-            if attempt >= tries:
+            lost += 1
+            if attempt >= tries or lost > RESENDS_AFTER_LOST:
                 raise
             stream.logger.warning(
                 "%s: nothing started within %.0fs of the lost request; sending it again",
                 what,
-                grace_seconds,
+                grace,
             )
 
 

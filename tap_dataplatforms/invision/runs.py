@@ -2,18 +2,25 @@
 
 The Data Flow Execution API has a start call and a status call, nothing else: no run
 listing, no cancel, no timestamps (docs.profitbase.com, "Execution of Data Flows using
-an API"). Starting is a side effect and not idempotent, so a start is sent again only
-when the connection was never made; every other start failure fails that data flow.
-``await=true`` would hold the request open for up to hours, so runs are polled instead.
+an API"). Starting is a side effect and not idempotent, so a start is sent once
+(``core.once``): when its answer is lost after it may have reached InVision, the run it
+created is looked for where the API shows it, the monitoring log, whose
+``DataFlowExecution`` rows name the run (``... started (run <id>)``); a run id found there
+near the start's time is adopted when the status call confirms it belongs to this data
+flow. Only when none shows within the grace period is the start sent again; when the log
+cannot be read, it is not sent again and that data flow fails. ``await=true`` would hold
+the request open for up to hours, so runs are polled instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import requests
 from singer_sdk import typing as th
@@ -22,9 +29,10 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.once import LookupFailed, call_once
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.redact import redact
-from tap_dataplatforms.core.timestamps import UTC, format_rfc3339
+from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
 from tap_dataplatforms.invision.client import InVisionStream, encode_segment
 
 if TYPE_CHECKING:
@@ -38,6 +46,11 @@ POLL_BACKOFF = 1.5
 MAX_POLL_INTERVAL = 60.0
 START_PATH = "/api/pub/v1/dataflows/{dataflow_id}/start"
 STATUS_PATH = "/api/pub/v1/dataflows/{dataflow_id}/runs/{run_id}/status"
+MONITORING_PATH = "/api/v1/monitoring"
+#: How far around a lost start the monitoring log is searched: room for the skew between
+#: the tap's clock and InVision's, and for the row being written a little late.
+LOOKUP_REACH = dt.timedelta(minutes=2)
+_RUN_ID = re.compile(r"\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
 
 
 class RunFailed(Exception):
@@ -59,11 +72,35 @@ def _status(body: Any) -> str:
     return KNOWN_STATUSES.get(value.lower(), value)
 
 
-def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
-    """True when the connection itself failed (refused, DNS), so nothing reached InVision."""
-    cause: Any = exc.args[0] if exc.args else None
-    reason = getattr(cause, "reason", cause)
-    return type(reason).__name__ in {"NewConnectionError", "NameResolutionError"}
+class MonitoringLookup(InVisionStream):
+    """The monitoring log (with its own key), read to find the run a lost start made.
+
+    Not a stream of the catalog."""
+
+    name = "invision_run_lookup"
+    path = MONITORING_PATH
+    key_setting = "monitoring_api_key"
+    schema = th.PropertiesList(th.Property("rowid", th.IntegerType)).to_dict()
+
+    def rows(self, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+        params = {
+            "logEventType": "DataFlowExecution",
+            "fromDateTimeUtc": to_invision(since),
+            "toDateTimeUtc": to_invision(until),
+        }
+        url = f"{self.url_base}{MONITORING_PATH}?{urlencode(params, quote_via=quote)}"
+        body = response_json(self.send("GET", url))
+        if not isinstance(body, list):
+            raise LookupFailed(f"InVision: the monitoring log is not a list: {str(body)[:200]}")
+        return [r for r in body if isinstance(r, dict)]
+
+
+def _row_time(row: dict[str, Any]) -> dt.datetime | None:
+    value = _field(row, "timestamputc")
+    try:
+        return parse_datetime(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 class DataflowRunsStream(InVisionStream):
@@ -92,6 +129,10 @@ class DataflowRunsStream(InVisionStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stopping = threading.Event()
+        #: Runs this sync started or adopted: never another flow's lost start.
+        self._known_runs: set[str] = set()
+        self._known_lock = threading.Lock()
+        self.lookup = MonitoringLookup(self._tap)
 
     def dataflow_ids(self) -> list[str]:
         ids = dict.fromkeys(str(i) for i in self.settings.get("dataflow_ids") or [])
@@ -200,20 +241,19 @@ class DataflowRunsStream(InVisionStream):
         )
 
     def start(self, dataflow_id: str) -> tuple[str, str]:
-        """``POST .../start`` without ``await``: the run id and its first status."""
+        """``POST .../start`` without ``await``, once: the run id and its first status."""
         path = START_PATH.format(dataflow_id=encode_segment(dataflow_id))
+        context = {"dataflow_id": dataflow_id}
+        clock = self.budget.clock
         prepared = self._prepared("POST", path)
-        attempt = 0
         retried_media_type = False
-        while True:
-            attempt += 1
+        sent_at = clock.time()
+
+        def send() -> tuple[str, str]:
+            nonlocal prepared, retried_media_type, sent_at
+            sent_at = clock.time()
             try:
-                response = self._request(prepared, {"dataflow_id": dataflow_id})
-            except requests.exceptions.ConnectionError as exc:
-                if not _never_sent(exc) or attempt >= self.backoff_max_tries():
-                    raise
-                self.budget.clock.sleep(self._expo_wait(attempt))
-                continue
+                response = self._request(prepared, context)
             except PartitionError as exc:
                 # A known issue reports 415 from the start call; one more try with a
                 # JSON media type and an empty object as the body.
@@ -221,21 +261,70 @@ class DataflowRunsStream(InVisionStream):
                     raise
                 retried_media_type = True
                 prepared = self._prepared("POST", path, json={})
-                continue
+                sent_at = clock.time()
+                response = self._request(prepared, context)
             body = response_json(response)
             run_id = _field(body, "runId")
             if not isinstance(run_id, str) or not run_id:
-                raise PartitionError(
-                    f"{self.platform_title}: no runId in the start answer: {str(body)[:200]}"
+                # Answered, but without the run: the flow may have started all the same.
+                raise RetriableAPIError(
+                    f"{self.platform_title}: no runId in the start answer: {str(body)[:200]}",
+                    response,
                 )
             return run_id, _status(body)
 
-    def poll(self, dataflow_id: str, run_id: str) -> str:
+        rejected: set[str] = set()
+
+        def adopt() -> tuple[str, str] | None:
+            return self._find_started_run(dataflow_id, sent_at, rejected)
+
+        run_id, status = call_once(
+            self, send, adopt, what=f"{self.platform_title}: starting data flow {dataflow_id}"
+        )
+        with self._known_lock:
+            self._known_runs.add(run_id.lower())
+        return run_id, status
+
+    def _find_started_run(
+        self, dataflow_id: str, sent_at: float, rejected: set[str]
+    ) -> tuple[str, str] | None:
+        """The run of this data flow that the monitoring log shows started near
+        ``sent_at``, confirmed by its status call; ``None`` while none shows."""
+        moment = dt.datetime.fromtimestamp(sent_at, tz=UTC)
+        rows = self.lookup.rows(moment - LOOKUP_REACH, moment + LOOKUP_REACH)
+        with self._known_lock:
+            known = set(self._known_runs)
+        distance: dict[str, float] = {}
+        for row in rows:
+            at = _row_time(row)
+            gap = abs((at - moment).total_seconds()) if at is not None else float("inf")
+            for found in _RUN_ID.findall(str(_field(row, "data") or "")):
+                run_id = found.lower()
+                if run_id not in known and run_id not in rejected:
+                    distance[run_id] = min(gap, distance.get(run_id, gap))
+        # The nearest first: a run of another flow, or started by someone else, is
+        # usually further from the instant the start was sent.
+        for run_id in sorted(distance, key=lambda r: distance[r]):
+            try:
+                status = self.poll(dataflow_id, run_id, max_tries=2)
+            except (FatalAPIError, RetriableAPIError):
+                # Every failure is a 500 here (doc): most likely another flow's run.
+                rejected.add(run_id)
+                continue
+            return run_id, status
+        return None
+
+    def poll(self, dataflow_id: str, run_id: str, max_tries: int | None = None) -> str:
         """``GET .../runs/{runId}/status``; a few 500s in a row are retried."""
         path = STATUS_PATH.format(
             dataflow_id=encode_segment(dataflow_id), run_id=encode_segment(run_id)
         )
-        response = self.send("GET", self.url_base + path, context={"dataflow_id": dataflow_id})
+        response = self.send(
+            "GET",
+            self.url_base + path,
+            context={"dataflow_id": dataflow_id},
+            max_tries=max_tries,
+        )
         return _status(response_json(response))
 
 

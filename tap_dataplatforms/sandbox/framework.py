@@ -130,13 +130,14 @@ def json_response(
 
 
 #: How a platform loses the answer to a request it has carried out (``lose_answer``), in
-#: turn: the connection closed without a byte, the body cut off half-way, a gateway's 502.
-LOST_ANSWERS = ("drop", "cut", "502")
+#: turn: the connection closed without a byte, the body cut off half-way, a server error.
+LOST_ANSWERS = ("drop", "cut", "5xx")
 
 
 def lose_answer(resp: Response, how: str, error: Response) -> Response:
     """The answer the client gets instead of ``resp``, whose work was done: ``drop``,
-    ``cut`` (status 200, then the connection breaks mid-body) or ``502`` (``error``)."""
+    ``cut`` (status 200, then the connection breaks mid-body) or ``5xx`` (``error``, the
+    platform's own server error)."""
     if how == "drop":
         return Response(status=0, drop=True)
     if how == "cut":
@@ -147,7 +148,7 @@ def lose_answer(resp: Response, how: str, error: Response) -> Response:
             content_type=resp.content_type,
             stream=_then_cut(half),
         )
-    if how == "502":
+    if how == "5xx":
         return error
     raise ValueError(f"unknown lost answer {how!r}; known: {', '.join(LOST_ANSWERS)}")
 
