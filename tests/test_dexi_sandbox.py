@@ -400,6 +400,29 @@ def test_a_lost_start_that_cannot_be_looked_up_is_not_sent_again(sandbox: Sandbo
     assert run.id in str(caught.value)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_through_seeded_faults_no_run_is_started_twice(sandbox: Sandbox, seed: int) -> None:
+    model = sandbox.dexi
+    runs = [model.runs[1], model.runs[3], model.runs[4], model.runs[5]]
+    sandbox.set_faults(0.15, seed=seed, slow_seconds=0.0)
+    config = dexi_config(sandbox, run_ids=[r.id for r in runs], execute_runs=True)
+    tap = make_tap(config, clock=FakeClock())
+    out = run_sync(tap, finish=False)
+    started = model.started_per_run()
+    assert set(started.values()) <= {1}
+    extracted = {r["_execution_id"] for n, rs in out.records.items() if "results" in n for r in rs}
+    for execution_id in model.started:
+        assert execution_id in extracted
+    # A run the tap could not start (its start, and the one sent again, lost before
+    # Dexi acted on them) is a failure that names it, never a silent gap.
+    missing = [r.id for r in runs if r.id not in started]
+    if missing:
+        with pytest.raises(SyncFailedError) as caught:
+            tap.finish()
+        assert all(run_id in str(caught.value) for run_id in missing)
+    assert sandbox.fault_counts()["dexi"]
+
+
 def test_the_sandbox_limits_writes_and_file_downloads_at_15_per_second(
     sandbox: Sandbox,
 ) -> None:

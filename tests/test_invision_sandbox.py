@@ -241,6 +241,31 @@ def test_a_lost_start_is_not_sent_again_when_the_log_cannot_tell(sandbox: Sandbo
     assert "cannot be looked up" in str(caught.value)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_through_seeded_faults_no_flow_is_started_twice(sandbox: Sandbox, seed: int) -> None:
+    model = sandbox.invision
+    flows = model.succeeding[:4]
+    sandbox.set_faults(0.15, seed=seed, slow_seconds=0.0)
+    cfg = invision_config(
+        sandbox, dataflow_ids=[f.id for f in flows], trigger_dataflows=True, max_concurrency=4
+    )
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    out = run_sync(tap, finish=False)
+    started = model.started_per_flow()
+    assert set(started.values()) <= {1}
+    followed = {r["dataflow_id"]: r for r in out.records["invision_dataflow_runs"]}
+    for record in followed.values():
+        assert model.runs[record["run_id"]].flow.id == record["dataflow_id"]
+    # A flow without a record, or whose run was lost track of, is named in the failure.
+    unfinished = [f.id for f in flows if followed.get(f.id, {}).get("status") != "Succeeded"]
+    if unfinished:
+        with pytest.raises(SyncFailedError) as caught:
+            tap.finish()
+        assert all(flow_id in str(caught.value) for flow_id in unfinished)
+    assert sandbox.fault_counts()["invision"]
+
+
 # -- execution log -------------------------------------------------------------------
 
 
