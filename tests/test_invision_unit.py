@@ -467,9 +467,12 @@ def test_a_lost_start_is_adopted_from_the_monitoring_log(requests_mock: rm.Mocke
         ],
     )
     requests_mock.get(status_url(FLOW, OTHER_RUN), status_code=500, text="No such run")
+    # Two passing 500s on the flow's own run do not make it look like another's.
     requests_mock.get(
         status_url(FLOW, RUN),
         [
+            {"status_code": 500, "text": "Server busy"},
+            {"status_code": 500, "text": "Server busy"},
             {"json": {"runId": RUN, "status": "Running"}},
             {"json": {"runId": RUN, "status": "Succeeded"}},
         ],

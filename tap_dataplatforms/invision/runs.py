@@ -306,7 +306,9 @@ class DataflowRunsStream(InVisionStream):
         # usually further from the instant the start was sent.
         for run_id in sorted(distance, key=lambda r: distance[r]):
             try:
-                status = self.poll(dataflow_id, run_id, max_tries=2)
+                # With every retry: a passing 500 must not make the flow's own run look
+                # like another's, which would start the flow a second time.
+                status = self.poll(dataflow_id, run_id)
             except (FatalAPIError, RetriableAPIError):
                 # Every failure is a 500 here (doc): most likely another flow's run.
                 rejected.add(run_id)
@@ -314,17 +316,12 @@ class DataflowRunsStream(InVisionStream):
             return run_id, status
         return None
 
-    def poll(self, dataflow_id: str, run_id: str, max_tries: int | None = None) -> str:
+    def poll(self, dataflow_id: str, run_id: str) -> str:
         """``GET .../runs/{runId}/status``; a few 500s in a row are retried."""
         path = STATUS_PATH.format(
             dataflow_id=encode_segment(dataflow_id), run_id=encode_segment(run_id)
         )
-        response = self.send(
-            "GET",
-            self.url_base + path,
-            context={"dataflow_id": dataflow_id},
-            max_tries=max_tries,
-        )
+        response = self.send("GET", self.url_base + path, context={"dataflow_id": dataflow_id})
         return _status(response_json(response))
 
 
