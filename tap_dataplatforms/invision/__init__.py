@@ -58,7 +58,10 @@ SETTINGS = (
         "monitoring_api_key",
         th.StringType,
         secret=True,
-        description="Key from the Monitoring tab, for the execution log (default: api_key).",
+        description=(
+            "Key from the Monitoring tab, for the execution log and for finding the run "
+            "a start whose answer was lost created (default: api_key)."
+        ),
     ),
     th.Property(
         "data_api_key",

@@ -262,7 +262,7 @@ class DexiData:
         its turn has come (called with the lock held, after the execution was created)."""
         if not self.lose_start_answers:
             return None
-        if sum(1 for e in self.started if self.by_id[e].run_id == run_id) != 1:
+        if sum(1 for e in self.started if e in self.by_id and self.by_id[e].run_id == run_id) != 1:
             return None
         turn = (*LOST_ANSWERS, None)[self._first_starts % (len(LOST_ANSWERS) + 1)]
         self._first_starts += 1
