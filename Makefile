@@ -1,7 +1,8 @@
 # tap-dataplatforms: the two commands of the README, and a few helpers.
 #
 #   make demo   sandbox -> tap-dataplatforms -> Meltano -> DuckDB, prints rows per table
-#   make test   lint, type-check and the whole test suite (what CI runs)
+#   make test   lint, type-check, the whole test suite, and the unit tests on the oldest
+#               and newest Python pyproject.toml claims (what CI runs)
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,11 +13,12 @@ DAGSTER := $(DAGSTER_VENV)/bin/dagster
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint format pytest meltano dagster bench clean
+.PHONY: help demo test lint format pytest unit-pythons meltano dagster bench clean
 
 help:
 	@echo "make demo    run the demo (sandbox -> Meltano -> DuckDB) and print rows per table"
-	@echo "make test    ruff, mypy and the whole pytest suite (what CI runs)"
+	@echo "make test    ruff, mypy, the whole pytest suite and the unit tests on 3.10 and 3.13 (CI)"
+	@echo "make unit-pythons  the unit tests on the oldest and newest supported Python only"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make bench   throughput and memory against the raw floor, msdk and dlt (BENCH_ARGS=--quick)"
@@ -61,7 +63,15 @@ format: $(VENV)/.installed
 pytest: $(VENV)/.installed $(MELTANO) $(DAGSTER)
 	$(BIN)/pytest
 
-test: lint pytest
+# The oldest and newest Python that pyproject.toml claims (requires-python, classifiers):
+# the fast unit tests in .venv-py310 and .venv-py313; a missing interpreter fails under
+# CI=true (scripts/unit-pythons.sh says where it looks).
+UNIT_PYTHONS ?= 3.10 3.13
+
+unit-pythons:
+	scripts/unit-pythons.sh $(UNIT_PYTHONS)
+
+test: lint pytest unit-pythons
 
 # The side-by-side benchmark (docs/benchmark.md): the tap against the raw floor,
 # tap-rest-api-msdk and dlt, each tool in its own environment with pinned versions.
@@ -79,4 +89,4 @@ $(BENCH)/%/.installed: bench/requirements-%.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) $(BENCH) .meltano output
+	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) $(BENCH) .venv-py310 .venv-py313 .meltano output

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import subprocess
+import sys
+import textwrap
 from urllib.parse import unquote
 
 import pytest
@@ -144,6 +147,68 @@ def test_iso_8601_with_any_offset_leaves_as_the_same_utc_instant(
     assert _same_instant(to_rfc3339(moment.astimezone(zone).isoformat()), moment)
     assert _same_instant(to_rfc3339(moment.isoformat().replace("+00:00", "Z")), moment)
     assert _same_instant(to_rfc3339(moment.replace(tzinfo=None).isoformat()), moment)
+
+
+def _with_fraction(moment: dt.datetime, digits: int, zone: str, separator: str = "T") -> str:
+    """``moment`` written with ``digits`` fraction digits (0: none) and ``zone`` as its
+    suffix: the forms Python 3.10's ``fromisoformat`` refuses (1-5 or 7+ digits, ``Z``)."""
+    text = moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S")
+    if digits:
+        micro = f"{moment.microsecond:06d}"
+        text += "." + (micro + "987")[:digits] if digits > 6 else "." + micro[:digits]
+    return text + zone
+
+
+@given(
+    moments,
+    st.integers(min_value=0, max_value=9),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-08:00", ""]),
+    st.sampled_from(["T", "t", " "]),
+)
+@example(dt.datetime(2024, 5, 1, 10, 0, 0, 120000, tzinfo=UTC), 2, "Z", "T")
+@example(dt.datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC), 9, "+00:00", "T")
+def test_any_fraction_length_and_a_trailing_z_parse_on_every_python(
+    moment: dt.datetime, digits: int, zone: str, separator: str
+) -> None:
+    """1 to 9 fraction digits, ``Z`` or an offset: the instant, to the microsecond that
+    the digits carry (digits past the sixth are dropped, not rounded)."""
+    offset = dt.timedelta(0)
+    if zone[:1] in ("+", "-") and zone[1:] != "00:00":
+        hours, minutes = zone[1:].split(":")
+        offset = dt.timedelta(hours=int(hours), minutes=int(minutes))
+        offset = -offset if zone[0] == "-" else offset
+    local = moment.astimezone(dt.timezone(offset))
+    text = _with_fraction(local, digits, zone, separator)
+    kept = 10 ** (6 - min(digits, 6))
+    expected = moment.replace(microsecond=moment.microsecond // kept * kept)
+    assert parse_datetime(text) == expected
+    assert _same_instant(to_rfc3339(text), expected)
+
+
+def test_timestamps_parse_in_a_process_without_the_sdk() -> None:
+    """On Python 3.10 importing singer-sdk swaps ``datetime.fromisoformat`` for a backport
+    that reads these forms; the parser must not depend on that side effect (the sandbox,
+    scripts and any code run before the SDK is imported go without it)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from tap_dataplatforms.core.timestamps import to_rfc3339
+        assert "singer_sdk" not in sys.modules
+        for text in ("2024-05-01T10:00:00.1Z", "2024-05-01T10:00:00.12345+00:00",
+                     "2024-05-01T12:00:00.123456789+02:00", "2024-05-01T10:00:00Z"):
+            print(to_rfc3339(text))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "2024-05-01T10:00:00.100000+00:00",
+        "2024-05-01T10:00:00.123450+00:00",
+        "2024-05-01T10:00:00.123456+00:00",
+        "2024-05-01T10:00:00+00:00",
+    ]
 
 
 @given(st.integers(min_value=0, max_value=32503680000000))

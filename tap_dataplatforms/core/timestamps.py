@@ -2,12 +2,19 @@
 
 Platforms send epoch milliseconds (Redivis), ``yyyy.MM.dd HH:mm:ss`` (InVision),
 ISO 8601 with or without an offset (most others) and naive date-times that mean UTC.
+
+ISO 8601 is read by ``ciso8601`` rather than ``datetime.fromisoformat``: on Python 3.10
+(the oldest ``pyproject.toml`` allows) ``fromisoformat`` refuses a trailing ``Z`` and
+fractions of 1-5 or 7+ digits, forms the platforms send; ``ciso8601`` reads them alike on
+every version (digits past the microsecond are dropped, as Python keeps no more).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+
+import ciso8601
 
 UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,10 +63,14 @@ def parse_datetime(value: str) -> dt.datetime:
         return dt.datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micro, UTC
         )
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = dt.datetime.fromisoformat(text)
+    parsed = parse_iso8601(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_iso8601(text: str) -> dt.datetime:
+    """ISO 8601 / RFC 3339 as a datetime (naive when the text has no offset); anything
+    else is a ValueError, on every supported Python."""
+    return ciso8601.parse_datetime(text)
 
 
 def to_rfc3339(value: object, *, epoch_unit: str = "ms") -> str | None:
@@ -73,10 +84,9 @@ def to_rfc3339(value: object, *, epoch_unit: str = "ms") -> str | None:
         return None
     if type(value) is str and len(value) >= 19 and value[4] == "-":
         # The common ISO 8601 form (a date first): parsed without the checks for
-        # epochs and InVision's dotted dates, which it cannot be. Python 3.10's parser
-        # rejects some valid forms; those take the full path below.
+        # epochs and InVision's dotted dates, which it cannot be.
         try:
-            parsed = dt.datetime.fromisoformat(value)
+            parsed = ciso8601.parse_datetime(value)
         except ValueError:
             pass
         else:

@@ -19,7 +19,7 @@ from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.prefetch import PagePrefetch
 from tap_dataplatforms.core.records import ConformedRecords, SortedRecordLoop
-from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, to_rfc3339
+from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_iso8601, to_rfc3339
 from tap_dataplatforms.reinfer.client import (
     COMMENTS_PATH,
     DATASETS_PATH,
@@ -105,7 +105,7 @@ _LABELLING_GROUP = th.ObjectType(
 #: when its comment was stamped); emptied when full.
 _CONVERTED: dict[str, str] = {}
 _CONVERTED_MAX = 4096
-_FROM_ISO = dt.datetime.fromisoformat
+_FROM_ISO = parse_iso8601
 
 
 def _rfc3339(value: Any) -> str | None:
