@@ -25,6 +25,7 @@ UNIT_TESTS=(
     tests/test_redivis_json_ready.py
     tests/test_dexi_streamed_results.py
     tests/test_config.py
+    tests/test_once.py
     tests/test_reinfer_sandbox.py
     tests/test_reinfer_lean_path.py
 )
@@ -69,7 +70,7 @@ for version in "$@"; do
         "$python" -m venv "$venv"
         # pip's and setuptools' chatter goes to a log, shown only when the install fails.
         if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
-            && "$venv/bin/python" -m pip install -q -e '.[dev,redivis]'; } >"$venv/install.log" 2>&1
+            && "$venv/bin/python" -m pip install -q -e '.[dev]'; } >"$venv/install.log" 2>&1
         then
             cat "$venv/install.log" >&2
             echo "unit tests on Python $version: installing into $venv failed" >&2
