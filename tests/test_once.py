@@ -115,9 +115,16 @@ def test_a_start_that_never_left_is_sent_again_without_looking() -> None:
     assert (calls.sent, calls.looked) == (3, 0)
 
 
-def test_a_refused_call_is_not_retried() -> None:
-    calls = Calls([PartitionError("Dexi: HTTP 404: Run not found", 404)], [None])
-    with pytest.raises(PartitionError, match="Run not found"):
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        PartitionError("Dexi: HTTP 404: Run not found", 404),
+        requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
+    ],
+)
+def test_a_refused_call_is_not_retried(refusal: Exception) -> None:
+    calls = Calls([refusal], [None])
+    with pytest.raises(type(refusal)):
         run(calls)
     assert (calls.sent, calls.looked) == (1, 0)
 

@@ -21,6 +21,7 @@ import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError, RateLimitedError
+from tap_dataplatforms.core.http import is_permanent
 from tap_dataplatforms.core.redact import redact
 
 if TYPE_CHECKING:
@@ -92,8 +93,8 @@ def call_once(
         except PlatformAuthError:
             raise
         except (FatalAPIError, RetriableAPIError, requests.exceptions.RequestException) as exc:
-            if not answer_lost(exc) and not never_sent(exc):
-                raise  # a definite refusal (404, 400...): nothing started
+            if is_permanent(exc) or (not answer_lost(exc) and not never_sent(exc)):
+                raise  # a definite refusal (404, 400, a certificate): nothing started
             reason = redact(str(exc) or type(exc).__name__)
             if never_sent(exc):
                 if attempt >= tries:
