@@ -2,7 +2,8 @@
 
 - Partitions: the union of four partitioned syncs of all five platforms equals one full
   sync, for every stream of the catalog (Dexi files and dataset rows included), key by
-  key, with no key in two partitions; what has no parent comes from partition 0 alone.
+  key and record by record, with no key in two partitions; what has no parent comes from
+  partition 0 alone.
 - Shared budgets: four tap processes with one Dexi credential and a ``redis://`` (or
   ``sqlite:///``) ``rate_limit_backend`` against a sandbox limit of L requests a second
   get no 429 and never send more than L in any second (read from the sandbox's request
@@ -113,6 +114,26 @@ def keyed(tap: Any, records: Mapping[str, list[dict[str, Any]]]) -> dict[str, li
     return out
 
 
+#: Fields that differ between two syncs of the same data: where a file was written (each
+#: sync has its own directory).
+VOLATILE = {"dexi_files": ("path",)}
+
+
+def whole(records: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Each stream's records, whole, as sorted JSON (volatile fields left out)."""
+    return {
+        name: [
+            json.dumps(
+                {k: v for k, v in r.items() if k not in VOLATILE.get(name, ())},
+                sort_keys=True,
+                default=str,
+            )
+            for r in rows
+        ]
+        for name, rows in records.items()
+    }
+
+
 @pytest.fixture(scope="module")
 def partition_sandbox() -> Iterator[Sandbox]:
     sb = Sandbox(seed=7, scale=1, limits=ROOMY).start()
@@ -155,6 +176,7 @@ def test_four_partitions_together_equal_one_full_sync(
     monkeypatch.setattr(dexi_client, "WRITE_RATE_PER_SECOND", 500.0)
     sb.platform("dexi").set_write_limit(1_000_000)  # type: ignore[attr-defined]
     catalogs: list[set[str]] = []
+    contents: list[dict[str, list[str]]] = []
 
     def sync(partition: dict[str, int] | None) -> dict[str, list[str]]:
         config = all_platforms(sb, tmp_path / str(partition))
@@ -165,12 +187,16 @@ def test_four_partitions_together_equal_one_full_sync(
         if partition:
             invision["partition"] = partition
         records: dict[str, list[str]] = {}
+        content: dict[str, list[str]] = {}
         streams: set[str] = set()
         for part in (config, invision):
             tap = make_tap(part)
             streams |= set(tap.streams)
-            records.update(keyed(tap, run_sync(tap).records))
+            out = run_sync(tap).records
+            records.update(keyed(tap, out))
+            content.update(whole(out))
         catalogs.append(streams)
+        contents.append(content)
         return records
 
     full = sync(None)
@@ -238,6 +264,14 @@ def test_four_partitions_together_equal_one_full_sync(
             f"{name}: partitions {len(union)} records, full sync {sum(want.values())}; "
             f"missing {sorted(set(want) - set(union))[:3]}, "
             f"extra {sorted(set(union) - set(want))[:3]}"
+        )
+        # And the records themselves, field by field, are those of the full sync.
+        union_records = Counter(r for c in contents[1:] for r in c.get(name, []))
+        full_records = Counter(contents[0].get(name, []))
+        assert union_records == full_records, (
+            f"{name}: records differ; only in the full sync "
+            f"{sorted(full_records - union_records)[:1]}, only in partitions "
+            f"{sorted(union_records - full_records)[:1]}"
         )
 
 
