@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
+import random
+import time
+from pathlib import Path
 
 import pytest
 from pyrate_limiter import Rate
 
 from tap_dataplatforms.core.budget import (
     BudgetRegistry,
+    CarryOver,
     credential_fingerprint,
     rates_per_second,
     with_cap,
@@ -32,12 +37,27 @@ def max_in_window(times: list[float], window: float) -> int:
     return max(sum(1 for t in times if start <= t < start + window) for start in times)
 
 
-def test_budget_never_exceeds_its_rate_in_any_window() -> None:
-    times, clock = acquisition_times(5, 23)
-    assert max_in_window(times, 1.0) <= 5
-    # 23 requests at 5/s need at least four full windows after the first burst.
-    assert clock.monotonic() >= 4.0
-    assert clock.monotonic() < 4.5
+@pytest.mark.parametrize("rate", [5, 37, 37.5, 12.25, 2.5, 0.5, 75, 1000])
+def test_any_budget_holds_per_rolling_second_and_is_paced(rate: float) -> None:
+    count = max(8, math.ceil(rate * 3))
+    times, clock = acquisition_times(rate, count)
+    assert max_in_window(times, 1.0) <= math.ceil(rate)
+    # Paced, not a window's worth at once: every gap about 1/r (never a burst).
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.999 / rate, min(gaps)
+    # ... and no slower than the pacing's room needs (5 %, plus millisecond rounding).
+    assert clock.monotonic() <= (count - 1) / rate * 1.05 + count * 0.0011, clock.monotonic()
+
+
+@pytest.mark.parametrize("rate", [37, 37.5, 12.25, 75])
+def test_requests_arriving_bunched_still_fit_the_rolling_second(rate: float) -> None:
+    # Whatever delays a request on its way (a busy CPU, a thread waiting its turn), up to
+    # 45 ms either way, the server's rolling second still sees no more than ceil(r).
+    times, _ = acquisition_times(rate, math.ceil(rate * 4))
+    jitter = random.Random(7)
+    for _ in range(20):
+        arrived = [t + jitter.uniform(-0.0225, 0.0225) for t in times]
+        assert max_in_window(sorted(arrived), 1.0) <= math.ceil(rate)
 
 
 def test_fractional_budget_spaces_requests() -> None:
@@ -82,11 +102,14 @@ def test_a_fingerprint_is_no_fast_hash_of_the_secret() -> None:
 
 
 def test_rate_conversion() -> None:
-    assert [(r.limit, r.interval) for r in rates_per_second(16)] == [(16, 1000)]
-    assert [(r.limit, r.interval) for r in rates_per_second(2.5)] == [(25, 10_000)]
-    assert [(r.limit, r.interval) for r in rates_per_second(0.25)] == [(1, 4000)]
-    with pytest.raises(ConfigError):
-        rates_per_second(0)
+    # ceil(r) per a little over a second, one at a time (a burst of one).
+    shape = [(r.limit, r.interval, r.burst) for r in rates_per_second(16)]
+    assert shape == [(16, 1050, 1)]
+    assert [(r.limit, r.interval, r.burst) for r in rates_per_second(12.25)] == [(13, 1115, 1)]
+    assert [(r.limit, r.interval, r.burst) for r in rates_per_second(0.25)] == [(1, 4200, 1)]
+    for wrong in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ConfigError):
+            rates_per_second(wrong)
 
 
 @pytest.mark.parametrize(
@@ -106,15 +129,22 @@ def test_unreachable_redis_is_one_line_naming_the_host_not_the_password() -> Non
     assert "\n" not in message
 
 
-def test_documented_cap_is_added_only_where_it_binds() -> None:
+def test_documented_cap_paces_where_it_binds() -> None:
     minute = Rate(1000, 60_000)
-    assert [(r.limit, r.interval) for r in with_cap(rates_per_second(16), minute)] == [(16, 1000)]
-    capped = with_cap(rates_per_second(40), minute)
-    assert [(r.limit, r.interval) for r in capped] == [(40, 1000), (1000, 60_000)]
-    huge = with_cap(rates_per_second(5000), minute)
-    assert [(r.limit, r.interval) for r in huge] == [(999, 1000), (1000, 60_000)]
-    # Each is accepted by a bucket.
-    BudgetRegistry("memory", FakeClock()).get("x", ("y",), huge)
+    uncapped = with_cap(rates_per_second(16), minute)
+    assert [(r.limit, r.interval, r.burst) for r in uncapped] == [(16, 1050, 1)]
+    # Above 1000 a minute the cap's own pace wins: never more than 1000 in any minute.
+    for budget in (40, 5000):
+        capped = with_cap(rates_per_second(budget), minute)
+        assert [(r.limit, r.interval, r.burst) for r in capped] == [(1000, 63_000, 1)]
+        clock = FakeClock()
+        paced = BudgetRegistry("memory", clock).get("x", ("y",), capped)
+        times = []
+        for _ in range(1100):
+            paced.acquire()
+            times.append(clock.monotonic())
+        assert max_in_window(times, 60.0) <= 1000
+        assert max_in_window(times, 1.0) <= 17
 
 
 def test_rate_with_burst_is_a_token_bucket() -> None:
@@ -129,3 +159,86 @@ def test_rate_with_burst_is_a_token_bucket() -> None:
     gaps = [b - a for a, b in itertools.pairwise(times[10:])]
     assert all(0.99 <= gap <= 1.01 for gap in gaps), gaps
     assert max_in_window([*times, 1e9], 5.0) <= 10 + 5
+
+
+# -- the second between two processes ------------------------------------------------------
+
+
+def next_process(clock: FakeClock) -> FakeClock:
+    """The clock of a process started now: the same wall time, its own monotonic time."""
+    return FakeClock(wall_start=clock.time())
+
+
+def test_the_next_process_starts_where_the_last_one_left(tmp_path: Path) -> None:
+    clock = FakeClock(wall_start=time.time())
+    first = BudgetRegistry("memory", clock, CarryOver(tmp_path)).get(
+        "dexi", ("secret-key",), rates_per_second(10)
+    )
+    for _ in range(5):
+        first.acquire()
+    # `--discover` ended; the sync starts at once, on the same host and credentials.
+    later = next_process(clock)
+    second = BudgetRegistry("memory", later, CarryOver(tmp_path)).get(
+        "dexi", ("secret-key",), rates_per_second(10)
+    )
+    second.acquire()
+    assert later.monotonic() >= 0.1  # one pace after the first process's last request
+    # Without the file the process would have sent at once, on top of the last second.
+    fresh = next_process(later)
+    alone = BudgetRegistry("memory", fresh, CarryOver(tmp_path / "other")).get(
+        "dexi", ("secret-key",), rates_per_second(10)
+    )
+    alone.acquire()
+    assert fresh.monotonic() == 0.0
+    # Another account's budget is not held, and no secret is on disk.
+    stranger = next_process(later)
+    BudgetRegistry("memory", stranger, CarryOver(tmp_path)).get(
+        "dexi", ("another-key",), rates_per_second(10)
+    ).acquire()
+    assert stranger.monotonic() == 0.0
+    for path in tmp_path.rglob("*"):
+        assert "secret-key" not in path.name
+        if path.is_file():
+            assert b"secret-key" not in path.read_bytes()
+
+
+def test_state_of_a_clock_far_ahead_is_ignored(tmp_path: Path) -> None:
+    ahead = FakeClock(wall_start=time.time() + 3600)
+    BudgetRegistry("memory", ahead, CarryOver(tmp_path)).get(
+        "p", ("k",), rates_per_second(1)
+    ).acquire()
+    (tmp_path / "junk.json").write_text("{not json")
+    now = FakeClock(wall_start=time.time())
+    budget = BudgetRegistry("memory", now, CarryOver(tmp_path)).get(
+        "p", ("k",), rates_per_second(1)
+    )
+    budget.acquire()
+    assert now.monotonic() == 0.0
+
+
+def test_an_unwritable_state_directory_only_means_starting_paced(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    clock = FakeClock()
+    budget = BudgetRegistry("memory", clock, CarryOver(blocked / "budgets")).get(
+        "p", ("k",), rates_per_second(2)
+    )
+    for _ in range(3):
+        budget.acquire()
+    assert clock.monotonic() == pytest.approx(1.05, abs=0.01)
+
+
+def test_the_real_clock_keeps_its_state_in_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAP_DATAPLATFORMS_STATE_DIR", str(tmp_path))
+    registry = BudgetRegistry("memory")
+    budget = registry.get("redivis", ("tok-s3cret",), rates_per_second(50))
+    budget.acquire()
+    files = list((tmp_path / "budgets").iterdir())
+    assert [f.name for f in files] == [f"{budget.name.replace(':', '_')}.json"]
+    assert b"tok-s3cret" not in files[0].read_bytes()
+    assert oct(files[0].stat().st_mode & 0o777) == "0o600"
+    # A fake clock leaves nothing on the host; shared backends keep their own state.
+    assert BudgetRegistry("memory", FakeClock()).carry_over is None
+    assert BudgetRegistry(f"sqlite:///{tmp_path / 'b.sqlite'}").carry_over is None

@@ -1,8 +1,13 @@
 """Request budgets: how many requests a platform account may send, enforced before sending.
 
-The counting is pyrate-limiter's; this module adds what the tap needs around it:
+A budget of ``r`` requests a second is paced: requests leave about ``1/r`` apart
+(slightly more, ``PACING_ROOM``), never a whole window's worth at once, so that at most
+``ceil(r)`` arrive at the server in any rolling second even when the machine is busy and
+requests reach the server a little bunched. The pacing is pyrate-limiter's GCRA (its
+``TokenBucket``) with a burst of one; this module adds what the tap needs around it:
 an injectable clock (tests pace a budget without sleeping), a pause that server
-headers can impose on every user of the budget, and one function that chooses the
+headers can impose on every user of the budget, the hand-over of the pacing state to
+the next process on the host (``CarryOver``), and one function that chooses the
 bucket backend from ``rate_limit_backend``.
 
 With a shared backend (``sqlite:///PATH`` for processes on one host,
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -24,6 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from tempfile import gettempdir
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -31,6 +39,7 @@ from pyrate_limiter import (
     AbstractBucket,
     AbstractClock,
     InMemoryBucket,
+    InMemoryStateStore,
     Rate,
     RateItem,
     RedisBucket,
@@ -85,17 +94,6 @@ class Clock:
 SYSTEM_CLOCK = Clock()
 
 
-class _ClockedMemoryBucket(InMemoryBucket):
-    """An in-memory bucket whose timestamps come from the budget's clock."""
-
-    def __init__(self, rates: list[Rate], clock: Clock) -> None:
-        super().__init__(rates)
-        self._budget_clock = clock
-
-    def now(self) -> int:
-        return int(self._budget_clock.monotonic() * 1000)
-
-
 class _BudgetClockAdapter(AbstractClock):
     """pyrate-limiter's clock interface over the budget's clock (milliseconds)."""
 
@@ -106,29 +104,45 @@ class _BudgetClockAdapter(AbstractClock):
         return int(self._budget_clock.monotonic() * 1000)
 
 
+#: Requests are spaced this much wider than ``1/r``: a request may reach the server up to
+#: about 50 ms later or earlier than its neighbours (a loaded machine, a thread that waits
+#: for the CPU) and the rolling second at the server still counts no more than ``ceil(r)``.
+PACING_ROOM = 0.05
+
+
+def paced(limit: float, interval_ms: float) -> Rate:
+    """``limit`` requests per ``interval_ms``, paced: one at a time, ``PACING_ROOM`` apart
+    more than the rate itself asks (a burst of one)."""
+    whole = math.ceil(limit)
+    spaced = math.ceil(whole * interval_ms * (1 + PACING_ROOM) / limit)
+    return Rate(whole, spaced, burst=1)
+
+
 def rates_per_second(requests_per_second: float) -> list[Rate]:
-    """Express a (possibly fractional) requests-per-second budget as pyrate-limiter rates."""
-    if requests_per_second <= 0:
+    """Express a (possibly fractional) requests-per-second budget as a paced rate.
+
+    ``ceil(r)`` requests per a little over a second, one at a time: 12.25 becomes 13 per
+    1115 ms, a request every 86 ms, so no rolling second holds more than 13.
+    """
+    if not requests_per_second > 0 or math.isinf(requests_per_second):
         raise ConfigError(f"a request budget must be positive, got {requests_per_second}")
-    if requests_per_second >= 1:
-        if float(requests_per_second).is_integer():
-            return [Rate(int(requests_per_second), 1000)]
-        return [Rate(max(1, math.floor(requests_per_second * 10)), 10_000)]
-    return [Rate(1, math.ceil(1000 / requests_per_second))]
+    return [paced(requests_per_second, 1000)]
+
+
+def density(rate: Rate) -> float:
+    """Requests per millisecond a rate sustains."""
+    return rate.limit / rate.interval
 
 
 def with_cap(rates: list[Rate], cap: Rate) -> list[Rate]:
-    """Add a platform's documented longer-window cap where it binds.
+    """Hold a platform's documented longer-window cap too (``limit`` per ``interval``).
 
-    pyrate-limiter wants windows ordered generous-before-tight: longer windows with
-    larger limits and lower density, so a cap that never binds is left out.
+    Paced at the cap's own rate it can never be exceeded in any of its windows; the
+    slower of the two paces wins (one rate: a burst of one leaves nothing for a second
+    rate to limit).
     """
-    last = rates[-1]
-    if last.interval >= cap.interval or last.limit / last.interval <= cap.limit / cap.interval:
-        return rates
-    if last.limit >= cap.limit:
-        rates = [*rates[:-1], Rate(cap.limit - 1, last.interval)]
-    return [*rates, cap]
+    capped = paced(cap.limit, cap.interval)
+    return [capped] if density(capped) < min(density(r) for r in rates) else rates
 
 
 _BACKEND_FORMS = "expected 'memory', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'"
@@ -200,24 +214,49 @@ def connect_redis(backend: Backend) -> Redis:
     return client
 
 
+#: The shortest window the sqlite backend keeps (its timestamps are whole milliseconds):
+#: a rate faster than one request per this many milliseconds is held as a small burst.
+_MIN_WINDOW_MS = 10
+
+
 def as_windows(rates: list[Rate]) -> list[Rate]:
     """Sliding windows that admit no more than the token buckets of ``rates``.
 
     The sqlite backend keeps a log of requests, not a bucket's state. A rate of
     ``limit`` per ``interval`` with a burst of ``burst`` is then two windows: ``burst``
-    per the time the bucket takes to refill that many, and ``limit`` per ``interval``.
+    (at least what fits ``_MIN_WINDOW_MS``) per the time the bucket takes to refill
+    that many, and ``limit`` per ``interval``. A window admits again one millisecond
+    after its span (its start is inclusive), hence the span one short of the refill.
     """
     windows: list[Rate] = []
     for rate in rates:
-        if rate.burst < rate.limit:
-            refill = math.ceil(rate.burst * rate.interval / rate.limit)
-            windows.append(Rate(rate.burst, refill))
+        burst = max(rate.burst, math.ceil(_MIN_WINDOW_MS * rate.limit / rate.interval))
+        if burst < rate.limit:
+            refill = math.ceil(burst * rate.interval / rate.limit)
+            windows.append(Rate(burst, max(1, refill - 1)))
         windows.append(Rate(rate.limit, rate.interval))
     return windows
 
 
 def _table_name(key: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", key.lower())
+
+
+class _ClockedMemoryBucket(InMemoryBucket):
+    """An in-memory sliding-window bucket whose timestamps come from the budget's clock."""
+
+    def __init__(self, rates: list[Rate], clock: Clock) -> None:
+        super().__init__(rates)
+        self._budget_clock = clock
+
+    def now(self) -> int:
+        return int(self._budget_clock.monotonic() * 1000)
+
+
+def is_window(rates: list[Rate]) -> bool:
+    """Rates given as plain windows (``limit`` per ``interval``, no burst of their own),
+    which log buckets count exactly; any other list is paced by a token bucket."""
+    return all(rate.burst == rate.limit > 1 for rate in rates)
 
 
 def make_bucket(
@@ -227,27 +266,34 @@ def make_bucket(
     clock: Clock,
     key: str = "budget",
     redis_client: Redis | None = None,
+    carry_over: CarryOver | None = None,
 ) -> AbstractBucket:
     """Choose the bucket that holds a budget's counts (the one place that does).
 
     ``key`` names the budget in a shared backend (a sqlite table, a redis key); it is
-    made of names and fingerprints only, never of a secret.
+    made of names and fingerprints only, never of a secret. ``carry_over`` hands a
+    memory budget's pacing to the next process on this host.
     """
     parsed = backend if isinstance(backend, Backend) else parse_backend(backend)
-    has_burst = any(rate.burst != rate.limit for rate in rates)
+    window = is_window(rates)
     if parsed.kind == "memory":
-        if has_burst:
-            # A rate with its own burst is a token bucket: `limit` per `interval`
-            # sustained, never more than `burst` at once (windows ignore burst).
-            return StateBucket(rates, algorithm=TokenBucket(), clock=_BudgetClockAdapter(clock))
-        return _ClockedMemoryBucket(rates, clock)
+        if window:
+            return _ClockedMemoryBucket(rates, clock)
+        # A token bucket: `limit` per `interval` sustained, never more than `burst` at
+        # once (1 for the tap's own budgets: paced).
+        store: InMemoryStateStore = (
+            carry_over.store(key, rates, clock) if carry_over is not None else InMemoryStateStore()
+        )
+        return StateBucket(
+            rates, algorithm=TokenBucket(), store=store, clock=_BudgetClockAdapter(clock)
+        )
     if parsed.kind == "sqlite":
         Path(parsed.location).parent.mkdir(parents=True, exist_ok=True)
         # The file lock makes count-then-insert one step across processes; without it
         # two processes could both see room for the last request of a window.
         try:
             return SQLiteBucket.init_from_file(
-                as_windows(rates),
+                rates if window else as_windows(rates),
                 table=_table_name(f"{KEY_PREFIX}:{key}"),
                 db_path=parsed.location,
                 use_file_lock=True,
@@ -258,11 +304,136 @@ def make_bucket(
             ) from None
     client = redis_client if redis_client is not None else connect_redis(parsed)
     redis_key = f"{KEY_PREFIX}:budget:{key}"
-    if has_burst:
-        # Wall time: the state is shared between machines, where monotonic clocks differ.
-        store = RedisStateStore(client, redis_key)
-        return StateBucket(rates, algorithm=TokenBucket(), store=store, clock=WallClock())
-    return cast("AbstractBucket", RedisBucket.init(rates, client, redis_key))
+    if window:
+        return cast("AbstractBucket", RedisBucket.init(rates, client, redis_key))
+    # Wall time: the state is shared between machines, where monotonic clocks differ.
+    return StateBucket(
+        rates,
+        algorithm=TokenBucket(),
+        store=RedisStateStore(client, redis_key),
+        clock=WallClock(),
+    )
+
+
+# --------------------------------------------------------------------------- carry-over
+
+
+def default_state_dir() -> Path:
+    """Where memory budgets leave their pacing for the next process: the user's state
+    directory (``$TAP_DATAPLATFORMS_STATE_DIR``, else ``$XDG_STATE_HOME`` or
+    ``~/.local/state``, under ``tap-dataplatforms/budgets``)."""
+    explicit = os.environ.get("TAP_DATAPLATFORMS_STATE_DIR")
+    if explicit:
+        return Path(explicit) / "budgets"
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "state")
+        except RuntimeError:  # no home directory to speak of
+            base = str(Path(gettempdir()) / f"tap-dataplatforms-{os.getuid()}")
+    return Path(base) / "tap-dataplatforms" / "budgets"
+
+
+#: Bytes of one carry-over file: the state is rewritten in place, padded to this size.
+_CARRY_SIZE = 512
+
+
+class CarryOver:
+    """Each memory budget's pacing state in a small file of its own, so that the first
+    requests of a process do not add to the last ones of the process just before it
+    (``meltano run`` runs ``--discover`` and then the sync back to back).
+
+    A file is named after the budget (platform, credential fingerprint, kind: never a
+    secret) and holds, per rate, the wall-clock instant its pacing reaches (GCRA's
+    theoretical arrival time). It is rewritten in place after every request, so even a
+    process that is killed leaves its last instant. Whatever cannot be read or written
+    is skipped: the next process then simply starts paced.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._ready: bool | None = None
+
+    def _file(self, key: str) -> Path | None:
+        if self._ready is None:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._ready = os.access(self.directory, os.W_OK)
+            except OSError:
+                self._ready = False
+            if not self._ready:
+                logger.debug("Budget state not kept: %s is not writable", self.directory)
+        return self.directory / f"{_table_name(key)}.json" if self._ready else None
+
+    def store(self, key: str, rates: list[Rate], clock: Clock) -> InMemoryStateStore:
+        path = self._file(key)
+        fd: int | None = None
+        seeded = None
+        if path is not None:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                seeded = _seed(os.pread(fd, _CARRY_SIZE, 0), rates, clock)
+            except OSError as exc:
+                logger.debug("Budget state not kept in %s: %s", path, exc)
+        return _CarriedStore(rates, clock, fd, seeded)
+
+
+def _rate_key(rate: Rate) -> str:
+    return f"{rate.limit}/{rate.interval}/{rate.burst}"
+
+
+def _seed(data: bytes, rates: list[Rate], clock: Clock) -> tuple[int, ...] | None:
+    """The state a new bucket starts from: the instants the last process left, for the
+    rates it shares with this one, on this process's clock (microseconds)."""
+    try:
+        stored = json.loads(data.decode("utf-8").strip() or "{}")
+    except ValueError:  # torn by a concurrent write, or not ours: start paced
+        return None
+    if not isinstance(stored, dict) or not stored:
+        return None
+    now_wall = clock.time()
+    offset_us = (clock.monotonic() - now_wall) * 1_000_000
+    state = []
+    for rate in rates:
+        instant = stored.get(_rate_key(rate))
+        # An instant beyond what the rate itself could owe is no state of a real
+        # clock's (a test's fake clock, a clock since set back): ignored.
+        if not isinstance(instant, int | float) or not (
+            now_wall < instant <= now_wall + rate.interval / 1000
+        ):
+            state.append(0)
+            continue
+        state.append(int(instant * 1_000_000 + offset_us))
+    return tuple(state) if any(state) else None
+
+
+class _CarriedStore(InMemoryStateStore):
+    """An in-process GCRA state that starts from, and leaves, a carry-over file."""
+
+    def __init__(
+        self, rates: list[Rate], clock: Clock, fd: int | None, seeded: tuple[int, ...] | None
+    ) -> None:
+        super().__init__()
+        self._keys = [_rate_key(rate) for rate in rates]
+        self._clock = clock
+        self._fd = fd
+        self._state = seeded
+
+    def check(self, algorithm: Any, rates: list[Rate], now: int, weight: int) -> Any:
+        decision = super().check(algorithm, rates, now, weight)
+        if decision.allowed and self._fd is not None and self._state is not None:
+            offset_us = (self._clock.time() - self._clock.monotonic()) * 1_000_000
+            instants = {
+                key: round((tat + offset_us) / 1_000_000, 6)
+                for key, tat in zip(self._keys, self._state, strict=True)
+            }
+            data = json.dumps(instants).encode().ljust(_CARRY_SIZE)
+            try:
+                if len(data) == _CARRY_SIZE:
+                    os.pwrite(self._fd, data, 0)
+            except OSError:
+                self._fd = None  # the next process starts paced
+        return decision
 
 
 class PauseBoard(Protocol):
@@ -496,7 +667,12 @@ class Budget:
 class BudgetRegistry:
     """The budgets of one tap process, one per platform and credential."""
 
-    def __init__(self, backend: str = "memory", clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        backend: str = "memory",
+        clock: Clock = SYSTEM_CLOCK,
+        carry_over: CarryOver | None = None,
+    ) -> None:
         self.backend = backend
         self.clock = clock
         self._budgets: dict[str, Budget] = {}
@@ -512,6 +688,11 @@ class BudgetRegistry:
         elif self._parsed.kind == "sqlite":
             Path(self._parsed.location).parent.mkdir(parents=True, exist_ok=True)
             self.pauses = SQLitePauseBoard(self._parsed.location)
+        # Memory budgets hand their pacing to the next process on the host; shared
+        # backends keep it themselves. A test's fake clock leaves no trace on the host.
+        if carry_over is None and self._parsed.kind == "memory" and clock is SYSTEM_CLOCK:
+            carry_over = CarryOver(default_state_dir())
+        self.carry_over = carry_over if self._parsed.kind == "memory" else None
 
     def get(
         self, platform: str, credential: Sequence[str], rates: list[Rate], kind: str = "requests"
@@ -522,7 +703,12 @@ class BudgetRegistry:
             budget = self._budgets.get(name)
             if budget is None:
                 bucket = make_bucket(
-                    self._parsed, rates, clock=self.clock, key=name, redis_client=self._redis
+                    self._parsed,
+                    rates,
+                    clock=self.clock,
+                    key=name,
+                    redis_client=self._redis,
+                    carry_over=self.carry_over,
                 )
                 budget = Budget(
                     name=name,

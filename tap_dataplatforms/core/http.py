@@ -116,6 +116,9 @@ class PlatformStream(RESTStream[Any]):
     expects_json: ClassVar[bool] = True
     #: Which of the platform's budgets requests of this stream spend.
     budget_kind: ClassVar[str] = "requests"
+    #: Budgets each request takes a token from as well: a POST that only reads, where the
+    #: platform's docs do not say whether it counts as a read or a write, takes both.
+    extra_budget_kinds: ClassVar[tuple[str, ...]] = ()
     #: First retry wait; doubles per try up to ``MAX_RETRY_WAIT_SECONDS``.
     retry_base_seconds: ClassVar[float] = 1.0
     #: Statuses retried besides 5xx.
@@ -149,14 +152,24 @@ class PlatformStream(RESTStream[Any]):
             str(self.settings.get(name, "")) for name in self.runtime.secret_names(self.platform)
         )
 
-    def budget_rates(self) -> list[Rate]:
+    def budget_rates(self, kind: str | None = None) -> list[Rate]:
+        """The rates of the platform's budget ``kind`` (default: this stream's own)."""
         return rates_per_second(float(self.settings["max_requests_per_second"]))
+
+    def budget_of(self, kind: str) -> Budget:
+        return self.runtime.budgets.get(
+            self.platform, self.credential(), self.budget_rates(kind), kind
+        )
 
     @property
     def budget(self) -> Budget:
-        return self.runtime.budgets.get(
-            self.platform, self.credential(), self.budget_rates(), self.budget_kind
-        )
+        return self.budget_of(self.budget_kind)
+
+    @property
+    def budgets(self) -> list[Budget]:
+        """Every budget a request of this stream spends, its own first."""
+        kinds = dict.fromkeys((self.budget_kind, *self.extra_budget_kinds))
+        return [self.budget_of(kind) for kind in kinds]
 
     @property
     def user_agent(self) -> str:
@@ -253,10 +266,12 @@ class PlatformStream(RESTStream[Any]):
 
         With ``stream`` the body is left unread for the caller (large binary bodies).
         """
-        budget = self.budget
+        budget, *also = self.budgets
         patience_deadline = time.monotonic() + RATE_LIMIT_PATIENCE_SECONDS
         rate_limited = 0
         while True:
+            for other in also:
+                other.acquire()
             budget.acquire(in_flight=True)
             try:
                 request = self.authenticator(prepared_request)
@@ -296,7 +311,9 @@ class PlatformStream(RESTStream[Any]):
             wait = self._rate_limit_wait(response, received_at, rate_limited)
             if time.monotonic() + wait > patience_deadline:
                 self.validate_response(response)  # raises RateLimitedError
-            budget.pause_until(received_at + wait, reason=f"HTTP 429 on {self.path}")
+            # Which of the budgets the server counted is not said: hold them all.
+            for held in (budget, *also):
+                held.pause_until(received_at + wait, reason=f"HTTP 429 on {self.path}")
 
     def send(
         self,

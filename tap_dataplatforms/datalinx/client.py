@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import threading
 import weakref
@@ -38,8 +37,7 @@ if TYPE_CHECKING:
 
 #: Requested page size; the maximum is not documented, the echoed one is trusted.
 PAGE_SIZE = 100
-#: The smallest documented burst (Free plan). The budget keeps one request of it in
-#: reserve, so network jitter cannot make a paced burst arrive as one too many.
+#: The smallest documented burst (Free plan).
 DOCUMENTED_BURST = 10
 _SECRET_WORDS = frozenset(
     {"password", "passwd", "pwd", "secret", "token", "key", "apikey", "credential", "credentials"}
@@ -192,14 +190,10 @@ class DatalinxStream(PlatformStream):
     ) -> dict[str, Any]:
         return {"page": next_page_token or 1, "page_size": PAGE_SIZE}
 
-    def budget_rates(self) -> list[Rate]:
-        """Per minute, with a burst (the plans are documented that way)."""
-        per_second = float(self.settings["max_requests_per_second"])
-        per_minute = math.floor(per_second * 60)
-        if per_minute < 1:
-            return rates_per_second(per_second)
-        burst = max(1, min(DOCUMENTED_BURST - 1, per_minute))
-        return [Rate(per_minute, 60_000, burst=burst)]
+    def budget_rates(self, kind: str | None = None) -> list[Rate]:
+        """Paced like every budget: the plans' per-minute limits and bursts (doc) are
+        then never reached by a budget at or below their per-minute rate."""
+        return rates_per_second(float(self.settings["max_requests_per_second"]))
 
     # -- answers -----------------------------------------------------------------------
 

@@ -548,7 +548,7 @@ class DatasetRowsStream(DexiStream):
     primary_keys = ("_row_index",)
     http_method = "POST"
     payload_as_json = True
-    # A POST used for reading: budgeted with the writes to stay safe (notes, pitfall 13).
+    # A POST used for reading: budgeted as a write and as a read (notes, pitfall 13).
     budget_kind = WRITES
     # The credentials were proven on runs already: a 403 here concerns this dataset (lost
     # access), so it fails this stream only.

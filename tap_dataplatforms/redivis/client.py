@@ -62,7 +62,7 @@ class RedivisStream(PlatformStream):
     def authenticator(self) -> BearerTokenAuthenticator:
         return BearerTokenAuthenticator(token=self.settings["token"])
 
-    def budget_rates(self) -> list[Rate]:
+    def budget_rates(self, kind: str | None = None) -> list[Rate]:
         rates = rates_per_second(float(self.settings["max_requests_per_second"]))
         return with_cap(rates, DOCUMENTED_RATE)
 

@@ -16,8 +16,9 @@ id then key; anything else is a 401); list bodies ``{offset, totalRows, rows}``;
 ``STOPPED``), including a long one that started before newer finished ones; results with
 mixed cell types, input columns, ``FILE:`` cells and the trailing ``error`` column; the error
 body ``{"error": true, "code": N, "message": ...}``; two budgets per account: every request
-(75/s, the framework's window) and writes plus file downloads (15/s), both answering 429
-without any hint header, as documented.
+(75/s, the framework's window) and writes plus file downloads (15/s), both counted over any
+rolling second (how Dexi counts is not documented: the strict form) and both answering 429
+without any hint header, as documented; a POST that reads dataset rows counts in both.
 
 Tests drive the data through the model (``sb.dexi``): ``advance()`` finishes open executions
 and adds new finished ones; ``insert_while_paging`` adds executions between two pages of a
@@ -38,7 +39,6 @@ from typing import Any
 from .credentials import CREDENTIALS
 from .framework import (
     LOST_ANSWERS,
-    FixedWindowLimiter,
     Identity,
     Platform,
     Request,
@@ -46,6 +46,7 @@ from .framework import (
     Router,
     json_response,
     lose_answer,
+    make_limiter,
     register_platform,
 )
 
@@ -364,12 +365,14 @@ class DexiPlatform(Platform):
     name = "dexi"
     base_path = "/dexi"
     default_limit = (75, 1.0)
+    # How Dexi counts its second is not documented: any rolling second (the strict form).
+    limit_window = "rolling"
     limit_retry_after = "none"  # no rate-limit header is documented
     secret_headers = ("x-dexiio-access", "authorization")
 
     def __init__(self, seed: int, scale: int) -> None:
         self.data = DexiData(seed, scale)
-        self.writes = FixedWindowLimiter(*WRITE_LIMIT)
+        self.writes = make_limiter(self.limit_window, *WRITE_LIMIT)
         super().__init__(seed, scale)
 
     @property
@@ -380,7 +383,7 @@ class DexiPlatform(Platform):
         return self.data.add_bulk(rows, per_execution or 50_000)
 
     def set_write_limit(self, limit: int, window_seconds: float = 1.0) -> None:
-        self.writes = FixedWindowLimiter(limit, window_seconds)
+        self.writes = make_limiter(self.limit_window, limit, window_seconds)
 
     def register_routes(self, router: Router) -> None:
         router.get("/runs", self.list_runs)

@@ -44,6 +44,8 @@ handler (exceptions become ``internal_error``), then the rate-limit headers when
 
 from __future__ import annotations
 
+import bisect
+import collections
 import email.utils
 import json
 import math
@@ -291,6 +293,57 @@ class FixedWindowLimiter:
             return Verdict(remaining > 0, self.limit, remaining, state[0] + self.window)
 
 
+class RollingWindowLimiter(FixedWindowLimiter):
+    """At most ``limit`` requests per credential key in any ``window_seconds``: the
+    stricter reading of a limit whose window the docs do not describe (a fixed window
+    lets twice the limit through across its boundary, a rolling one never does)."""
+
+    def __init__(self, limit: int, window_seconds: float) -> None:
+        super().__init__(limit, window_seconds)
+        self._arrivals: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> collections.deque[float]:
+        arrivals = self._arrivals.setdefault(key, collections.deque())
+        while arrivals and arrivals[0] <= now - self.window:
+            arrivals.popleft()
+        return arrivals
+
+    def hit(self, key: str, now: float) -> Verdict:
+        with self._lock:
+            arrivals = self._recent(key, now)
+            allowed = len(arrivals) < self.limit
+            if allowed:
+                arrivals.append(now)
+            return self._verdict(arrivals, allowed, now)
+
+    def peek(self, key: str, now: float) -> Verdict:
+        with self._lock:
+            arrivals = self._recent(key, now)
+            return self._verdict(arrivals, len(arrivals) < self.limit, now)
+
+    def _verdict(self, arrivals: collections.deque[float], allowed: bool, now: float) -> Verdict:
+        remaining = max(0, self.limit - len(arrivals))
+        # Room again once the oldest counted request leaves the window.
+        reset_at = arrivals[0] + self.window if arrivals else now + self.window
+        return Verdict(allowed, self.limit, remaining, reset_at)
+
+
+LIMIT_WINDOWS = {"fixed": FixedWindowLimiter, "rolling": RollingWindowLimiter}
+
+
+def make_limiter(kind: str, limit: int, window_seconds: float) -> FixedWindowLimiter:
+    """A limiter of the platform's window kind (``Platform.limit_window``)."""
+    return LIMIT_WINDOWS[kind](limit, window_seconds)
+
+
+def busiest_window(times: Iterable[float], window: float = 1.0) -> int:
+    """The most arrivals within any ``window`` seconds (every window, not aligned ones)."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_left(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
+    )
+
+
 # --------------------------------------------------------------------------- forced faults
 
 
@@ -328,6 +381,10 @@ class Platform:
     name: ClassVar[str]
     base_path: ClassVar[str]
     default_limit: ClassVar[tuple[int, float] | None] = None
+    # How the limit's window is counted: "fixed" (opened by the first request, what the
+    # rate-limit headers of a platform that sends them describe) or "rolling" (any
+    # window_seconds; the stricter form where the docs say nothing).
+    limit_window: ClassVar[str] = "fixed"
     # Send X-RateLimit-Limit/-Remaining/-Reset on every response.
     rate_limit_headers: ClassVar[bool] = False
     # Encoding of X-RateLimit-Reset (one of RESET_ENCODINGS).

@@ -456,6 +456,7 @@ class ReinferPlatform(Platform):
     base_path = "/reinfer"
     # Nothing is documented; the CLI retries 429, so there is a limit somewhere.
     default_limit = (1200, 60.0)
+    limit_window = "rolling"  # no limit is documented, so no window either: the strict form
     limit_retry_after = "none"
 
     def __init__(self, seed: int, scale: int) -> None:

@@ -15,6 +15,8 @@ Control endpoints (outside every platform prefix, never rate limited, never logg
 
 - ``GET  /_sandbox/health``                     -> ``{"status": "ok", "platforms": {...}, ...}``
 - ``GET  /_sandbox/requests?platform=redivis``  -> ``{"count": n, "requests": [log entries]}``
+- ``GET  /_sandbox/peak?platform=dexi&window=1`` -> ``{"requests", "peak", "rejected"}``: the
+  most requests that arrived within any rolling window (seconds), and the 429 answers
 - ``POST /_sandbox/clear-log``
 - ``POST /_sandbox/force``   body: the arguments of :meth:`Sandbox.force` plus ``platform``
 - ``POST /_sandbox/clear-forced``  body: optional ``{"platform": ...}``
@@ -54,8 +56,10 @@ from .framework import (
     Request,
     Response,
     Verdict,
+    busiest_window,
     http_date,
     json_response,
+    make_limiter,
     reason_phrase,
     registered_platforms,
     split_path,
@@ -292,7 +296,9 @@ class Sandbox:
             self._platforms[name] = cls(seed, scale)
             self._faults[name] = []
             default = cls.default_limit
-            self._limiters[name] = None if default is None else FixedWindowLimiter(*default)
+            self._limiters[name] = (
+                None if default is None else make_limiter(cls.limit_window, *default)
+            )
         for name, (limit, window) in (limits or {}).items():
             self.set_limit(name, limit, window)
         # Benchmark-sized data: platform -> what its ``add_bulk`` made (in /health).
@@ -392,8 +398,10 @@ class Sandbox:
     def set_limit(self, platform: str, limit: int | None, window_seconds: float = 60.0) -> None:
         """Replace a platform's fixed window (all windows restart); ``limit=None`` turns
         limiting and the rate-limit headers off."""
-        self.platform(platform)
-        limiter = None if limit is None else FixedWindowLimiter(int(limit), float(window_seconds))
+        kind = self.platform(platform).limit_window
+        limiter = (
+            None if limit is None else make_limiter(kind, int(limit), float(window_seconds))
+        )
         with self._lock:
             self._limiters[platform] = limiter
 
@@ -460,6 +468,16 @@ class Sandbox:
     def clear_log(self) -> None:
         with self._lock:
             self._log.clear()
+
+    def peak(self, platform: str, window: float = 1.0) -> dict[str, int]:
+        """What the server saw of one platform since the log was last cleared: requests,
+        the most that arrived within any rolling ``window`` seconds, and 429 answers."""
+        entries = self.request_log(platform)
+        return {
+            "requests": len(entries),
+            "peak": busiest_window((float(e["time"]) for e in entries), window),
+            "rejected": sum(1 for e in entries if e.get("status") == 429),
+        }
 
     # -- request processing (called from handler threads) ----------------------------
 
@@ -638,6 +656,10 @@ class Sandbox:
                 platform = query.get("platform", [None])[0]
                 entries = self.request_log(platform=platform)
                 return json_response(200, {"count": len(entries), "requests": entries})
+            if route == ("GET", "/peak"):
+                platform = query.get("platform", [""])[0]
+                window = float(query.get("window", ["1"])[0])
+                return json_response(200, self.peak(platform, window))
             if route == ("POST", "/clear-log"):
                 self.clear_log()
                 return json_response(200, {"status": "ok"})
