@@ -399,9 +399,7 @@ class Sandbox:
         """Replace a platform's fixed window (all windows restart); ``limit=None`` turns
         limiting and the rate-limit headers off."""
         kind = self.platform(platform).limit_window
-        limiter = (
-            None if limit is None else make_limiter(kind, int(limit), float(window_seconds))
-        )
+        limiter = None if limit is None else make_limiter(kind, int(limit), float(window_seconds))
         with self._lock:
             self._limiters[platform] = limiter
 
