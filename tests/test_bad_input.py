@@ -211,7 +211,7 @@ PAYLOADS: list[Any] = [
     ("huge string", _set(("data", 0, "name"), HUGE), 12),
     ("unknown field", _set(("data", 0, "favourite_colour"), "teal"), 12),  # left out, with a warning
     ("data null", _set(("data",), None), 0),  # documented: an empty data ends the list
-    ("data an object", _set(("data",), {"id": "usr_x"}), "holds a JSON string where a record"),
+    ("data an object", _set(("data",), {"id": "usr_x"}), "expected a JSON object with 'data' holding a list, found a JSON object"),
     ("record a string", _set(("data", 0), "usr_1"), "holds a JSON string where a record"),
     ("not UTF-8", b'{"status":"success","data":[{"id":"usr_1","name":"\xff\xfe"}]}', "unreadable JSON body"),
     ("HTML page, status 200", b"<html><body><h1>Service unavailable</h1></body></html>", "unreadable JSON body"),

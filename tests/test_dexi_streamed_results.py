@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests_mock as rm
 
+from tap_dataplatforms.core.errors import SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.progress import Progress
 from tap_dataplatforms.dexi.columns import conform
@@ -98,3 +99,56 @@ def test_stream_maps_still_apply_on_the_cheap_record_path(requests_mock: rm.Mock
     records = run_sync(make_tap(settings, clock=FakeClock())).records[STREAM]
     assert [r["url_upper"] for r in records] == [row[0].upper() for row in ROWS[:3]]
     assert all("qty" not in r for r in records)
+
+
+NON_ASCII_ROWS = [[f"https://x/{n}", n, n % 2 == 0, f"Prïs € {n} 𝄞"] for n in range(40)]
+
+
+def test_a_result_cut_inside_a_multi_byte_character_is_read_again(
+    requests_mock: rm.Mocker,
+) -> None:
+    """A body that stops mid-way through a UTF-8 sequence is a cut body like any other:
+    read again, rows not repeated, no UnicodeDecodeError ending the run."""
+    headers = [*HEADERS, "label"]
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", headers, NON_ASCII_ROWS)
+    whole = json.dumps(
+        {"headers": headers, "rows": NON_ASCII_ROWS, "totalRows": len(NON_ASCII_ROWS)},
+        ensure_ascii=False,
+    ).encode()
+    cut = whole.index("€".encode(), len(whole) // 2) + 1  # one byte into a 3-byte character
+    tap = make_tap(config(), clock=FakeClock())
+    tap.streams  # noqa: B018 - discovery, against the whole body
+    requests_mock.get(
+        BASE + "executions/ex-1/result", [{"content": whole[:cut]}, {"content": whole}]
+    )
+    out = run_sync(tap)
+    records = out.records[STREAM]
+    assert [r["_row_index"] for r in records] == list(range(len(NON_ASCII_ROWS)))
+    assert [r["label"] for r in records] == [row[3] for row in NON_ASCII_ROWS]
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (b"{}", "found an object with none"),
+        (b'{"error": "no result"}', "found an object with none"),
+        (b"[]", "found a JSON array"),
+        (b"<html><body>Service busy</body></html>", "found an HTML page"),
+        (b"", "found an empty body"),
+    ],
+)
+def test_a_result_of_the_wrong_shape_fails_naming_it(
+    requests_mock: rm.Mocker, body: bytes, found: str
+) -> None:
+    """Valid JSON (or none) that is not the documented result object is never 0 rows and
+    success: the execution's result fails, naming the platform, endpoint and what came."""
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    account.result("ex-1", HEADERS, ROWS)
+    tap = make_tap(config(), clock=FakeClock())
+    tap.streams  # noqa: B018 - discovery, against the whole body
+    requests_mock.get(BASE + "executions/ex-1/result", content=body)
+    with pytest.raises(SyncFailedError) as info:
+        run_sync(tap)
+    assert "Dexi: GET executions/ex-1/result: expected " in str(info.value)
+    assert found in str(info.value)

@@ -182,3 +182,32 @@ def test_an_invision_table_cut_off_mid_body_is_read_again_without_duplicates(
     assert len(rows) == len(sandbox.invision.tables[table])
     assert [r["Account"] for r in rows] == [r["Account"] for r in sandbox.invision.tables[table]]
     assert caplog.text.count("broke off after") == 3
+
+
+@pytest.mark.parametrize(
+    ("platform", "kind", "rate"),
+    [
+        ("dexi", "utf8", 0.2),  # results and lists full of multi-byte characters
+        ("invision", "utf8", 0.25),
+        ("reinfer", "utf8", 0.25),
+        ("redivis", "eos", 0.5),  # read streams ending cleanly without their end batch
+    ],
+)
+def test_bodies_cut_inside_a_character_or_ended_early_lose_nothing(
+    sandbox: Sandbox,
+    platform: str,
+    kind: str,
+    rate: float,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The two quiet cuts: a well-framed body that stops one byte into a UTF-8 character,
+    and an Arrow read stream that ends cleanly early without its end-of-stream batch.
+    Each, many times over, still gives exactly the fault-free records and state."""
+    caplog.set_level(logging.ERROR)
+    clean = sync(sandbox, platform, tmp_path)
+    clean_files = take_files(tmp_path)
+    got = _kind_only(sandbox, platform, kind, rate, tmp_path)
+    assert sandbox.fault_counts()[platform][kind] > 0
+    assert got == {"records": canonical(clean.records), "state": clean.states[-1]}
+    assert take_files(tmp_path) == clean_files

@@ -20,7 +20,7 @@ from tap_dataplatforms.core.errors import (
 )
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.invision import table_stream_names
-from tap_dataplatforms.invision.jsonrows import infer_schema, iter_json_array
+from tap_dataplatforms.invision.inference import infer_schema
 from tests.helpers import FakeClock, make_tap, run_sync
 
 ROOT = "https://erp.example.com/invision"
@@ -674,18 +674,6 @@ def test_table_stream_names_are_slugs_unique_per_table() -> None:
     assert names["Prosjekt_Øst"] == "invision_table__prosjekt_ost"
     assert names["GL Actuals"] != names["gl_actuals"]
     assert all(n.startswith("invision_table__gl_actuals_") for n in list(names.values())[:2])
-
-
-def test_rows_are_decoded_across_any_chunk_boundary() -> None:
-    rows = [{"a": 1, "b": "ø" * 40, "c": None}, {"a": 2.5, "d": [1, {"e": "]"}]}, {}]
-    body = json.dumps(rows, ensure_ascii=False).encode("utf-8")
-    for size in (1, 2, 3, 5, 64, len(body)):
-        chunks = [body[i : i + size] for i in range(0, len(body), size)]
-        assert list(iter_json_array(chunks)) == rows
-    with pytest.raises(ValueError, match="truncated"):
-        list(iter_json_array([body[:-1]]))
-    with pytest.raises(ValueError, match="not a JSON array"):
-        list(iter_json_array([b'{"rows": []}']))
 
 
 def test_schema_inference_widens_mixed_columns() -> None:

@@ -1,4 +1,4 @@
-"""The cheap record path: incremental JSON parsing, the buffered writer, compiled conformance."""
+"""The cheap record path: the buffered writer, compiled conformance."""
 
 from __future__ import annotations
 
@@ -18,54 +18,8 @@ from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_dataplatforms.core import records
 from tap_dataplatforms.core.http import response_json
-from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
 from tap_dataplatforms.core.records import MessageWriter, compile_conformer
 from tap_dataplatforms.core.timestamps import format_rfc3339, parse_datetime, to_rfc3339
-
-
-def chunked(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-# -- incremental parsing ------------------------------------------------------------------
-
-BODY = {
-    "headers": ["a", "b", "c"],
-    "rows": [[1, "x, ] y", 2.5], [12345, "ü \\u00fc", None], [[1, [2]], {"k": "]"}, True]],
-    "totalRows": 3,
-}
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 20])
-def test_items_come_one_by_one_whatever_the_chunk_boundaries(size: int) -> None:
-    data = json.dumps(BODY, ensure_ascii=False, indent=1).encode()
-    events = list(iter_members(chunked(data, size), "rows"))
-    assert events[0] == (MEMBER, "headers", ["a", "b", "c"])
-    assert [v for k, _, v in events if k == ITEM] == BODY["rows"]
-    assert events[-1] == (MEMBER, "totalRows", 3)
-
-
-def test_a_number_cut_by_a_chunk_boundary_is_read_whole() -> None:
-    data = b'{"rows":[123456789,2]}'
-    events = list(iter_members([data[:12], data[12:]], "rows"))
-    assert [v for _, _, v in events] == [123456789, 2]
-
-
-def test_empty_arrays_objects_and_non_constants() -> None:
-    assert list(iter_members([b"{}"], "rows")) == []
-    assert list(iter_members([b'{"rows": [] , "x": 1}'], "rows")) == [(MEMBER, "x", 1)]
-    events = list(iter_members([b'{"rows":[[NaN, Infinity, -Infinity, 1.5]]}'], "rows"))
-    assert events == [(ITEM, "rows", [None, None, None, 1.5])]
-
-
-@pytest.mark.parametrize(
-    "data",
-    [b'{"rows":[[1,2],[3', b'{"rows":[[1,2]', b'{"rows":[1 2]}', b"[1]", b'{"a":1}x', b""],
-)
-def test_a_cut_or_malformed_body_is_an_error(data: bytes) -> None:
-    with pytest.raises(JsonStreamError):
-        list(iter_members(chunked(data, 3) or [b""], "rows"))
-
 
 # -- writer -------------------------------------------------------------------------------
 
@@ -219,27 +173,6 @@ def test_what_msgspec_refuses_is_read_as_python_reads_it() -> None:
     for bad in (b"", b"<html>", b'{"a": 1'):
         with pytest.raises(json.JSONDecodeError):
             response_json(_response(bad))
-
-
-@pytest.mark.parametrize("size", [100, 5000, 1 << 16])
-def test_runs_of_items_decoded_together_equal_the_items(size: int) -> None:
-    rows: list[Any] = []
-    for n in range(3000):
-        rows.append([n, f"cell {n} ],[ not a boundary", [[n], [n + 1]], {"k": "],["}, None])
-        if n % 500 == 7:
-            rows.append([[1], [2], "],[", [], {}])
-    body = {"headers": ["a"], "rows": rows, "totalRows": len(rows)}
-    data = json.dumps(body, separators=(",", ":")).encode()
-    events = list(iter_members(chunked(data, size), "rows"))
-    assert [v for k, _, v in events if k == ITEM] == rows
-
-
-def test_a_run_with_a_non_constant_falls_back_to_one_by_one() -> None:
-    text = "[" + ",".join(f"[{n},1.5]" for n in range(2000)) + ",[NaN,2]]"
-    data = ('{"rows":' + text + "}").encode()
-    items = [v for _, _, v in iter_members(chunked(data, 1 << 14), "rows")]
-    assert items[-1] == [None, 2]
-    assert items[:2000] == [[n, 1.5] for n in range(2000)]
 
 
 def test_open_objects_without_typed_members_compile_to_nothing() -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tap_dataplatforms.core.errors import SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.naming import slug
-from tap_dataplatforms.redivis.rows import TableRowsStream, to_json_ready
+from tap_dataplatforms.redivis.rows import to_json_ready
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
@@ -95,7 +96,9 @@ def test_rows_equal_the_table_typed_from_variables(sandbox: Sandbox, read_stream
     records = out.records[stream_name(table)]
     key = table.variables[0].name
     assert rows_by_id(records, key) == expected_rows(sandbox, table)
-    assert sorted(r["_row_number"] for r in records) == list(range(table.num_rows))
+    # unique (streams split rows unevenly, so the interleaved numbers may leave gaps)
+    numbers = [r["_row_number"] for r in records]
+    assert len(set(numbers)) == len(numbers) == table.num_rows
     schema = out.schemas[stream_name(table)]["properties"]
     for variable in table.variables:
         expected_type = {
@@ -217,12 +220,52 @@ def test_conversions_follow_the_variable_types() -> None:
     assert to_json_ready(pa.array([1, 0]), "boolean").to_pylist() == [True, False]
 
 
-def test_over_delivered_rows_are_trimmed() -> None:
-    layout = TableRowsStream._stream_limits
-    from tap_dataplatforms.redivis.rows import _Layout
+def test_streams_end_only_at_their_end_batch_and_clean_early_ends_resume(
+    sandbox: Sandbox,
+) -> None:
+    """The default sandbox splits rows unevenly, announces even estimates, and ends the
+    first read of some streams cleanly half way without the end batch: every row still
+    arrives, once, because only the zero-row end batch finishes a stream."""
+    table = find_table(sandbox, rows=9_001, skip=1)
+    sessions = sandbox.platform("redivis").read_sessions
+    assert sessions.early_ends  # the default mode
+    reads_before = len(sessions.reads)
+    tap = make_tap(config(sandbox, [table.qualified_reference], read_streams=3))
+    out = run_sync(tap)
+    key = table.variables[0].name
+    assert rows_by_id(out.records[stream_name(table)], key) == expected_rows(sandbox, table)
+    session = list(sessions.sessions.values())[-1]
+    assert len({s.rows for s in session.streams}) > 1  # uneven
+    assert any(s.rows > s.estimated for s in session.streams)  # over the estimate
+    reads = sessions.reads[reads_before:]
+    early = [s for s in session.streams if s.id in {i for i, off in reads if off}]
+    assert early  # some stream ended early and was read again from its offset
+    for stream in early:
+        assert (stream.id, stream.rows // 2) in reads
+    asked = [e for e in sandbox.request_log("redivis") if "/readStreams/" in e["path"]]
+    assert asked
+    assert all(e["query"].get("eosSentinel") == "true" for e in asked)
 
-    assert layout(_Layout(0, 100, ["a", "b"], [50, 53])) == [None, 50]
-    assert layout(_Layout(0, 100, ["a", "b"], [50, 50])) == [None, None]
+
+def test_rows_other_than_the_session_total_fail_the_table_naming_it(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = find_table(sandbox, rows=5_000, skip=1)
+    sessions = sandbox.platform("redivis").read_sessions
+    create = sessions.create
+
+    def overcounted(*args: Any, **kwargs: Any) -> Any:
+        session, unknown = create(*args, **kwargs)
+        session.num_rows += 7  # the session counts rows no stream delivers
+        return session, unknown
+
+    monkeypatch.setattr(sessions, "create", overcounted)
+    tap = make_tap(config(sandbox, [table.qualified_reference], read_streams=2))
+    with pytest.raises(SyncFailedError) as info:
+        run_sync(tap)
+    message = str(info.value)
+    assert table.qualified_reference in message
+    assert "delivered 5000 rows, but the read session counted 5007" in message
 
 
 def test_slugs() -> None:

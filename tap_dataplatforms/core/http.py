@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -43,6 +44,7 @@ from tap_dataplatforms.core.errors import (
     PlatformUnavailableError,
     RateLimitedError,
 )
+from tap_dataplatforms.core.jsonbody import describe_start
 from tap_dataplatforms.core.progress import Progress
 from tap_dataplatforms.core.records import boolean_text_fixer
 from tap_dataplatforms.core.redact import redact, redact_url
@@ -66,6 +68,8 @@ _TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ContentDecodingError,
 )
 _JSON_CACHE = "_tap_dataplatforms_json"
+#: A records path of the documented form ``$.<member>[*]``.
+_LIST_MEMBER = re.compile(r"^\$\.([A-Za-z_][A-Za-z0-9_]*)\[\*\]$")
 _MSGSPEC_DECODE = msgspec.json.Decoder().decode
 
 
@@ -248,9 +252,9 @@ class PlatformStream(RESTStream[Any]):
             try:
                 response_json(response)
             except ValueError as exc:
-                message = (
-                    f"{self.platform_title}: unreadable JSON body from {redact_url(response.url)}"
-                )
+                found = describe_start(response.content[:256])
+                detail = "cut off or malformed" if found.startswith(("a JSON", "JSON")) else found
+                message = f"{self.where(response)}: unreadable JSON body ({detail})"
                 raise RetriableAPIError(message, response) from exc
 
     # -- sending ------------------------------------------------------------------
@@ -437,8 +441,47 @@ class PlatformStream(RESTStream[Any]):
         super()._write_schema_message()
         self._schema_announced = True
 
+    def where(self, response: requests.Response) -> str:
+        """``<Platform>: <METHOD> <url>``, the start of a message about one answer."""
+        request = response.request
+        method = request.method if request is not None else "GET"
+        url = redact_url(response.url or (request.url if request is not None else "") or "")
+        return f"{self.platform_title}: {method} {url}"
+
+    def documented_list(
+        self, response: requests.Response, member: str, body: Any = None
+    ) -> list[Any]:
+        """The list a documented ``{member: [...], ...}`` answer holds. Valid JSON of
+        another shape (a bare list, an object without ``member``) is an error naming the
+        platform, the endpoint and what came, never an empty page."""
+        if body is None:
+            body = response_json(response)
+        expected = f"expected a JSON object with '{member}'"
+        if not isinstance(body, dict):
+            raise PartitionError(
+                f"{self.where(response)}: {expected}, found a JSON {json_type(body)}"
+            )
+        if member not in body:
+            keys = ", ".join(sorted(map(str, body))[:8]) or "none"
+            raise PartitionError(
+                f"{self.where(response)}: {expected}, found an object without it (keys: {keys})"
+            )
+        value = body[member]
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise PartitionError(
+                f"{self.where(response)}: {expected} holding a list, "
+                f"found a JSON {json_type(value)}"
+            )
+        return value
+
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        for record in extract_jsonpath(self.records_jsonpath, input=response_json(response)):
+        body = response_json(response)
+        member = _LIST_MEMBER.match(self.records_jsonpath or "")
+        if member is not None:
+            self.documented_list(response, member.group(1), body)
+        for record in extract_jsonpath(self.records_jsonpath, input=body):
             if not isinstance(record, dict):
                 # A list that is an object, or holds bare values: not records this stream
                 # can deliver, and guessing would lose or invent fields.

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
 
 from pyrate_limiter import Rate
@@ -161,14 +161,14 @@ class DexiStream(PlatformStream):
 
     # -- one-off requests (discovery, single objects), through the same discipline --------
 
-    def fetch_json(
+    def fetch_response(
         self,
         path: str,
         params: dict[str, Any] | None = None,
         *,
         method: str = "GET",
         body: Any = None,
-    ) -> Any:
+    ) -> requests.Response:
         prepared = self.build_prepared_request(
             method=method,
             url=self.url_base + path,
@@ -177,4 +177,28 @@ class DexiStream(PlatformStream):
             data=None if body is None else json.dumps(body),
         )
         send = self.request_decorator(self._request)
-        return response_json(send(prepared, None))
+        return cast("requests.Response", send(prepared, None))
+
+    def fetch_json(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        body: Any = None,
+    ) -> Any:
+        return response_json(self.fetch_response(path, params, method=method, body=body))
+
+    def fetch_rows(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        body: Any = None,
+    ) -> dict[str, Any]:
+        """A documented ``{"rows": [...], ...}`` answer (a listing, or a result read whole);
+        valid JSON of another shape fails, naming the endpoint and what came."""
+        response = self.fetch_response(path, params, method=method, body=body)
+        self.documented_list(response, "rows")
+        return cast("dict[str, Any]", response_json(response))

@@ -92,7 +92,7 @@ def latest_columns(stream: ExecutionsStream, run_id: str) -> dict[str, str | Non
     headers: list[str] = []
     kinds: dict[str, list[str | None]] = {}
     try:
-        body = stream.fetch_json(
+        body = stream.fetch_rows(
             f"runs/{encode_segment(run_id)}/executions", {"offset": 0, "limit": LATEST_WINDOW}
         )
         finished = [
@@ -105,7 +105,7 @@ def latest_columns(stream: ExecutionsStream, run_id: str) -> dict[str, str | Non
         for execution in finished:
             if sampled >= SAMPLED_RESULTS:
                 break
-            result = stream.fetch_json(
+            result = stream.fetch_rows(
                 f"executions/{encode_segment(str(execution['_id']))}/result", {"format": "json"}
             )
             names = [str(h) for h in result.get("headers") or []]
@@ -122,7 +122,7 @@ def latest_columns(stream: ExecutionsStream, run_id: str) -> dict[str, str | Non
 def dataset_columns(tap: Tap, name: str, dataset_id: str) -> dict[str, str | None]:
     probe = DatasetRowsStream(tap, name=name, dataset_id=dataset_id, columns={})
     try:
-        body = probe.fetch_json(
+        body = probe.fetch_rows(
             probe.path or "", method="POST", body={"offset": 0, "limit": PAGE_SIZE}
         )
     except (PartitionError, RetriableAPIError, requests.RequestException) as exc:

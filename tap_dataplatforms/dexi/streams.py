@@ -12,8 +12,8 @@ from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
-from tap_dataplatforms.core.http import response_json
-from tap_dataplatforms.core.jsonstream import ITEM, MEMBER, JsonStreamError, iter_members
+from tap_dataplatforms.core.http import json_type, response_json
+from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, BrokenBody, WrongShape, iter_body
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.timestamps import to_rfc3339
@@ -47,13 +47,14 @@ if TYPE_CHECKING:
 TIMESTAMP = th.DateTimeType
 #: Bytes read at a time from a result body.
 _CHUNK_BYTES = 1 << 18
-#: What breaks a result body mid-way (read again); JsonStreamError: cut off short.
+#: What breaks a result body mid-way (read again); BrokenBody: cut off short, even
+#: inside a multi-byte character, or otherwise not whole JSON.
 _BODY_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ConnectionError,
     requests.exceptions.ContentDecodingError,
     ConnectionResetError,
-    JsonStreamError,
+    BrokenBody,
 )
 #: Cell types that already fit a column kind (see columns.conform for the rest).
 _FITS: dict[str | None, tuple[type, ...]] = {
@@ -110,10 +111,11 @@ class RunsStream(DexiStream):
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         body = response_json(response)
-        if isinstance(body, dict) and isinstance(body.get("rows"), list):
-            yield from body["rows"]
-        elif isinstance(body, dict):
+        listing = (response.url or "").split("?")[0].rstrip("/").endswith("/runs")
+        if isinstance(body, dict) and not listing:
             yield body  # GET runs/{id}: one bare run
+            return
+        yield from self.documented_list(response, "rows", body)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         # Newest first: a run created while paging pushes one to the next page again.
@@ -182,7 +184,7 @@ class ExecutionsStream(DexiStream):
         for _ in range(MAX_LIST_PASSES):
             offset, first_total, total = 0, None, None
             while True:
-                body = self.fetch_json(path, {"offset": offset, "limit": PAGE_SIZE})
+                body = self.fetch_rows(path, {"offset": offset, "limit": PAGE_SIZE})
                 rows = body.get("rows") or []
                 total = body.get("totalRows")
                 first_total = total if first_total is None else first_total
@@ -429,17 +431,18 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
         try:
             while True:
                 try:
-                    for record in self.rows_of_events(self._events(response), sink, skip=emitted):
+                    events = self._events(execution_id, response)
+                    for record in self.rows_of_events(events, sink, skip=emitted):
                         emitted += 1
                         yield record
                     return
+                except WrongShape as exc:
+                    raise PartitionError(str(exc)) from None
                 except _BODY_ERRORS as exc:
                     response.close()
                     if tries >= self.backoff_max_tries():
-                        if isinstance(exc, JsonStreamError):
-                            raise PartitionError(
-                                f"the result of execution {execution_id} is not valid JSON: {exc}"
-                            ) from exc
+                        if isinstance(exc, BrokenBody):
+                            raise PartitionError(f"{exc} (gave up after {tries} reads)") from None
                         raise
                     tries += 1
                     self.logger.warning(
@@ -452,9 +455,16 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
         finally:
             response.close()
 
-    @staticmethod
-    def _events(response: requests.Response) -> Iterable[tuple[str, str, Any]]:
-        return iter_members(response.iter_content(_CHUNK_BYTES), "rows")
+    def _events(
+        self, execution_id: str, response: requests.Response
+    ) -> Iterable[tuple[str, str, Any]]:
+        return iter_body(
+            response.iter_content(_CHUNK_BYTES),
+            where=f"{self.platform_title}: GET executions/{execution_id}/result",
+            streamed="rows",
+            members=("headers", "totalRows"),
+            required=("headers", "rows", "totalRows"),
+        )
 
     def rows_of(self, body: Any, sink: list[str] | None) -> Iterable[dict[str, Any]]:
         """The rows of a result body already parsed (a dict), as from the stream."""
@@ -579,7 +589,11 @@ class DatasetRowsStream(DexiStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         sent = json.loads(response.request.body or b"{}") if response.request else {}
         offset = int(sent.get("offset") or 0)
-        for position, row in enumerate(response_json(response).get("rows") or []):
+        for position, row in enumerate(self.documented_list(response, "rows")):
+            if not isinstance(row, dict):
+                raise PartitionError(
+                    f"{self.where(response)}: a row is a JSON {json_type(row)}, not an object"
+                )
             record = {
                 name: conform(value, self.columns.get(name))
                 for name, value in row.items()
@@ -645,7 +659,7 @@ class FilesStream(ThrottledState, DexiStream):
             reader = self._tap.streams["dexi_executions"]
             assert isinstance(reader, DexiStream)
             try:
-                body = reader.fetch_json(
+                body = reader.fetch_rows(
                     f"executions/{encode_segment(execution_id)}/result", {"format": "json"}
                 )
             except PartitionError as exc:

@@ -16,7 +16,7 @@ from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.timestamps import to_invision
-from tap_dataplatforms.invision.jsonrows import infer_schema
+from tap_dataplatforms.invision.inference import infer_schema
 from tap_dataplatforms.invision.streams import DataflowRunsStream, ExecutionLogStream, TableStream
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
+from tap_dataplatforms.core.jsonbody import BrokenBody, WrongShape, iter_array
 from tap_dataplatforms.core.partition import first_partition
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
 from tap_dataplatforms.invision.client import InVisionStream
-from tap_dataplatforms.invision.jsonrows import iter_json_array
 from tap_dataplatforms.invision.runs import DataflowRunsStream
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ __all__ = ["DataflowRunsStream", "ExecutionLogStream", "TableStream"]
 
 #: What a table body that breaks off mid-way raises while it is read.
 _BODY_ERRORS = (
-    ValueError,  # cut JSON, or a 200 whose body is no array (iter_json_array)
+    BrokenBody,  # cut JSON, even inside a multi-byte character
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
@@ -288,10 +288,12 @@ class TableStream(InVisionStream):
                             emitted += 1
                             yield row
                     return
+                except WrongShape as exc:
+                    raise PartitionError(str(exc)) from None
                 except _BODY_ERRORS as exc:
                     response.close()
                     if tries >= limit:
-                        if isinstance(exc, ValueError):
+                        if isinstance(exc, BrokenBody):
                             raise PartitionError(
                                 f"{self.platform_title}: unreadable rows of table "
                                 f"'{self.table}': {exc}"
@@ -312,7 +314,8 @@ class TableStream(InVisionStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """Rows as they arrive; a broken body raises ValueError (``request_records``
         reads it again), an element that is no row fails the table."""
-        for row in iter_json_array(response.iter_content(chunk_size=65536)):
+        where = f"{self.platform_title}: GET {self.path.format(table=self.table)}"
+        for row in iter_array(response.iter_content(chunk_size=65536), where=where):
             if not isinstance(row, dict):
                 raise PartitionError(
                     f"{self.platform_title}: table '{self.table}' holds a JSON "

@@ -3,8 +3,15 @@
 A read session splits the table into read streams; each is an Arrow IPC stream read
 concurrently (inside the Redivis budget), converted batch by batch, never the whole
 table at once. Columns are typed from the table's variables, not from the Arrow schema,
-which can disagree (notes, pitfall 4). A broken stream resumes at ``?offset=`` the rows
-already read; an expired session is recreated and reading resumes where it was.
+which can disagree (notes, pitfall 4).
+
+A read is complete only when the platform says so: every request asks for the end-of-stream
+marker (``eosSentinel=true``, as the official clients do), and a stream is finished only
+when its zero-row end batch arrives. A body that breaks, or ends cleanly without that
+batch, resumes at ``?offset=`` the rows already read from that stream; an expired session
+is recreated and reading resumes where it was. ``estimatedRows`` is never used to trim or
+stop a stream; the session's ``numRows`` is the one total, and a table whose streams
+delivered another number fails, named.
 """
 
 from __future__ import annotations
@@ -72,6 +79,10 @@ class _Layout:
 
 class _SessionExpiredError(Exception):
     pass
+
+
+class _EndedEarlyError(Exception):
+    """A read stream's body ended without the end-of-stream batch: it was cut off."""
 
 
 class TableRowsStream(ConformedRecords, RedivisStream):
@@ -156,7 +167,6 @@ class TableRowsStream(ConformedRecords, RedivisStream):
         count = len(layout.stream_ids)
         if count == 0 or layout.num_rows == 0:
             return
-        limits = self._stream_limits(layout)
         workers = max(1, min(count, int(self.config.get("max_concurrency") or 4), self.workers_cap))
         batches: queue.Queue[Any] = queue.Queue(maxsize=workers * BATCH_QUEUE_PER_WORKER)
         stop = threading.Event()
@@ -164,7 +174,7 @@ class TableRowsStream(ConformedRecords, RedivisStream):
 
         def work(index: int) -> None:
             try:
-                for rows in self._read_stream(index, count, limits[index], selected, stop):
+                for rows in self._read_stream(index, count, selected, stop):
                     batches.put(rows)
                 batches.put(done)
             except BaseException as exc:  # handed to the consumer, which raises it
@@ -183,35 +193,29 @@ class TableRowsStream(ConformedRecords, RedivisStream):
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                for row in item:
-                    if emitted >= layout.num_rows:
-                        break  # the backend can over-deliver (notes, pitfall 5)
-                    emitted += 1
-                    yield row
+                emitted += len(item)
+                yield from item
         finally:
             stop.set()
             while not batches.empty():  # unblock producers waiting on a full queue
                 batches.get_nowait()
             pool.shutdown(wait=True, cancel_futures=True)
-
-    @staticmethod
-    def _stream_limits(layout: _Layout) -> list[int | None]:
-        """Rows each stream may deliver: a surplus over ``numRows`` is trimmed from the last."""
-        limits: list[int | None] = [None] * len(layout.estimated)
-        surplus = sum(layout.estimated) - layout.num_rows
-        if surplus > 0 and layout.estimated:
-            limits[-1] = max(layout.estimated[-1] - surplus, 0)
-        return limits
+        if emitted != layout.num_rows:
+            raise PartitionError(
+                f"Redivis: table {self.table_reference}: its read streams delivered {emitted} "
+                f"rows, but the read session counted {layout.num_rows}; the table is incomplete "
+                "or doubled, rerun the sync"
+            )
 
     def _read_stream(
         self,
         index: int,
         count: int,
-        limit: int | None,
         selected: list[dict[str, Any]],
         stop: threading.Event,
     ) -> Iterator[list[dict[str, Any]]]:
-        """One read stream's rows, batch by batch, resuming after breaks."""
+        """One read stream's rows, batch by batch, resuming after breaks, until its
+        zero-row end batch."""
         import pyarrow as pa
 
         offset = 0
@@ -225,30 +229,32 @@ class TableRowsStream(ConformedRecords, RedivisStream):
             response: requests.Response | None = None
             try:
                 try:
-                    response = self.send("GET", url, params={"offset": offset}, stream=True)
+                    response = self.send(
+                        "GET", url, params={"offset": offset, "eosSentinel": "true"}, stream=True
+                    )
                 except PartitionError as exc:
                     if exc.status == 404:
                         raise _SessionExpiredError from exc
                     raise
                 response.raw.decode_content = True
                 for batch in pa.ipc.open_stream(response.raw):
+                    if batch.num_rows == 0:
+                        return  # the end-of-stream batch: this stream is whole
                     for start in range(0, batch.num_rows, SLICE_ROWS):
                         if stop.is_set():
                             return
                         piece = batch.slice(start, SLICE_ROWS)
-                        numbered = []
-                        for position, row in enumerate(self._convert(piece, selected), offset):
-                            if limit is not None and position >= limit:
-                                break
+                        numbered = self._convert(piece, selected)
+                        for position, row in enumerate(numbered, offset):
                             row["_row_number"] = position * count + index
-                            numbered.append(row)
                         offset += piece.num_rows
                         if numbered:
                             yield numbered
-                return
+                raise _EndedEarlyError("the body ended without the end-of-stream batch")
             except _SessionExpiredError:
                 self._renew(selected, layout.generation)
             except (
+                _EndedEarlyError,
                 requests.exceptions.RequestException,
                 pa.ArrowException,
                 OSError,

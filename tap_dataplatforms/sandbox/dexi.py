@@ -73,6 +73,10 @@ TEMPLATES: dict[str, list[str]] = {
     "locator": ["input_url", "store", "lat", "lng", "open_days", "error"],
     "listing": ["input_url", "rank", "score", "error"],
 }
+# Scraped text is rarely ASCII: two-, three- and four-byte UTF-8 characters in every
+# result, so a body cut at any byte can stop inside one (an injected fault does so).
+_LABELS = ("Größe M", "€ 12,50 inkl. MwSt.", "日本語の説明", "Crème brûlée", "🎁 gift")
+_PLACES = ("Zürich", "Malmö", "Kraków", "Ålesund", "Москва")
 
 
 @dataclass
@@ -176,11 +180,12 @@ class DexiData:
             image = self._file_cell(run, execution_id) if rng.random() < 0.5 else None
             if failed:
                 return [url, None, None, None, None, None, error]
-            return [url, f"Item {n}", price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
+            title = f"Item {n} · {_LABELS[n % len(_LABELS)]}"
+            return [url, title, price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
         if run.template == "locator":
             days = rng.sample(["mon", "tue", "wed", "thu", "fri", "sat"], rng.randrange(1, 5))
             lat, lng = round(rng.uniform(47, 55), 5), round(rng.uniform(6, 15), 5)
-            return [url, f"Store {n}", lat, lng, days, error]
+            return [url, f"Store {n} {_PLACES[n % len(_PLACES)]}", lat, lng, days, error]
         score: int | str = rng.randrange(0, 100) if rng.random() < 0.8 else "n/a"
         return [url, n, score, error]
 
@@ -335,7 +340,8 @@ class DexiData:
             size = rng.randrange(40, 3000)
             self.bulk_files[file_id] = size
             image = f"FILE:image/jpeg;{size};{file_id}"
-        return [url, f"Item {n}", price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
+        title = f"Item {n} · {_LABELS[n % len(_LABELS)]}"
+        return [url, title, price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
 
     def delete_run(self, run_id: str) -> None:
         with self.lock:

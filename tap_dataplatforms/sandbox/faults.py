@@ -11,15 +11,21 @@ chosen uniformly among the kinds that apply to it:
 - ``drop``: the connection is closed without any answer;
 - ``expired``: a short-lived credential is answered as expired (and really expires), only
   where the platform has one (``Platform.credential_can_expire``);
-- ``truncated``: status 200 with the first half of the JSON body;
+- ``truncated``: status 200 with about the first half of the JSON body (ending one byte
+  into a multi-byte UTF-8 character when one follows the middle);
 - ``cut``: status 200, then the connection drops mid-body (the body goes out chunked and
-  stops after its first part, without the closing chunk);
+  stops after its first part, without the closing chunk; a whole body is cut as for
+  ``truncated``, so inside a multi-byte character when it can);
+- ``utf8``: status 200 and a well-framed body that stops one byte into a multi-byte UTF-8
+  character (only bodies that hold one);
+- ``eos``: a streamed body (Redivis read streams) that ends cleanly at a batch boundary,
+  early, without the end-of-stream batch the client asked for;
 - ``slow``: the answer comes ``slow_seconds`` late, after the client's read timeout.
 
-Faults must never change the data. Every kind but the last two is answered before the
+Faults must never change the data. Every kind but the last five is answered before the
 handler runs, so a faulted request has no side effect (no run started, no read session
-opened, no cursor moved). ``truncated``, ``cut`` and ``slow`` run the handler, so they pick
-requests the platform calls read-only (``Platform.is_read_only``).
+opened, no cursor moved). ``truncated``, ``cut``, ``utf8``, ``eos`` and ``slow`` run the
+handler, so they pick requests the platform calls read-only (``Platform.is_read_only``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,20 @@ from collections import Counter
 from dataclasses import dataclass
 
 #: Every kind, in the order figures list them.
-FAULT_KINDS = ("429", "500", "502", "503", "504", "drop", "expired", "truncated", "cut", "slow")
+FAULT_KINDS = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "drop",
+    "expired",
+    "truncated",
+    "cut",
+    "utf8",
+    "eos",
+    "slow",
+)
 #: Kinds answered before the handler runs.
 PRE_HANDLER_KINDS = frozenset({"429", "500", "502", "503", "504", "drop", "expired"})
 

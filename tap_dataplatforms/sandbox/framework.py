@@ -493,6 +493,11 @@ class Platform:
         then spoil the answer (truncated or late)."""
         return req.method in ("GET", "HEAD")
 
+    def end_stream_early(self, req: Request, resp: Response) -> bool:
+        """Make a streamed body end cleanly, early, without its end-of-stream marker (an
+        injected ``eos`` fault); whether the platform has such bodies and this is one."""
+        return False
+
     def credential_can_expire(self, req: Request) -> bool:
         """Whether the request carries a short-lived credential that has already been
         accepted, and so may expire now (an injected ``expired`` fault)."""

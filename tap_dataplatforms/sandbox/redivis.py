@@ -47,7 +47,7 @@ from .framework import (
     reason_phrase,
     register_platform,
 )
-from .redivis_rows import ReadSessions
+from .redivis_rows import ArrowBody, ReadSessions
 
 TOKEN = CREDENTIALS["redivis"]["token"]
 TOKEN_USER = "jdoe"
@@ -1332,7 +1332,7 @@ class RedivisPlatform(Platform):
                 "kind": "readSession",
                 "id": session.id,
                 "numRows": session.num_rows,
-                "streams": [{"id": s.id, "estimatedRows": s.rows} for s in session.streams],
+                "streams": [{"id": s.id, "estimatedRows": s.estimated} for s in session.streams],
             },
         )
 
@@ -1354,5 +1354,12 @@ class RedivisPlatform(Platform):
         # (notes, pitfall 4): here floats and times come as strings.
         mistyped = {"float", "time"} if _digest(table_key)[0] in "0123" else set()
         resp = Response(status=200, content_type="application/vnd.apache.arrow.stream")
-        resp.stream = self.read_sessions.body(stream, offset, mistyped)
+        sentinel = (req.arg("eosSentinel") or "").lower() == "true"
+        resp.stream = self.read_sessions.body(stream, offset, mistyped, sentinel=sentinel)
         return resp
+
+    def end_stream_early(self, req: Request, resp: Response) -> bool:
+        if resp.status != 200 or not isinstance(resp.stream, ArrowBody):
+            return False
+        resp.stream.end_early = True
+        return True

@@ -4,8 +4,16 @@
   ``selectedVariables`` (names, case-insensitive), ``requestedStreamCount`` and optional
   ``maxResults`` answers ``{"id", "numRows", "streams": [{"id", "estimatedRows"}]}``; the
   server may grant fewer streams than requested (at most ``MAX_STREAMS``).
-- ``GET /readStreams/{id}?offset=N`` streams that stream's rows from ``N`` as an Arrow IPC
-  stream (schema, then record batches), chunked.
+- ``GET /readStreams/{id}?offset=N[&eosSentinel=true]`` streams that stream's rows from
+  ``N`` as an Arrow IPC stream (schema, then record batches), chunked; with
+  ``eosSentinel=true`` the last batch is an empty one, the end-of-stream marker the official
+  clients ask for (notes, 5.4).
+
+Completeness is only what the server says: streams split the table unevenly and their
+``estimatedRows`` (an even share) differ from what they hold; ``numRows`` is the total.
+By default (``early_ends``) the first read of about half the streams ends cleanly at a
+batch boundary half way, without the end marker, as a cut-off download can: only a client
+that asked for the marker and resumes at ``offset`` reads every row.
 
 Quirks modelled from the notes' pitfalls: Arrow types that differ from the variables' types
 on some dataset tables (floats and times as strings); the streams of an unreleased ``next``
@@ -101,6 +109,8 @@ class ReadStream:
     start: int  # first table row of this stream
     rows: int  # rows this stream delivers (over-delivery included)
     columns: list[tuple[str, str]]  # (name, variable type) in the order this stream sends
+    estimated: int = 0  # what the session announces: an even share, not ``rows``
+    read_once: bool = False  # its first read has been served
 
 
 @dataclass
@@ -127,6 +137,8 @@ class ReadSessions:
         # optionally every session expires at that moment too.
         self._cuts: list[tuple[int, bool]] = []
         self.reads: list[tuple[str, int]] = []  # (stream id, offset) of every GET
+        # The default mode: first reads of some streams end early, cleanly, unmarked.
+        self.early_ends = True
 
     def cut_next_reads(self, after_rows: int, count: int = 1, *, expire: bool = False) -> None:
         with self._lock:
@@ -165,10 +177,13 @@ class ReadSessions:
                 created=now,
                 num_rows=total,
             )
-            base, extra = divmod(total, count)
+            # Uneven shares (weights 1, 2, 3, 1, 2, ...), the rest to the last stream.
+            weights = [1 + index % 3 for index in range(count)]
+            shares = [total * w // sum(weights) for w in weights]
+            shares[-1] += total - sum(shares)
             start = 0
             for index in range(count):
-                rows = base + (1 if index < extra else 0)
+                rows = shares[index]
                 if max_results is not None and index == count - 1 and total < table.num_rows:
                     # The backend can deliver a few rows more than maxResults (notes, pitfall 5).
                     rows += min(OVER_DELIVERY_ROWS, table.num_rows - total)
@@ -184,9 +199,12 @@ class ReadSessions:
                     rows=rows,
                     columns=stream_columns,
                 )
-                start += base + (1 if index < extra else 0)
+                start += shares[index]
                 session.streams.append(stream)
                 self.streams[stream.id] = stream
+            estimate = -(-total // count)  # an even share, rounded up
+            for stream in session.streams:
+                stream.estimated = estimate
             self.sessions[session.id] = session
         return session, unknown
 
@@ -200,41 +218,21 @@ class ReadSessions:
                 return None
             return stream
 
-    def body(self, stream: ReadStream, offset: int, strings_for: set[str]) -> Iterator[bytes]:
+    def body(
+        self, stream: ReadStream, offset: int, strings_for: set[str], *, sentinel: bool = False
+    ) -> ArrowBody:
         """The stream's rows from ``offset`` as an Arrow IPC stream, a batch at a time."""
-        import pyarrow as pa
-
         with self._lock:
             cut_after, expire = self._cuts.pop(0) if self._cuts else (None, False)
             self.reads.append((stream.id, offset))
-        table_key = self.sessions[stream.session_id].table_key
-        fields = [
-            pa.field(name, pa.string() if vtype in strings_for else arrow_type(vtype))
-            for name, vtype in stream.columns
-        ]
-        schema = pa.schema(fields)
-        sink = _Chunks()
-        writer = pa.ipc.new_stream(sink, schema)
-        yield sink.take()
-        sent = 0
-        position = stream.start + offset
-        stop = stream.start + stream.rows
-        while position < stop:
-            upto = min(position + BATCH_ROWS, stop)
-            if cut_after is not None and sent + (upto - position) > cut_after:
-                upto = position + max(cut_after - sent, 0)
-                if upto > position:
-                    writer.write_batch(self._batch(table_key, stream, schema, position, upto))
-                    yield sink.take()
-                if expire:
-                    self.expire_all()
-                raise CutConnection
-            writer.write_batch(self._batch(table_key, stream, schema, position, upto))
-            sent += upto - position
-            position = upto
-            yield sink.take()
-        writer.close()
-        yield sink.take()
+            first = not stream.read_once
+            stream.read_once = True
+        body = ArrowBody(self, stream, offset, strings_for, sentinel, cut_after, expire)
+        # every other stream of a session (which half depends on the session)
+        alternate = (stream.index + _mix(self.seed, stream.session_id)) % 2 == 0
+        if self.early_ends and first and offset == 0 and alternate:
+            body.end_early = True
+        return body
 
     def _batch(
         self, table_key: str, stream: ReadStream, schema: pa.Schema, start: int, stop: int
@@ -261,6 +259,69 @@ class ReadSessions:
         ]
         names = [v.name for v in table.variables]
         return pa.RecordBatch.from_arrays(arrays, names=names).to_pylist()
+
+
+class ArrowBody:
+    """One read stream's body; ``end_early`` (set before it is sent) ends it cleanly at a
+    batch boundary half way through what is left, without the end-of-stream batch."""
+
+    def __init__(
+        self,
+        sessions: ReadSessions,
+        stream: ReadStream,
+        offset: int,
+        strings_for: set[str],
+        sentinel: bool,
+        cut_after: int | None,
+        expire: bool,
+    ) -> None:
+        self.sessions = sessions
+        self.stream = stream
+        self.offset = offset
+        self.strings_for = strings_for
+        self.sentinel = sentinel
+        self.cut_after = cut_after
+        self.expire = expire
+        self.end_early = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        import pyarrow as pa
+
+        stream, sessions = self.stream, self.sessions
+        table_key = sessions.sessions[stream.session_id].table_key
+        fields = [
+            pa.field(name, pa.string() if vtype in self.strings_for else arrow_type(vtype))
+            for name, vtype in stream.columns
+        ]
+        schema = pa.schema(fields)
+        sink = _Chunks()
+        writer = pa.ipc.new_stream(sink, schema)
+        yield sink.take()
+        sent = 0
+        position = stream.start + self.offset
+        stop = stream.start + stream.rows
+        if self.end_early:
+            stop = position + (stop - position) // 2
+        cut_after = self.cut_after
+        while position < stop:
+            upto = min(position + BATCH_ROWS, stop)
+            if cut_after is not None and sent + (upto - position) > cut_after:
+                upto = position + max(cut_after - sent, 0)
+                if upto > position:
+                    writer.write_batch(sessions._batch(table_key, stream, schema, position, upto))
+                    yield sink.take()
+                if self.expire:
+                    sessions.expire_all()
+                raise CutConnection
+            writer.write_batch(sessions._batch(table_key, stream, schema, position, upto))
+            sent += upto - position
+            position = upto
+            yield sink.take()
+        if self.sentinel and not self.end_early:
+            empty = [pa.array([], type=f.type) for f in schema]
+            writer.write_batch(pa.RecordBatch.from_arrays(empty, schema=schema))
+        writer.close()
+        yield sink.take()
 
 
 class _Chunks:

@@ -238,7 +238,16 @@ class Dataset:
 
 
 LABELS = ("Billing", "Billing > Refund", "Billing > Invoice", "Delivery", "Delivery > Late")
-SUBJECTS = ("Invoice question", "Where is my parcel?", "Refund please", "Account", "Thanks")
+# Customer mail is multilingual: subjects with two-, three- and four-byte UTF-8 characters.
+SUBJECTS = (
+    "Invoice question",
+    "Where is my parcel?",
+    "Rückerstattung bitte",
+    "Où est mon colis ?",
+    "Счёт за март",
+    "ご注文について",
+    "Thanks 🙏",
+)
 
 
 class ReinferData:

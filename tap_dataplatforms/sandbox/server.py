@@ -19,6 +19,7 @@ Control endpoints (outside every platform prefix, never rate limited, never logg
   most requests that arrived within any rolling window (seconds), and the 429 answers
 - ``POST /_sandbox/clear-log``
 - ``POST /_sandbox/force``   body: the arguments of :meth:`Sandbox.force` plus ``platform``
+- ``POST /_sandbox/force-shape``  body: the arguments of :meth:`Sandbox.force_shape`
 - ``POST /_sandbox/clear-forced``  body: optional ``{"platform": ...}``
 - ``POST /_sandbox/limits``  body: ``{"platform", "limit", "window_seconds"}`` (limit null = off)
 - ``GET  /_sandbox/faults``  -> ``{"rate", "seed", "kinds", "counts": {platform: {kind: n}}}``
@@ -290,6 +291,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._faults: dict[str, list[ForcedFault]] = {}
+        self._shapes: dict[str, list[list[Any]]] = {}
         self._limiters: dict[str, FixedWindowLimiter | None] = {}
         self._platforms: dict[str, Platform] = {}
         for name, cls in load_platform_classes().items():
@@ -428,6 +430,31 @@ class Sandbox:
         with self._lock:
             self._faults[platform].append(fault)
 
+    def force_shape(
+        self, platform: str, shape: str, count: int = 1, path_contains: str | None = None
+    ) -> None:
+        """Answer the next ``count`` matching 200 JSON answers in another shape, as a
+        misbehaving server or a gateway in front of it can (one of WRONG_SHAPES):
+        ``bare-list`` serves the list an object documents bare, ``no-member`` an object
+        without its list, ``html`` an HTML error page, ``empty`` no body at all; all with
+        status 200."""
+        self.platform(platform)
+        if shape not in WRONG_SHAPES:
+            raise ValueError(f"shape must be one of {WRONG_SHAPES}")
+        if int(count) < 0:
+            raise ValueError("count must be >= 0")
+        with self._lock:
+            self._shapes.setdefault(platform, []).append([shape, int(count), path_contains])
+
+    def _take_shape(self, name: str, req: Request) -> str | None:
+        with self._lock:
+            for entry in self._shapes.get(name, []):
+                shape, count, contains = entry
+                if count > 0 and (contains is None or contains in req.raw_path):
+                    entry[1] -= 1
+                    return str(shape)
+        return None
+
     def set_faults(
         self,
         rate: float,
@@ -455,6 +482,7 @@ class Sandbox:
         with self._lock:
             for name in [platform] if platform else list(self._faults):
                 self._faults[name] = []
+                self._shapes[name] = []
 
     def request_log(self, platform: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -515,9 +543,17 @@ class Sandbox:
             injector.count(platform.name, kind)
             time.sleep(injector.plan.slow_seconds)
         resp, extra = self._answer(platform, req, limiter)
+        shape = self._take_shape(platform.name, req) if resp.status == 200 else None
+        if shape is not None and _reshape(resp, shape):
+            extra["shape"] = shape
         if kind == "slow":
             extra["fault"] = kind
-        elif (kind == "truncated" and _truncate(resp)) or (kind == "cut" and _cut(resp)):
+        elif (
+            (kind == "truncated" and _truncate(resp))
+            or (kind == "cut" and _cut(resp))
+            or (kind == "utf8" and _utf8_cut(resp))
+            or (kind == "eos" and platform.end_stream_early(req, resp))
+        ):
             injector.count(platform.name, kind)
             extra["fault"] = kind
         return resp, extra
@@ -528,7 +564,7 @@ class Sandbox:
         if platform.credential_can_expire(req):
             kinds.append("expired")
         if platform.is_read_only(req):
-            kinds += ["truncated", "cut", "slow"]
+            kinds += ["truncated", "cut", "utf8", "eos", "slow"]
         return kinds
 
     def _injected(
@@ -665,6 +701,10 @@ class Sandbox:
                 args = dict(payload)
                 self.force(args.pop("platform"), **args)
                 return json_response(200, {"status": "ok"})
+            if route == ("POST", "/force-shape"):
+                args = dict(payload)
+                self.force_shape(args.pop("platform"), **args)
+                return json_response(200, {"status": "ok"})
             if route == ("POST", "/clear-forced"):
                 self.clear_forced(payload.get("platform"))
                 return json_response(200, {"status": "ok"})
@@ -702,8 +742,70 @@ def _truncate(resp: Response) -> bool:
         return False
     if len(resp.body) < 2 or resp.body[:1] not in (b"{", b"["):
         return False
-    resp.body = resp.body[: len(resp.body) // 2]
+    resp.body = resp.body[: _split_point(resp.body)]
     return True
+
+
+#: Shapes ``Sandbox.force_shape`` can give a 200 JSON answer.
+WRONG_SHAPES = ("bare-list", "no-member", "html", "empty")
+_HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>"
+)
+
+
+def _reshape(resp: Response, shape: str) -> bool:
+    """Serve a JSON answer in ``shape``; whether it applied."""
+    if "json" not in (resp.content_type or "") and shape in ("bare-list", "no-member"):
+        return False
+    if shape == "html":
+        resp.body, resp.stream, resp.content_type = _HTML_PAGE, None, "text/html"
+        return True
+    if shape == "empty":
+        resp.body, resp.stream = b"", None
+        return True
+    if resp.stream is not None:
+        resp.body = b"".join(resp.stream)
+        resp.stream = None
+    try:
+        body = json.loads(resp.body)
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    lists = [name for name, value in body.items() if isinstance(value, list)]
+    if not lists:
+        return False
+    if shape == "bare-list":
+        payload: Any = body[lists[0]]
+    else:
+        payload = {k: v for k, v in body.items() if k not in lists}
+    resp.body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    return True
+
+
+def _utf8_cut(resp: Response) -> bool:
+    """End a whole 200 JSON body one byte into a multi-byte UTF-8 character, well framed
+    (its Content-Length says so); whether it applied (the body must hold such a character)."""
+    if resp.status != 200 or resp.stream is not None or "json" not in (resp.content_type or ""):
+        return False
+    cut = _split_point(resp.body)
+    if cut == 0 or resp.body[cut - 1] < 0xC0:
+        cut = next((i + 1 for i, byte in enumerate(resp.body) if byte >= 0xC0), 0)
+    if cut == 0 or cut >= len(resp.body):
+        return False
+    resp.body = resp.body[:cut]
+    return True
+
+
+def _split_point(body: bytes) -> int:
+    """Where a fault cuts a body: about half way, inside a multi-byte UTF-8 character if
+    one follows (one byte into it), as a network cut falls anywhere in the bytes."""
+    half = len(body) // 2
+    for position in range(half, len(body) - 1):
+        if body[position] >= 0xC0:  # the lead byte of a multi-byte character
+            return position + 1
+    return half
 
 
 def _cut(resp: Response) -> bool:
@@ -715,7 +817,7 @@ def _cut(resp: Response) -> bool:
         return True
     if len(resp.body) < 2:
         return False
-    resp.stream = _first_part_then_cut([resp.body[: len(resp.body) // 2]])
+    resp.stream = _first_part_then_cut([resp.body[: _split_point(resp.body)]])
     resp.body = b""
     return True
 

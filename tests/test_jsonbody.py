@@ -1,0 +1,160 @@
+"""The one incremental JSON parser (core.jsonbody): items as they arrive, whatever the chunk
+boundaries; a cut body is broken (read again), a wrong-shaped one is an error naming it."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tap_dataplatforms.core.jsonbody import (
+    ITEM,
+    MEMBER,
+    BrokenBody,
+    WrongShape,
+    iter_array,
+    iter_body,
+)
+
+WHERE = "Dexi: GET executions/e1/result"
+BODY = {
+    "headers": ["a", "b", "c"],
+    "rows": [[1, "x, ] y", 2.5], [12345, "ü \\u00fc €𝄞", None], [[1, [2]], {"k": "]"}, True]],
+    "totalRows": 3,
+}
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def result_events(chunks: list[bytes]) -> list[tuple[str, str, Any]]:
+    return list(
+        iter_body(
+            chunks,
+            where=WHERE,
+            streamed="rows",
+            members=("headers", "totalRows"),
+            required=("headers", "rows", "totalRows"),
+        )
+    )
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 20])
+def test_items_and_members_whatever_the_chunk_boundaries(size: int) -> None:
+    data = json.dumps(BODY, ensure_ascii=False, indent=1).encode()
+    events = result_events(chunked(data, size))
+    assert events[0] == (MEMBER, "headers", ["a", "b", "c"])
+    assert [v for k, _, v in events if k == ITEM] == BODY["rows"]
+    assert (MEMBER, "totalRows", 3) in events
+
+
+def test_rows_before_headers_and_a_byte_order_mark() -> None:
+    data = b"\xef\xbb\xbf" + json.dumps({"rows": [[1]], "headers": ["a"]}).encode()
+    for size in (1, 2, 4, 100):
+        events = result_events(chunked(data, size))
+        assert sorted(events) == [(ITEM, "rows", [1]), (MEMBER, "headers", ["a"])]
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text(max_size=5),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(2**63) + 1, 2**63 - 1),
+                st.text(),
+                st.floats(-1e9, 1e9),
+            ),
+            max_size=4,
+        ),
+        max_size=8,
+    ),
+    st.integers(1, 40),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_bare_array_equals_json_loads(rows: list[dict[str, Any]], size: int) -> None:
+    data = json.dumps(rows, ensure_ascii=False).encode()
+    assert list(iter_array(chunked(data, size), where="InVision: GET t")) == json.loads(data)
+
+
+def test_a_body_cut_anywhere_is_broken_never_a_unicode_error() -> None:
+    """Every prefix of a body full of multi-byte characters, including those that stop
+    inside one, is a broken body (read again), not a UnicodeDecodeError or a success."""
+    data = json.dumps(BODY, ensure_ascii=False).encode()
+    cuts = [n for n in range(1, len(data)) if data[n - 1] >= 0x80]  # inside or after one
+    assert any(data[n] & 0xC0 == 0x80 for n in cuts)  # some stop mid-character
+    for n in range(1, len(data)):
+        with pytest.raises(BrokenBody, match=r"^Dexi: GET executions/e1/result: "):
+            result_events(chunked(data[:n], 5))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"rows":[[1,2],[3', b'{"rows":[1 2]}', b'{"rows":[NaN]}', b'{"a":1}x', b'{"x":"\xff"}'],
+)
+def test_malformed_bodies_are_broken(data: bytes) -> None:
+    with pytest.raises(BrokenBody):
+        result_events(chunked(data, 3))
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "found"),
+    [
+        (b"[[1, 2]]", WrongShape, "found a JSON array"),
+        (b"{}", WrongShape, "expected an object with 'headers', 'rows' or 'totalRows', found"),
+        (b'{"error": "x"}', WrongShape, "found an object with none"),
+        (b"", BrokenBody, "found an empty body"),
+        (b"  \n", BrokenBody, "found an empty body"),
+        (b"<!DOCTYPE html><html><body>Bad gateway</body></html>", BrokenBody, "an HTML page"),
+        (b'"ok"', BrokenBody, "found a JSON string"),
+    ],
+)
+def test_wrong_shapes_name_the_endpoint_and_what_was_found(
+    data: bytes, error: type[Exception], found: str
+) -> None:
+    """JSON of another shape fails at once; no JSON at all is broken (read again)."""
+    with pytest.raises(error, match=r"^Dexi: GET executions/e1/result: expected ") as info:
+        result_events(chunked(data, 4) or [b""])
+    assert found in str(info.value)
+
+
+def test_an_object_where_an_array_is_documented() -> None:
+    with pytest.raises(
+        WrongShape, match="InVision: GET T: expected a JSON array, found a JSON object"
+    ):
+        list(iter_array([b'{"rows": []}'], where="InVision: GET T"))
+
+
+def test_memory_stays_flat_on_a_large_body() -> None:
+    row = ["https://example.com/p/00000", "Títle — ünïcode €", 12.5, True, None]
+
+    def body(count: int) -> Iterator[bytes]:
+        yield b'{"headers":["a","b","c","d","e"],"rows":['
+        line = json.dumps(row, ensure_ascii=False).encode()
+        for start in range(0, count, 1000):
+            yield b",".join([line] * min(1000, count - start)) + (
+                b"," if start + 1000 < count else b""
+            )
+        yield b'],"totalRows":%d}' % count
+
+    def peak(count: int) -> int:
+        tracemalloc.start()
+        seen = sum(1 for kind, _, _ in result_events_iter(body(count)) if kind == ITEM)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert seen == count
+        return top
+
+    small, large = peak(2_000), peak(40_000)
+    assert large < small * 1.5 + 500_000, (small, large)
+
+
+def result_events_iter(chunks: Iterator[bytes]) -> Iterator[tuple[str, str, Any]]:
+    return iter_body(chunks, where=WHERE, streamed="rows", members=("headers", "totalRows"))
