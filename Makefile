@@ -21,7 +21,8 @@ help:
 	@echo "make unit-pythons  the unit tests on the oldest and newest supported Python only"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  ruff format and ruff check --fix"
-	@echo "make bench   throughput and memory against the raw floor, msdk and dlt (BENCH_ARGS=--quick)"
+	@echo "make bench   throughput and memory against the raw floor, msdk and dlt (BENCH_ARGS=--quick),"
+	@echo "             then each budget beside the server-side peak per second (BUDGET_ARGS=--quick)"
 	@echo "make clean   remove the environments, .meltano/ and output/"
 
 demo:
@@ -78,9 +79,16 @@ test: lint pytest unit-pythons
 # Not part of `make test`: a full run takes several minutes.
 BENCH := .venv-bench
 BENCH_ARGS ?=
+BUDGET_ARGS ?=
 
 bench: $(VENV)/.installed $(BENCH)/tools/.installed $(BENCH)/msdk/.installed $(BENCH)/dlt/.installed
 	$(BENCH)/tools/bin/python bench/compare.py $(BENCH_ARGS)
+	$(BIN)/python bench/budgets.py $(BUDGET_ARGS)
+
+# Per platform, the configured budget and the peak the server sees in any rolling second,
+# for the sync alone and for --discover then the sync back to back (bench/budgets.py).
+bench-budgets: $(VENV)/.installed
+	$(BIN)/python bench/budgets.py $(BUDGET_ARGS)
 
 $(BENCH)/%/.installed: bench/requirements-%.txt
 	$(PYTHON) -m venv $(BENCH)/$*
