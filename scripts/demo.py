@@ -95,6 +95,7 @@ PLATFORMS: dict[str, DemoPlatform] = {
             "reinfer_comments",
             "reinfer_streams",
             "reinfer_labellings",
+            "reinfer_predictions",
         ),
     ),
     "invision": DemoPlatform(

@@ -364,6 +364,7 @@ def expected_keys(sb: Sandbox) -> dict[str, set[tuple[str, ...]]]:
         "reinfer_comments": reinfer.comment_keys(),
         "reinfer_labellings": reinfer.labelling_keys(),
         "reinfer_streams": {(s["id"],) for d in reinfer.datasets.values() for s in d.streams},
+        "reinfer_predictions": {(d, u, str(v)) for d, u, v in reinfer.predicted_keys()},
     }
     for stream in demo.PLATFORMS["datalinx"].streams:
         keys = sb.datalinx.keys(stream.removeprefix("datalinx_"))
@@ -386,6 +387,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "reinfer_comments": ("source_id", "id"),
     "reinfer_labellings": ("dataset_id", "uid"),
     "reinfer_streams": ("id",),
+    "reinfer_predictions": ("dataset_id", "uid", "model_version"),
     "datalinx_workspaces": ("id",),
     "datalinx_users": ("id",),
     "datalinx_roles": ("id",),
@@ -404,10 +406,11 @@ def test_key_columns_are_the_streams_primary_keys() -> None:
     from tap_dataplatforms.dexi import streams as dexi
     from tap_dataplatforms.invision import streams as invision
     from tap_dataplatforms.redivis import streams as redivis
+    from tap_dataplatforms.reinfer import predictions
     from tap_dataplatforms.reinfer import streams as reinfer
 
     named: dict[str, tuple[str, ...]] = {}
-    for module in (datalinx, dexi, invision, redivis, reinfer):
+    for module in (datalinx, dexi, invision, redivis, reinfer, predictions):
         for cls in vars(module).values():
             name: Any = getattr(cls, "name", None)
             keys: Any = getattr(cls, "primary_keys", None)

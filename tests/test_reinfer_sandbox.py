@@ -117,11 +117,13 @@ def test_full_sync_equals_the_sandbox_by_key(
     assert {e["query"]["limit"] for e in calls} == {"256"}
     assert len({e["query"]["to_timestamp"] for e in calls}) == 1
     firsts = [e for e in calls if "after" not in e["query"]]
-    assert len(firsts) == len(model.sources)
+    # Predictions read the comments of each source of each dataset with a model again.
+    scored = [s for d in model.datasets.values() if d.latest_model for s in d.source_ids]
+    assert len(firsts) == len(model.sources) + len(scored)
     assert all(e["query"]["from_timestamp"].startswith("2023-06-01T00:00:00") for e in firsts)
     assert all("from_timestamp" not in e["query"] for e in calls if "after" in e["query"])
     inbox_calls = [e for e in calls if "/inbox/" in e["path"]]
-    assert len(inbox_calls) == -(-len(inbox.comments) // 256)
+    assert len(inbox_calls) == -(-len(inbox.comments) // 256) * (1 + scored.count(inbox.id))
 
     # Server-Timing sits next to the client-side duration of each request.
     points = [
@@ -241,14 +243,14 @@ def test_private_routes_missing_are_reported_once_and_skipped(
         out = run_sync(tap)  # finish() does not raise: nothing failed
     assert len(out.records["reinfer_sources"]) == len(sandbox.reinfer.sources)
     assert len(out.records["reinfer_streams"]) > 0
-    for stream in ("reinfer_projects", COMMENTS, "reinfer_labellings"):
+    for stream in ("reinfer_projects", COMMENTS, "reinfer_labellings", "reinfer_predictions"):
         assert out.records[stream] == []
         warnings = [r for r in caplog.records if f"{stream} skipped" in r.getMessage()]
         assert len(warnings) == 1, stream
         assert "404 Not Found" in warnings[0].getMessage()
     private = [e for e in sandbox.request_log("reinfer") if "/_private/" in e["path"]]
     # One request per route, then the stream's remaining partitions are skipped.
-    assert len(private) == 3
+    assert len(private) == 4
 
 
 def test_throttling_and_server_errors_are_waited_out(

@@ -1,4 +1,5 @@
-"""Re:infer / Communications Mining: projects, datasets, sources, comments, streams, labellings."""
+"""Re:infer / Communications Mining: projects, datasets, sources, comments, streams, labellings,
+predictions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from singer_sdk import typing as th
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.reinfer.client import CHECK_PATH, ReinferStream
-from tap_dataplatforms.reinfer.streams import STREAMS
+from tap_dataplatforms.reinfer.predictions import PredictionsStream
+from tap_dataplatforms.reinfer.streams import STREAMS as LISTING_STREAMS
+
+STREAMS = (*LISTING_STREAMS, PredictionsStream)
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
@@ -25,7 +29,10 @@ SETTINGS = (
     th.Property(
         "datasets",
         th.ArrayType(th.StringType),
-        description="`project/dataset` names for streams and labellings (default: all visible).",
+        description=(
+            "`project/dataset` names for streams, labellings and predictions "
+            "(default: all visible)."
+        ),
     ),
     budget_setting(10, "requests per second"),
 )

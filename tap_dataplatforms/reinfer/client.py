@@ -29,6 +29,12 @@ SOURCES_PATH = "/api/v1/sources"
 COMMENTS_PATH = "/api/_private/sources/{project}/{source_name}/comments"
 STREAMS_PATH = "/api/v1/datasets/{project}/{dataset_name}/streams"
 LABELLINGS_PATH = "/api/_private/datasets/{project}/{dataset_name}/labellings"
+# Both are reads sent as POST with a JSON body (client: the CLI's get_labellers and
+# get_comment_predictions, retried like any read).
+LABELLERS_PATH = "/api/_private/datasets/{project}/{dataset_name}/labellers"
+PREDICT_PATH = (
+    "/api/v1/datasets/{project}/{dataset_name}/labellers/{model_version}/predict-comments"
+)
 PRIVATE_PREFIX = "/api/_private/"
 
 #: Messages a tenant sends for a path it does not know at all (doc: "404 Not Found"), as

@@ -239,7 +239,7 @@ class _ConfiguredParent(ReinferStream):
 
 
 class DatasetsStream(_ConfiguredParent):
-    """Datasets (models over sources); parents of streams and labellings."""
+    """Datasets (models over sources); parents of streams, labellings and predictions."""
 
     name = "reinfer_datasets"
     path = DATASETS_PATH

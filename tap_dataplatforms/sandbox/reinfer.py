@@ -15,6 +15,13 @@ reinfer_/api/...``, like ``https://cloud.uipath.com/<org>/<tenant>/reinfer_``):
 - ``GET /api/v1/datasets/{p}/{d}/streams``, ``/api/v1/datasets/{p}/{d}/streams/{st}``
 - ``GET /api/_private/datasets/{p}/{d}/labellings`` (``source_id``, ``after``, ``limit``,
   ``return_predictions``)
+- ``POST /api/_private/datasets/{p}/{d}/labellers`` (body ``{}``): the dataset's model
+  versions, ``{"labellers": [{"version": 7, ...}]}``, in no particular order; empty for a
+  dataset without a trained model (``acme-sales/pipeline``)
+- ``POST /api/v1/datasets/{p}/{d}/labellers/{v}/predict-comments`` (body ``{"uids": [...],
+  "threshold": "auto"}``): one prediction per uid the model scored, in no particular
+  order (shuffled); a uid that is no comment of the dataset's sources is left out of the
+  answer; more than ``MAX_PREDICT_UIDS`` uids is a 400; an unknown version a 404
 
 Modelled behaviour: ``Authorization: Bearer`` only (the old ``X-Auth-Token`` is ignored);
 ``{"status": "ok", ...}`` bodies and ``{"status": "error", "message": ...}`` errors (an
@@ -25,7 +32,11 @@ unescaped ``+`` (decoded as a space) is a 400; labellings paged with ``after``, 
 sent on every page, the final empty one included (only an empty ``results`` ends them);
 label names as arrays of parts; a 429 without any wait hint (none is documented); a
 switch that makes every ``_private`` route answer a bare 404 (tenants where they are gone);
-``advance()`` adding new comments for incremental tests.
+``advance()`` adding new comments for incremental tests. Predictions follow the official
+client's types: ``labels`` of ``{name: [parts], probability, sentiment?: number,
+auto_thresholds?: [string]}`` and ``entities``, each left out when empty (the client skips
+empty lists), deterministic per (dataset, model version, uid), so ``predicted_keys()`` is
+what a complete sync must deliver.
 """
 
 from __future__ import annotations
@@ -60,6 +71,10 @@ DEFAULT_COMMENT_LIMIT = 64
 MAX_COMMENT_LIMIT = 256
 DEFAULT_LABELLING_LIMIT = 64
 MAX_LABELLING_LIMIT = 256
+#: uids per predict-comments request (notes: "assumed <= 1024"; the CLI sends 512).
+MAX_PREDICT_UIDS = 1024
+#: Names of the auto thresholds a predicted label may meet (``threshold: "auto"``).
+AUTO_THRESHOLDS = ("high_recall", "balanced", "high_precision")
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 UTC = dt.timezone.utc
 
@@ -144,6 +159,7 @@ class Source:
     # Benchmark sources: comments never change, so each is serialized once (encoded).
     frozen: bool = False
     encoded: dict[str, bytes] = field(default_factory=dict, repr=False)
+    by_id: dict[str, Comment] = field(default_factory=dict, repr=False)
 
     def comment_json(self, comment: Comment) -> bytes:
         cached = self.encoded.get(comment.id)
@@ -211,6 +227,12 @@ class Dataset:
     created: dt.datetime
     labellings: dict[str, list[Labelling]]  # source id -> labellings in a stable order
     streams: list[dict[str, Any]]
+    # Trained model versions, in the order the labellers listing gives them (not sorted).
+    model_versions: list[int] = field(default_factory=list)
+
+    @property
+    def latest_model(self) -> int | None:
+        return max(self.model_versions) if self.model_versions else None
 
     @property
     def full_name(self) -> str:
@@ -258,6 +280,7 @@ class ReinferData:
         self.seed = seed
         self.scale = scale
         self.private_routes = True  # False: every `_private` route answers a bare 404
+        self.max_predict_uids = MAX_PREDICT_UIDS  # more uids in one request: a 400
         self.projects: list[dict[str, Any]] = []
         self.sources: dict[str, Source] = {}  # by id
         self.datasets: dict[str, Dataset] = {}  # by id
@@ -281,6 +304,70 @@ class ReinferData:
             if sources is None or s.full_name in sources
             for c in s.comments
         }
+
+    def dataset_comments(self, dataset: Dataset) -> list[Comment]:
+        return [c for sid in dataset.source_ids for c in self.sources[sid].comments]
+
+    def comment_by_uid(self, dataset: Dataset, uid: str) -> Comment | None:
+        """The comment of one of the dataset's sources with this uid (``source_id.id``)."""
+        source_id, dot, comment_id = uid.partition(".")
+        if not dot or source_id not in dataset.source_ids:
+            return None
+        source = self.sources.get(source_id)
+        if source is None:
+            return None
+        if not source.by_id or len(source.by_id) != len(source.comments):
+            source.by_id = {c.id: c for c in source.comments}
+        return source.by_id.get(comment_id)
+
+    def predicted_keys(self) -> set[tuple[str, str, int]]:
+        """``(dataset_id, uid, model_version)`` of every comment the latest model of each
+        dataset scores: every comment of the dataset's sources."""
+        return {
+            (d.id, c.uid, d.latest_model)
+            for d in self.datasets.values()
+            if d.latest_model is not None
+            for c in self.dataset_comments(d)
+        }
+
+    def prediction(self, dataset: Dataset, version: int, comment: Comment) -> dict[str, Any]:
+        """What model ``version`` of ``dataset`` predicts for ``comment``: fixed per
+        (dataset, version, uid). Empty ``labels`` / ``entities`` are left out, as the
+        official client serialises them."""
+        rng = random.Random(_digest("prediction", self.seed, dataset.id, version, comment.uid))
+        answer: dict[str, Any] = {"uid": comment.uid}
+        labels = []
+        for name in rng.sample(LABELS, rng.choice((0, 1, 1, 2, 3))):
+            label: dict[str, Any] = {
+                "name": name.split(" > "),
+                "probability": round(rng.uniform(0.05, 0.99), 6),
+            }
+            if rng.random() < 0.8:  # sentiment: a number in [-1, 1], or absent
+                label["sentiment"] = round(rng.uniform(-1, 1), 4)
+            met = [t for i, t in enumerate(AUTO_THRESHOLDS) if label["probability"] > 0.3 + i * 0.2]
+            label["auto_thresholds"] = met
+            labels.append(label)
+        if labels:
+            answer["labels"] = labels
+        if rng.random() < 0.3:
+            start = rng.randint(0, 5)
+            answer["entities"] = [
+                {
+                    "name": "order_number",
+                    "formatted_value": f"ORD-{rng.randint(1000, 9999)}",
+                    "spans": [
+                        {
+                            "content_part": "body",
+                            "message_index": 0,
+                            "char_start": start,
+                            "char_end": start + 8,
+                            "utf16_byte_start": start * 2,
+                            "utf16_byte_end": (start + 8) * 2,
+                        }
+                    ],
+                }
+            ]
+        return answer
 
     def labelling_keys(self) -> set[tuple[str, str]]:
         return {
@@ -334,12 +421,13 @@ class ReinferData:
                 ("acme-sales", "leads"),
             )
         )
-        for owner, name, sources in (
-            ("acme-support", "billing", [inbox, escalations]),
-            ("acme-support", "triage", [inbox]),
-            ("acme-sales", "pipeline", [leads]),
+        # (owner, name, sources, trained model versions as listed); pipeline has no model.
+        for owner, name, sources, versions in (
+            ("acme-support", "billing", [inbox, escalations], [5, 7, 6]),
+            ("acme-support", "triage", [inbox], [2]),
+            ("acme-sales", "pipeline", [leads], []),
         ):
-            self._dataset(owner, name, sources)
+            self._dataset(owner, name, sources, versions)
 
     def _comments(
         self, source: Source, count: int, start: dt.datetime, max_gap: int = 5400
@@ -385,7 +473,7 @@ class ReinferData:
         source.add(comment)
         return comment
 
-    def _dataset(self, owner: str, name: str, sources: list[Source]) -> None:
+    def _dataset(self, owner: str, name: str, sources: list[Source], versions: list[int]) -> None:
         rng = self.rng
         labellings: dict[str, list[Labelling]] = {}
         for source in sources:
@@ -427,6 +515,7 @@ class ReinferData:
             created=EPOCH - dt.timedelta(days=20),
             labellings=labellings,
             streams=streams,
+            model_versions=list(versions),
         )
 
     # -- changes -----------------------------------------------------------------------
@@ -526,6 +615,13 @@ class ReinferPlatform(Platform):
             ]
             for pattern, handler in routes:
                 router.get(prefix + pattern, self._api(handler, pattern))
+            # Reads sent as POST (a JSON body), as the official client sends them.
+            posts: list[tuple[str, Callable[[Request], Response]]] = [
+                ("/api/_private/datasets/{p}/{d}/labellers", self.list_labellers),
+                ("/api/v1/datasets/{p}/{d}/labellers/{v}/predict-comments", self.predict),
+            ]
+            for pattern, handler in posts:
+                router.post(prefix + pattern, self._api(handler, pattern))
 
     def _api(
         self, handler: Callable[[Request], Response], pattern: str
@@ -578,6 +674,12 @@ class ReinferPlatform(Platform):
 
     def over_limit(self, req: Request, verdict: Verdict) -> Response:
         return self.error(429, "429 Too Many Requests")
+
+    def is_read_only(self, req: Request) -> bool:
+        # Model versions and predictions are reads, though sent as POST.
+        return req.method in ("GET", "HEAD") or req.path.endswith(
+            ("/labellers", "/predict-comments")
+        )
 
     def decorate(self, req: Request, resp: Response) -> None:
         took = max(0.1, (time.time() - req.now) * 1000)
@@ -749,3 +851,50 @@ class ReinferPlatform(Platform):
         # `after` on every page, the empty last one included: only an empty page ends.
         token = self._encode("labellings", scope, str(start + len(page)))
         return _ok(results=[lab.to_json(predictions) for lab in page], after=token)
+
+    def _body(self, req: Request) -> dict[str, Any]:
+        try:
+            body = req.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "Request body is not valid JSON") from None
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object")
+        return body
+
+    def list_labellers(self, req: Request) -> Response:
+        dataset = self._dataset(req)
+        self._body(req)
+        return _ok(
+            labellers=[
+                {"version": v, "dataset_id": dataset.id, "model_family": "english"}
+                for v in dataset.model_versions
+            ]
+        )
+
+    def predict(self, req: Request) -> Response:
+        dataset = self._dataset(req)
+        raw = req.params["v"]
+        if not raw.isdigit() or int(raw) not in dataset.model_versions:
+            raise ApiError(404, f"Model version '{raw}' of {dataset.full_name} does not exist")
+        body = self._body(req)
+        uids = body.get("uids")
+        if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
+            raise ApiError(400, "Field 'uids' must be a list of comment uids")
+        most = self.data.max_predict_uids
+        if len(uids) > most:
+            raise ApiError(400, f"Too many uids: {len(uids)} given, at most {most} per request")
+        threshold = body.get("threshold")
+        if threshold is not None and threshold != "auto" and type(threshold) not in (int, float):
+            raise ApiError(400, "Field 'threshold' must be \"auto\" or a number")
+        version = int(raw)
+        predictions = []
+        for uid in uids:
+            comment = self.data.comment_by_uid(dataset, uid)
+            if comment is not None:  # not a comment of this dataset: nothing scored
+                predictions.append(self.data.prediction(dataset, version, comment))
+        # The order of the answer is not documented (the CLI pairs by position): served
+        # shuffled, so only matching by uid pairs a prediction with its comment.
+        random.Random(_digest("order", *uids)).shuffle(predictions)
+        return _ok(predictions=predictions)
