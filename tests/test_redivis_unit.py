@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import itertools
 import json
+import math
 from typing import Any
 
 import pytest
@@ -101,7 +102,9 @@ def test_pages_parents_and_children(redivis: rm.Mocker) -> None:
 
 
 def _retry_after(form: str, clock: FakeClock, delay: int) -> dict[str, str]:
-    instant = clock.time() + delay
+    # Rounded up to the whole second, as a server writes a wait it wants kept: the clock
+    # may stand between seconds (requests are paced), and rounding down would ask for less.
+    instant = math.ceil(clock.time() + delay)
     return {
         "seconds": {"Retry-After": str(delay)},
         "http-date": {"Retry-After": email.utils.formatdate(instant, usegmt=True)},
@@ -116,11 +119,14 @@ def test_429_waits_exactly_what_the_server_asked(requests_mock: rm.Mocker, form:
     clock = FakeClock()
     tap = make_tap(config(), clock=clock)
     calls: list[float] = []
+    asked: list[float] = []
 
     def answer(request: Any, context: Any) -> str:
         calls.append(clock.monotonic())
         if len(calls) == 2:  # the first listing request after the connection check
             context.status_code = 429
+            # The wait the headers ask for: 6 s, or to the whole second 6 s ahead.
+            asked.append(6.0 if form == "seconds" else math.ceil(clock.time() + 6) - clock.time())
             context.headers = {
                 **_retry_after(form, clock, 6),
                 "Date": email.utils.formatdate(clock.time(), usegmt=True),
@@ -133,7 +139,7 @@ def test_429_waits_exactly_what_the_server_asked(requests_mock: rm.Mocker, form:
     assert out.records["redivis_datasets"] == []
     assert len(calls) == 3
     waited = calls[2] - calls[1]
-    assert 6.0 <= waited <= 6.0 * 1.1
+    assert asked[0] <= waited <= asked[0] * 1.1
     assert tap.runtime.counters["redivis.http_429"] == 1
 
 
