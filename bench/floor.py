@@ -80,11 +80,22 @@ def redivis_records(session: requests.Session, spec: dict[str, Any]) -> Iterator
         json={"format": "arrow", "requestedStreamCount": 1},
     ).json()
     for stream in read["streams"]:
-        response = session.get(f"{base}/readStreams/{stream['id']}", stream=True)
-        response.raw.decode_content = True
-        with ipc.open_stream(response.raw) as reader:
-            for batch in reader:
-                yield from batch.to_pylist()
+        # Done at the zero-row end batch only; a body that ends without it is resumed.
+        offset, finished = 0, False
+        while not finished:
+            response = session.get(
+                f"{base}/readStreams/{stream['id']}",
+                params={"offset": offset, "eosSentinel": "true"},
+                stream=True,
+            )
+            response.raw.decode_content = True
+            with ipc.open_stream(response.raw) as reader:
+                for batch in reader:
+                    if batch.num_rows == 0:
+                        finished = True
+                        break
+                    offset += batch.num_rows
+                    yield from batch.to_pylist()
 
 
 READERS = {"dexi": dexi_records, "reinfer": reinfer_records, "redivis": redivis_records}

@@ -158,3 +158,25 @@ def test_memory_stays_flat_on_a_large_body() -> None:
 
 def result_events_iter(chunks: Iterator[bytes]) -> Iterator[tuple[str, str, Any]]:
     return iter_body(chunks, where=WHERE, streamed="rows", members=("headers", "totalRows"))
+
+
+def test_hints_are_read_only_near_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tap_dataplatforms.core import jsonbody
+
+    monkeypatch.setattr(jsonbody, "HINT_BYTES", 64)
+    rows = [[n, "x" * 20] for n in range(50)]
+    first = json.dumps({"totalRows": 50, "headers": ["a", "b"], "rows": rows}).encode()
+    last = json.dumps({"headers": ["a", "b"], "rows": rows, "totalRows": 50}).encode()
+
+    def members(data: bytes) -> dict[str, Any]:
+        events = iter_body(
+            chunked(data, 16),
+            where=WHERE,
+            streamed="rows",
+            members=("headers",),
+            hints=("totalRows",),
+        )
+        return {name: value for kind, name, value in events if kind == MEMBER}
+
+    assert members(first) == {"totalRows": 50, "headers": ["a", "b"]}
+    assert members(last) == {"headers": ["a", "b"]}  # not parsed twice for a count

@@ -39,6 +39,8 @@ import ijson
 MEMBER = "member"  # (MEMBER, name, value): a whole member of the top-level object
 ITEM = "item"  # (ITEM, name, value): one item of the streamed array ("" for a bare array)
 
+#: How far into a body ``hints`` are looked for.
+HINT_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _BLANK = b" \t\r\n"
 _PARSE_ERRORS = (ijson.JSONError, UnicodeDecodeError)
@@ -96,6 +98,7 @@ def iter_body(
     where: str,
     streamed: str | None = None,
     members: Sequence[str] = (),
+    hints: Sequence[str] = (),
     required: Sequence[str] = (),
 ) -> Iterator[tuple[str, str, Any]]:
     """Events of one JSON body, chunk by chunk (within a chunk, members first).
@@ -103,7 +106,10 @@ def iter_body(
     With ``streamed`` None the body must be an array and each item comes as
     ``(ITEM, "", item)``. Otherwise it must be an object: the items of its array member
     ``streamed`` come one by one, and each member named in ``members`` comes whole as
-    ``(MEMBER, name, value)`` once it has been read. If ``required`` is given, an object
+    ``(MEMBER, name, value)`` once it has been read; members named in ``hints`` come the
+    same way if they are within the body's first ``HINT_BYTES`` (a count before the array,
+    say; looking for one at the end would parse the whole body twice). If ``required`` is
+    given, an object
     holding none of those members is the wrong shape. ``where`` ("Dexi: GET
     executions/x/result") starts every error message.
     """
@@ -114,9 +120,10 @@ def iter_body(
     parsers: list[tuple[str | None, Any, list[Any]]] = [
         (None, ijson.items_coro(items, item_prefix, use_float=True), items)
     ]
-    for name in members:
+    for name in (*members, *hints):
         found: list[Any] = ijson.sendable_list()
         parsers.append((name, ijson.items_coro(found, name, use_float=True), found))
+    fed = 0
     seen: set[str] = set()
     head = b""  # the body's first bytes, until its first significant one has come
     started = False
@@ -137,8 +144,11 @@ def iter_body(
                 seen.add(name)
                 yield MEMBER, name, sink[0]
             del sink[:]
-        # a member's parser has done its work once the member was read
-        parsers[1:] = [p for p in parsers[1:] if p[0] not in seen]
+        # a member's parser has done its work once the member was read, a hint's also
+        # once the body's first bytes are behind
+        parsers[1:] = [
+            p for p in parsers[1:] if p[0] not in seen and (fed < HINT_BYTES or p[0] not in hints)
+        ]
 
     stream = iter(chunks)
     for chunk in stream:
@@ -160,6 +170,7 @@ def iter_body(
                         break
                 _wrong_start(where, expected, head)
             started, chunk = True, head
+        fed += len(chunk)
         try:
             for _, parser, _ in parsers:
                 parser.send(chunk)

@@ -462,7 +462,10 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
             response.iter_content(_CHUNK_BYTES),
             where=f"{self.platform_title}: GET executions/{execution_id}/result",
             streamed="rows",
-            members=("headers", "totalRows"),
+            members=("headers",),
+            # the progress total, if it comes early (after the rows it is not looked for:
+            # that would parse every body twice)
+            hints=("totalRows",),
             required=("headers", "rows", "totalRows"),
         )
 
