@@ -7,7 +7,9 @@
 # An interpreter is taken from $PYTHON<XY> (e.g. PYTHON310=/usr/bin/python3.10), else the
 # newest pyenv install of that version, else python<X.Y> on PATH. A missing interpreter
 # fails under CI=true and is skipped (with a note) elsewhere. The environment is rebuilt
-# when pyproject.toml is newer than its stamp.
+# when pyproject.toml is newer than its stamp, with uv when there is one (.venv-meltano has
+# it; seconds instead of a minute), else pip. The versions run side by side, each with its
+# output kept apart and shown when it is done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -51,37 +53,64 @@ find_python() {
     fi
 }
 
-status=0
-for version in "$@"; do
+UV=${UV:-$(command -v uv 2>/dev/null || echo .venv-meltano/bin/uv)}
+
+build() {  # build VERSION PYTHON VENV: a fresh environment with the package and dev tools
+    local version=$1 python=$2 venv=$3
+    echo "building $venv (Python $version)"
+    rm -rf "$venv"
+    # pip's and setuptools' chatter goes to a log, shown only when the install fails.
+    if ! {
+        if [[ -x "$UV" ]]; then
+            "$UV" venv -q --python "$python" "$venv" \
+                && "$UV" pip install -q --python "$venv/bin/python" -e '.[dev]'
+        else
+            "$python" -m venv "$venv" \
+                && "$venv/bin/python" -m pip install -q --upgrade pip \
+                && "$venv/bin/python" -m pip install -q -e '.[dev]'
+        fi
+    } >"$venv.install.log" 2>&1; then
+        cat "$venv.install.log" >&2
+        echo "unit tests on Python $version: installing into $venv failed" >&2
+        return 1
+    fi
+    rm -f "$venv.install.log"
+    touch "$venv/.installed"
+}
+
+run_version() {  # run_version VERSION: build if needed, then the unit tests
+    local version=$1 python venv
     python=$(find_python "$version")
     if [[ -z "$python" ]] \
         || [[ "$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" != "$version" ]]; then
         if [[ "${CI:-}" == "true" ]]; then
             echo "unit tests on Python $version: no interpreter found (set PYTHON${version/./})" >&2
-            status=1
-            continue
+            return 1
         fi
         echo "unit tests on Python $version: skipped, no interpreter found (set PYTHON${version/./})" >&2
-        continue
+        return 0
     fi
     venv=".venv-py${version/./}"
     if [[ ! -f "$venv/.installed" || pyproject.toml -nt "$venv/.installed" ]]; then
-        echo "building $venv (Python $version)"
-        rm -rf "$venv"
-        "$python" -m venv "$venv"
-        # pip's and setuptools' chatter goes to a log, shown only when the install fails.
-        if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
-            && "$venv/bin/python" -m pip install -q -e '.[dev]'; } >"$venv/install.log" 2>&1
-        then
-            cat "$venv/install.log" >&2
-            echo "unit tests on Python $version: installing into $venv failed" >&2
-            status=1
-            continue
-        fi
-        touch "$venv/.installed"
+        build "$version" "$python" "$venv" || return 1
     fi
     echo "unit tests on $("$venv/bin/python" --version)"
     # The editable install points at this tree; -p no:cacheprovider keeps runs apart.
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider "${UNIT_TESTS[@]}" || status=1
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider "${UNIT_TESTS[@]}"
+}
+
+status=0
+pids=()
+logs=()
+for version in "$@"; do
+    log=$(mktemp)
+    run_version "$version" >"$log" 2>&1 &
+    pids+=($!)
+    logs+=("$log")
+done
+for index in "${!pids[@]}"; do
+    wait "${pids[$index]}" || status=1
+    cat "${logs[$index]}"
+    rm -f "${logs[$index]}"
 done
 exit $status
