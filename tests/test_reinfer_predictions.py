@@ -223,3 +223,17 @@ def test_sandbox_predictions_are_the_apis(sandbox: Sandbox) -> None:
     )
     assert unknown.status_code == 404
     assert json.loads(unknown.text)["status"] == "error"
+
+
+def test_predictions_stay_within_the_budget_at_the_server(sandbox: Sandbox) -> None:
+    """At the contract's default budget (10 a second) against a server that allows 10 in
+    any rolling second: every prediction, no 429, the peak at the server within budget."""
+    sandbox.set_limit("reinfer", 10, 1.0)
+    config = reinfer_config(sandbox, max_requests_per_second=10)
+    out = run_sync(only(make_tap(config), PREDICTIONS))
+    assert set(keys(out.records[PREDICTIONS])) == sandbox.reinfer.predicted_keys()
+    seen = sandbox.peak("reinfer")
+    assert seen["rejected"] == 0, seen
+    assert seen["peak"] <= 10 + 1, seen  # ceil(budget) + 1, as the budget tests allow
+    # Labellers per dataset, the source list, comment pages and predict batches.
+    assert seen["requests"] >= 25, seen
