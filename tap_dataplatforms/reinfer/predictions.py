@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Generator, Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
@@ -46,6 +46,7 @@ from tap_dataplatforms.reinfer.streams import (
 )
 
 if TYPE_CHECKING:
+    import requests
     from singer_sdk.helpers.types import Context
 
 #: uids per predict-comments request: what the official CLI sends (a query page of 512);
@@ -53,6 +54,14 @@ if TYPE_CHECKING:
 PREDICT_BATCH_UIDS = 512
 #: A batch the platform refuses as too large is halved, down to this size at the least.
 MIN_PREDICT_BATCH_UIDS = 64
+
+#: The routes this stream calls, by how their paths end (for request metrics).
+_ROUTES = (
+    (PREDICT_PATH, "/predict-comments"),
+    (LABELLERS_PATH, "/labellers"),
+    (COMMENTS_PATH, "/comments"),
+    (SOURCES_PATH, "/sources"),
+)
 
 _OBJECT = th.ObjectType(additional_properties=True)
 _STRINGS = th.ArrayType(th.StringType)
@@ -140,6 +149,21 @@ class PredictionsStream(ReinferStream):
         if context and "source_ids" in context:
             return None
         return super().get_replication_key_signpost(context)
+
+    def _write_request_duration_log(
+        self,
+        endpoint: str,
+        response: requests.Response,
+        context: Context | None,
+        extra_tags: dict[str, Any] | None,
+    ) -> None:
+        # This stream calls four routes; each request's metric names its own.
+        path = urlsplit(response.url or "").path
+        for template, tail in _ROUTES:
+            if path.endswith(tail):
+                endpoint = template
+                break
+        super()._write_request_duration_log(endpoint, response, context, extra_tags)
 
     def _url(self, template: str, **values: Any) -> str:
         return self.url_base + template.format(
