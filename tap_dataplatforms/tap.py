@@ -18,7 +18,14 @@ from singer_sdk.tap_base import CliTestOptionValue
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
 from tap_dataplatforms.core import inputs
-from tap_dataplatforms.core.errors import ConfigError, SyncFailedError, TapDataPlatformsError
+from tap_dataplatforms.core.errors import (
+    EXIT_INTERNAL,
+    ConfigError,
+    PlatformAuthError,
+    PlatformUnavailableError,
+    SyncFailedError,
+    TapDataPlatformsError,
+)
 from tap_dataplatforms.core.records import MessageWriter, tune_garbage_collection
 from tap_dataplatforms.core.redact import install_log_redaction, register_secret
 from tap_dataplatforms.core.runtime import Runtime
@@ -106,15 +113,50 @@ class TapDataPlatforms(Tap):
 
     # -- running ----------------------------------------------------------------------
 
+    def platform_streams(self, key: str) -> list[Stream]:
+        return [s for s in self.streams.values() if getattr(s, "platform", None) == key]
+
     def preflight(self) -> None:
-        """Prove each enabled platform's host and credentials before any record."""
+        """Prove each enabled platform's host and credentials before any record.
+
+        A platform that fails its check is contained: its streams are skipped, the other
+        platforms sync and write their state, and the run ends non-zero naming it. Only
+        when every platform to sync fails does the run stop here, in one line.
+        """
+        checked: list[tuple[settings.PlatformSpec, list[Stream]]] = []
         for spec in self.enabled_platforms():
-            if spec.check is not None and any(
-                stream.selected or stream.has_selected_descendents
-                for stream in self.streams.values()
-                if getattr(stream, "platform", None) == spec.key
-            ):
+            selected = [
+                s
+                for s in self.platform_streams(spec.key)
+                if s.selected or s.has_selected_descendents
+            ]
+            if spec.check is not None and selected:
+                checked.append((spec, selected))
+        failed: list[TapDataPlatformsError] = []
+        for spec, selected in checked:
+            try:
+                assert spec.check is not None
                 spec.check(self)
+            except (PlatformAuthError, PlatformUnavailableError) as exc:
+                if len(checked) == 1:
+                    raise
+                failed.append(exc)
+                names = ", ".join(s.name for s in selected)
+                self.logger.error(
+                    "%s failed its connection check, its streams are skipped and the other "
+                    "platforms go on: %s",
+                    spec.title,
+                    exc,
+                )
+                self.runtime.record_failure(
+                    f"{spec.title} (streams {names})",
+                    str(exc),
+                    credentials=isinstance(exc, PlatformAuthError),
+                )
+                for stream in self.platform_streams(spec.key):
+                    stream.selected = False
+        if checked and len(failed) == len(checked):
+            raise failed[0]
 
     # Final for typing in the SDK; extended, not replaced: the SDK's sync runs unchanged.
     def sync_all(self) -> None:  # type: ignore[misc]
@@ -132,7 +174,7 @@ class TapDataPlatforms(Tap):
         if counters:
             self.logger.info("Request counters: %s", counters)
         if self.runtime.failures:
-            raise SyncFailedError("\n".join(self.runtime.summary_lines()))
+            raise SyncFailedError("\n".join(self.runtime.summary_lines()), self.runtime.exit_code())
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -227,14 +269,21 @@ def read_json_stream(option: str, handle: Any) -> Any:
 
 
 def main() -> None:
-    """Console entry point: known errors end as one line on stderr and a non-zero exit."""
+    """Console entry point: known errors end as one line on stderr and a non-zero exit.
+
+    Exit codes (README, "Exit codes"): 0 success, 1 internal error, 2 configuration or
+    credentials, 3 some platforms/streams/partitions failed and the rest were written.
+    """
     tune_garbage_collection()
     try:
         TapDataPlatforms.cli()
     except TapDataPlatformsError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             TapDataPlatforms.logger.error("%s", line)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
+    except Exception:
+        TapDataPlatforms.logger.exception("Internal error (please report it)")
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

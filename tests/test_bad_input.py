@@ -171,7 +171,7 @@ def test_malformed_files_fail_in_one_line_or_are_ignored_as_documented(
         assert errors == []
         assert '"RECORD"' in result.stdout
         return
-    assert result.returncode == 1
+    assert result.returncode == 2  # configuration
     assert result.stdout == ""
     assert len(errors) == 1, errors
     assert expected in errors[0]

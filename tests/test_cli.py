@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_PARTIAL
 from tap_dataplatforms.sandbox import CREDENTIALS
 from tests.sandbox_env import redivis_config, shared_sandbox
 
@@ -53,7 +54,7 @@ def test_unreachable_host_fails_fast_in_one_line(tmp_path: Path) -> None:
     config = redivis_config(shared_sandbox())
     config["redivis"]["api_url"] = f"http://127.0.0.1:{free_port()}/redivis/api/v1"
     result = run(tmp_path, config)
-    assert result.returncode == 1
+    assert result.returncode == EXIT_PARTIAL
     assert result.stdout == ""
     (line,) = error_lines(result)
     assert "Redivis: cannot reach http://127.0.0.1:" in line
@@ -64,7 +65,7 @@ def test_unreachable_host_fails_fast_in_one_line(tmp_path: Path) -> None:
 def test_bad_token_fails_fast_in_one_line(tmp_path: Path) -> None:
     config = redivis_config(shared_sandbox(), token="wrong-token-123456")
     result = run(tmp_path, config)
-    assert result.returncode == 1
+    assert result.returncode == EXIT_CONFIG
     assert result.stdout == ""
     (line,) = error_lines(result)
     assert "Redivis: HTTP 401" in line
@@ -76,7 +77,7 @@ def test_failed_partition_ends_non_zero_after_delivering_the_rest(tmp_path: Path
     sandbox = shared_sandbox()
     config = redivis_config(sandbox, organizations=["demo", "no_such_org"], users=[])
     result = run(tmp_path, config)
-    assert result.returncode == 1
+    assert result.returncode == EXIT_PARTIAL
     records = [json.loads(line) for line in result.stdout.splitlines() if '"RECORD"' in line]
     assert {r["stream"] for r in records} == {
         "redivis_datasets",

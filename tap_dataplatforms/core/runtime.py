@@ -13,6 +13,7 @@ import requests
 
 from tap_dataplatforms.core.budget import SYSTEM_CLOCK, BudgetRegistry, Clock
 from tap_dataplatforms.core.config import PlatformSpec, common_value, resolved_block
+from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_PARTIAL
 
 logger = logging.getLogger("tap-dataplatforms")
 
@@ -21,6 +22,8 @@ logger = logging.getLogger("tap-dataplatforms")
 class Failure:
     partition: str
     message: str
+    #: The configuration or credentials are at fault (exit code 2 rather than 3).
+    credentials: bool = False
 
 
 class Runtime:
@@ -50,9 +53,9 @@ class Runtime:
     def secret_names(self, platform: str) -> tuple[str, ...]:
         return self.specs[platform].secret_names
 
-    def record_failure(self, partition: str, message: str) -> None:
+    def record_failure(self, partition: str, message: str, *, credentials: bool = False) -> None:
         with self._lock:
-            self.failures.append(Failure(partition, message))
+            self.failures.append(Failure(partition, message, credentials))
 
     def count_rate_limited(self, platform: str) -> None:
         with self._lock:
@@ -77,6 +80,11 @@ class Runtime:
     def note_response(self, platform: str, response: requests.Response) -> None:
         with self._lock:
             self.counters[f"{platform}.requests"] += 1
+
+    def exit_code(self) -> int:
+        if not self.failures:
+            return EXIT_OK
+        return EXIT_CONFIG if any(f.credentials for f in self.failures) else EXIT_PARTIAL
 
     def summary_lines(self) -> list[str]:
         lines = [f"{len(self.failures)} partition(s) failed:"]
