@@ -42,9 +42,14 @@ def test_any_budget_holds_per_rolling_second_and_is_paced(rate: float) -> None:
     count = max(8, math.ceil(rate * 3))
     times, clock = acquisition_times(rate, count)
     assert max_in_window(times, 1.0) <= math.ceil(rate)
-    # Paced, not a window's worth at once: every gap about 1/r (never a burst).
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.999 / rate, min(gaps)
+    if rate < 84:
+        # Paced, not a window's worth at once: every gap about 1/r (never a burst).
+        assert min(gaps) >= 0.999 / rate, min(gaps)
+    else:
+        # A fast budget may send a few at once (under 2.5 % of a second's worth), to catch
+        # up with sleeps that cannot be a fraction of a millisecond.
+        assert max_in_window(times, 0.001) <= math.ceil(rate * 0.025), max_in_window(times, 0.001)
     # ... and no slower than the pacing's room needs (5 %, plus millisecond rounding).
     assert clock.monotonic() <= (count - 1) / rate * 1.05 + count * 0.0011, clock.monotonic()
 

@@ -95,13 +95,18 @@ SYSTEM_CLOCK = Clock()
 
 
 class _BudgetClockAdapter(AbstractClock):
-    """pyrate-limiter's clock interface over the budget's clock (milliseconds)."""
+    """pyrate-limiter's clock interface over the budget's clock (milliseconds).
+
+    Rounded up: a paced request is due at an instant in microseconds, and a clock
+    rounded down would keep it waiting another whole millisecond once that instant has
+    come. The pace itself cannot be exceeded (each request moves the due instant on).
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._budget_clock = clock
 
     def now(self) -> int:
-        return int(self._budget_clock.monotonic() * 1000)
+        return math.ceil(self._budget_clock.monotonic() * 1000)
 
 
 #: Requests are spaced this much wider than ``1/r``: a request may reach the server up to
@@ -111,11 +116,17 @@ PACING_ROOM = 0.05
 
 
 def paced(limit: float, interval_ms: float) -> Rate:
-    """``limit`` requests per ``interval_ms``, paced: one at a time, ``PACING_ROOM`` apart
-    more than the rate itself asks (a burst of one)."""
+    """``limit`` requests per ``interval_ms``, paced: ``PACING_ROOM`` apart more than the
+    rate itself asks, one at a time.
+
+    Only a fast rate gets a small burst, to catch up with the sleeps of a busy machine
+    (a request due every 0.2 ms cannot wait for each): at most half the requests the
+    room leaves in a second, so the other half still absorbs bunched arrivals.
+    """
     whole = math.ceil(limit)
     spaced = math.ceil(whole * interval_ms * (1 + PACING_ROOM) / limit)
-    return Rate(whole, spaced, burst=1)
+    spare = limit * 1000 / interval_ms * PACING_ROOM / (1 + PACING_ROOM)
+    return Rate(whole, spaced, burst=max(1, min(whole, math.floor(spare / 2))))
 
 
 def rates_per_second(requests_per_second: float) -> list[Rate]:
