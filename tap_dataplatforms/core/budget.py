@@ -146,14 +146,22 @@ def density(rate: Rate) -> float:
 
 
 def with_cap(rates: list[Rate], cap: Rate) -> list[Rate]:
-    """Hold a platform's documented longer-window cap too (``limit`` per ``interval``).
+    """Add a platform's documented longer window (``limit`` per ``interval``) where it binds.
 
-    Paced at the cap's own rate it can never be exceeded in any of its windows; the
-    slower of the two paces wins (one rate: a burst of one leaves nothing for a second
-    rate to limit).
+    The budget stays paced within the second; the cap is counted as a sliding window
+    (a token bucket would let twice its limit through in one of its windows), so the
+    budget becomes windows (``as_windows``), the cap last. pyrate-limiter wants them
+    ordered generous-before-tight: longer windows with larger limits and lower density.
     """
-    capped = paced(cap.limit, cap.interval)
-    return [capped] if density(capped) < min(density(r) for r in rates) else rates
+    if min(density(rate) for rate in rates) <= density(cap):
+        return rates
+    windows = as_windows(rates)
+    last = windows[-1]
+    if last.interval >= cap.interval:
+        return rates
+    if last.limit >= cap.limit:
+        windows = [*windows[:-1], Rate(cap.limit - 1, last.interval)]
+    return [*windows, cap]
 
 
 _BACKEND_FORMS = "expected 'memory', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'"
@@ -265,9 +273,10 @@ class _ClockedMemoryBucket(InMemoryBucket):
 
 
 def is_window(rates: list[Rate]) -> bool:
-    """Rates given as plain windows (``limit`` per ``interval``, no burst of their own),
-    which log buckets count exactly; any other list is paced by a token bucket."""
-    return all(rate.burst == rate.limit > 1 for rate in rates)
+    """Rates given as plain windows (``limit`` per ``interval``, no burst of their own, or
+    several of them), which log buckets count exactly; a single paced rate is kept as a
+    token bucket (one small state, handed to the next process by ``CarryOver``)."""
+    return len(rates) > 1 or all(rate.burst == rate.limit > 1 for rate in rates)
 
 
 def make_bucket(
@@ -289,7 +298,7 @@ def make_bucket(
     window = is_window(rates)
     if parsed.kind == "memory":
         if window:
-            return _ClockedMemoryBucket(rates, clock)
+            return _ClockedMemoryBucket(as_windows(rates), clock)
         # A token bucket: `limit` per `interval` sustained, never more than `burst` at
         # once (1 for the tap's own budgets: paced).
         store: InMemoryStateStore = (
@@ -304,7 +313,7 @@ def make_bucket(
         # two processes could both see room for the last request of a window.
         try:
             return SQLiteBucket.init_from_file(
-                rates if window else as_windows(rates),
+                as_windows(rates),
                 table=_table_name(f"{KEY_PREFIX}:{key}"),
                 db_path=parsed.location,
                 use_file_lock=True,
@@ -316,7 +325,7 @@ def make_bucket(
     client = redis_client if redis_client is not None else connect_redis(parsed)
     redis_key = f"{KEY_PREFIX}:budget:{key}"
     if window:
-        return cast("AbstractBucket", RedisBucket.init(rates, client, redis_key))
+        return cast("AbstractBucket", RedisBucket.init(as_windows(rates), client, redis_key))
     # Wall time: the state is shared between machines, where monotonic clocks differ.
     return StateBucket(
         rates,
