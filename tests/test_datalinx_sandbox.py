@@ -264,3 +264,19 @@ def test_a_429_waits_until_the_reset_in_epoch_seconds(sandbox: Sandbox) -> None:
     assert retried["path"] == "/alerts"
     wanted = {key for key in sandbox.datalinx.keys("alerts") if key[0] == "staging"}
     assert set(keys(out, "alerts")) == wanted
+
+
+def test_route_the_instance_lacks_is_one_warning_and_the_stream_skipped(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox.datalinx.missing_routes = {"alerts"}
+    caplog.set_level(logging.WARNING)
+    out = run_sync(make_tap(datalinx_config(sandbox, max_requests_per_second=500)))  # no failure
+    assert "datalinx_alerts" not in out.records
+    assert_complete(sandbox, out, tuple(s for s in SCOPED if s != "alerts") + ORGANIZATION)
+    warnings = [r.getMessage() for r in caplog.records if "no route for" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "datalinx_alerts" in warnings[0]
+    # Every workspace was asked once, then no more: the route is gone for all of them.
+    asked = [e for e in sandbox.request_log("datalinx") if e["path"] == "/alerts"]
+    assert len(asked) == 1

@@ -195,6 +195,22 @@ class DatalinxStream(PlatformStream):
         then never reached by a budget at or below their per-minute rate."""
         return rates_per_second(float(self.settings["max_requests_per_second"]))
 
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """A route the instance lacks is warned about once and its stream skipped; a
+        404 that names a missing workspace or pipeline stays a partition failure."""
+        if self.route_missing:
+            return
+        try:
+            yield from super().request_records(context)
+        except RouteMissingError as exc:
+            self.route_missing = True
+            self.runtime.warn_once(
+                f"Datalinx: this instance has no route for {self.name} ({exc}); "
+                "the stream is skipped"
+            )
+
+    route_missing = False
+
     # -- answers -----------------------------------------------------------------------
 
     def error_detail(self, response: requests.Response) -> str | None:
@@ -221,6 +237,8 @@ class DatalinxStream(PlatformStream):
         return str(code) if code else None
 
     def validate_status(self, response: requests.Response) -> None:
+        if response.status_code == 404 and route_is_missing(response):
+            raise RouteMissingError(self.describe_failure(response), 404)
         if (
             response.status_code == 401
             and isinstance(self.authenticator, JWTLogin)
@@ -299,6 +317,28 @@ class DatalinxStream(PlatformStream):
             return row if parse_datetime(value) >= start else None
         except ValueError:
             return row
+
+
+class RouteMissingError(PartitionError):
+    """The instance has no such route: a 404 that names no resource of the request."""
+
+
+#: 404 codes that name what was not found: the route exists, the resource does not.
+_GENERIC_NOT_FOUND = frozenset({"", "NOT_FOUND"})
+
+
+def route_is_missing(response: requests.Response) -> bool:
+    """Several routes are in no public source (see the API notes), so an instance may
+    lack one. Its web framework then answers ``{"detail": "Not Found"}`` (or the envelope
+    with the generic ``NOT_FOUND``); a missing workspace or pipeline has its own code."""
+    try:
+        body = response_json(response)
+    except ValueError:
+        return True
+    if not isinstance(body, dict):
+        return False
+    code = body.get("error_code")
+    return code is None or (isinstance(code, str) and code in _GENERIC_NOT_FOUND)
 
 
 class AdminStream(DatalinxStream):

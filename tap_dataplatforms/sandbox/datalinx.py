@@ -151,6 +151,10 @@ class DatalinxData:
     org: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: Seconds a JWT lasts; tests shorten it.
     token_ttl: float = 3600.0
+    #: Routes (resource names, e.g. ``alerts``) this instance does not have: several are
+    #: in no public source, so a real instance may lack one. They answer the web
+    #: framework's own ``404 {"detail": "Not Found"}`` and are left out of openapi.json.
+    missing_routes: set[str] = field(default_factory=set)
     #: Override of the burst (tokens, refill per second); ``None`` follows the plan.
     burst: tuple[int, float] | None = None
     #: Instants of every successful login.
@@ -643,7 +647,8 @@ class DatalinxPlatform(Platform):
         paths = {"/auth/login": {"post": {"summary": "Log in"}}}
         paths["/workspaces"] = {"get": {"summary": "List workspaces"}}
         for resource in (*WORKSPACE_RESOURCES, *ORG_RESOURCES):
-            paths[f"/{resource}"] = {"get": {"summary": f"List {resource}"}}
+            if resource not in self.data.missing_routes:
+                paths[f"/{resource}"] = {"get": {"summary": f"List {resource}"}}
         paths["/pipelines/{pipeline_id}/runs"] = {"get": {"summary": "List runs"}}
         spec = {"openapi": "3.1.0", "info": {"title": "Datalinx AI", "version": "1"}}
         return json_response(200, {**spec, "paths": paths})
@@ -655,6 +660,8 @@ class DatalinxPlatform(Platform):
     def _scoped_list(self, resource: str) -> Callable[[Request], Response]:
         @_api
         def handler(self: DatalinxPlatform, req: Request) -> Response:
+            if resource in self.data.missing_routes:
+                return json_response(404, {"detail": "Not Found"})
             return self.page(req, self.data.scoped[self._workspace(req)][resource])
 
         return lambda req: handler(self, req)
