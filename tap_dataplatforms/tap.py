@@ -173,6 +173,9 @@ class TapDataPlatforms(Tap):
         counters = {k: v for k, v in sorted(self.runtime.counters.items()) if v}
         if counters:
             self.logger.info("Request counters: %s", counters)
+        if self.runtime.skipped and not self.runtime.failures:
+            for line in self.runtime.skipped_lines():
+                self.logger.warning("%s", line)
         if self.runtime.failures:
             raise SyncFailedError("\n".join(self.runtime.summary_lines()), self.runtime.exit_code())
 

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -472,3 +473,46 @@ def test_a_tight_get_budget_is_never_exceeded(sandbox: Sandbox) -> None:
     assert {e["_id"] for e in out.records["dexi_executions"]} == {
         e.id for e in sandbox.dexi.finished_executions(run.id)
     }
+
+
+def newest_finished_with_rows(model: DexiData) -> Any:
+    executions = [e for e in model.finished_executions() if e.rows]
+    return max(executions, key=lambda e: (e.finished, e.id))
+
+
+def test_a_result_gone_for_good_is_named_and_the_bookmark_moves_past_it(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = sandbox.dexi
+    gone = newest_finished_with_rows(model)
+    model.gone_results.add(gone.id)
+    config = dexi_config(sandbox, run_ids=[gone.run_id])
+    tap = make_tap(config)
+    caplog.set_level(logging.WARNING)
+    first = run_sync(tap)  # the documented rule: not a failure
+    (skipped,) = tap.runtime.skipped
+    assert gone.id in skipped.partition
+    assert "410" in skipped.message
+    assert gone.id in caplog.text
+    others = [e for e in model.finished_executions(gone.run_id) if e.id != gone.id]
+    assert set(result_keys(first)) == expected_result_keys(model, others)
+    # The next sync does not stop at it again: nothing new, and it is not asked for.
+    sandbox.clear_log()
+    second = run_sync(make_tap(config, state=copy.deepcopy(first.states[-1])))
+    assert second.records["dexi_executions"] == []
+    assert not [e for e in sandbox.request_log("dexi") if gone.id in e["path"]]
+
+
+def test_strict_results_fails_and_keeps_the_bookmark_before_a_gone_result(
+    sandbox: Sandbox,
+) -> None:
+    model = sandbox.dexi
+    gone = newest_finished_with_rows(model)
+    model.gone_results.add(gone.id)
+    config = dexi_config(sandbox, run_ids=[gone.run_id], strict_results=True)
+    tap = make_tap(config)
+    first = run_sync(tap, finish=False)
+    with pytest.raises(SyncFailedError, match="no longer available"):
+        tap.finish()
+    second = run_sync(make_tap(config, state=copy.deepcopy(first.states[-1])), finish=False)
+    assert gone.id in {e["_id"] for e in second.records["dexi_executions"]}

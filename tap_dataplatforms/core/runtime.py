@@ -43,6 +43,9 @@ class Runtime:
         }
         self.budgets = BudgetRegistry(str(common_value(config, "rate_limit_backend")), clock)
         self.failures: list[Failure] = []
+        #: Items skipped by a documented rule (a Dexi result that is gone): named in the
+        #: final summary, not failures.
+        self.skipped: list[Failure] = []
         self.counters: Counter[str] = Counter()
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -56,6 +59,10 @@ class Runtime:
     def record_failure(self, partition: str, message: str, *, credentials: bool = False) -> None:
         with self._lock:
             self.failures.append(Failure(partition, message, credentials))
+
+    def record_skip(self, partition: str, message: str) -> None:
+        with self._lock:
+            self.skipped.append(Failure(partition, message))
 
     def count_rate_limited(self, platform: str) -> None:
         with self._lock:
@@ -89,4 +96,10 @@ class Runtime:
     def summary_lines(self) -> list[str]:
         lines = [f"{len(self.failures)} partition(s) failed:"]
         lines += [f"  {f.partition}: {f.message}" for f in self.failures]
-        return lines
+        return lines + self.skipped_lines()
+
+    def skipped_lines(self) -> list[str]:
+        if not self.skipped:
+            return []
+        lines = [f"{len(self.skipped)} item(s) gone at the platform, skipped:"]
+        return lines + [f"  {f.partition}: {f.message}" for f in self.skipped]

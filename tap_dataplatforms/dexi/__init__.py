@@ -44,6 +44,16 @@ SETTINGS = (
     th.Property(
         "files_dir", th.StringType, default="dexi-files", description="Where downloaded files go."
     ),
+    th.Property(
+        "strict_results",
+        th.BooleanType,
+        default=False,
+        description=(
+            "A result or file the API says is gone (404/410): false (default) names it in "
+            "the summary and moves the bookmark past its execution; true fails the run "
+            "there and keeps the bookmark before it, every run, until it is resolved."
+        ),
+    ),
     budget_setting(75, "GET requests per second; writes and file downloads use 15/s"),
 )
 

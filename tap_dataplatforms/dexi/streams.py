@@ -16,6 +16,7 @@ from tap_dataplatforms.core.http import json_type, response_json
 from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, BrokenBody, WrongShape, iter_body
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.records import ConformedRecords
+from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.dexi.client import (
     PAGE_SIZE,
@@ -344,6 +345,33 @@ class ExecutionsStream(DexiStream):
             self.child_streams = children
 
 
+#: Statuses that say a result or file is gone for good (never retried).
+GONE_STATUSES = frozenset({404, 410})
+
+
+def skip_gone(stream: DexiStream, context: Context | None, exc: BaseException) -> bool:
+    """A result or file of one execution failed; whether it is skipped as gone.
+
+    The documented rule: one the API says is gone (404/410) cannot come back, so it is
+    named in the summary and the bookmark moves past its execution, unless
+    ``dexi.strict_results``; any other failure keeps the bookmark before the execution,
+    so that the next sync reads it again.
+    """
+    gone = isinstance(exc, PartitionError) and exc.status in GONE_STATUSES
+    if gone and not stream.settings.get("strict_results"):
+        label = stream.partition_label(context)
+        message = redact(str(exc))
+        stream.runtime.record_skip(label, message)
+        stream.logger.warning(
+            "Dexi: %s is gone (%s); skipped, and the bookmark moves past it "
+            "(dexi.strict_results: true fails instead)",
+            label,
+            message,
+        )
+        return True
+    return False
+
+
 def notify_parent(stream: DexiStream, context: Context | None) -> None:
     parent = stream._tap.streams.get("dexi_executions")
     if isinstance(parent, ExecutionsStream) and context and "execution_id" in context:
@@ -546,8 +574,9 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
         return plan
 
     def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
-        super()._fail_partition(context, exc)
-        notify_parent(self, context)
+        if not skip_gone(self, context, exc):
+            super()._fail_partition(context, exc)
+            notify_parent(self, context)
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
         row["_execution_id"] = (context or {}).get("execution_id")
@@ -650,8 +679,9 @@ class FilesStream(ThrottledState, DexiStream):
         return {**super().http_headers, "Accept": "*/*"}
 
     def _fail_partition(self, context: Context | None, exc: BaseException) -> None:
-        super()._fail_partition(context, exc)
-        notify_parent(self, context)
+        if not skip_gone(self, context, exc):
+            super()._fail_partition(context, exc)
+            notify_parent(self, context)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if not context or not self.settings.get("download_files"):

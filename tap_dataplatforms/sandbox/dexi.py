@@ -137,6 +137,8 @@ class DexiData:
         self.by_id: dict[str, Execution] = {}
         self.files: dict[str, bytes] = {}
         self.datasets: dict[str, list[dict[str, Any]]] = {}
+        #: Executions whose result is gone for good (expired from storage): 410 Gone.
+        self.gone_results: set[str] = set()
         # run id -> executions to insert at the top when a later page is requested
         self.insert_while_paging: dict[str, int] = {}
         # Executions started through the API, and how many looks they take to finish.
@@ -483,6 +485,8 @@ class DexiPlatform(Platform):
         execution = self.data.by_id.get(req.params["executionId"])
         if execution is None:
             return self.error(404, "Execution not found")
+        if execution.id in self.data.gone_results:
+            return self.error(410, "Result is no longer available")
         if execution.body is not None:
             return Response(200, execution.body)
         body = {"headers": execution.headers, "rows": execution.rows}
