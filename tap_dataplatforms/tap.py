@@ -13,11 +13,12 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.singerlib import StateMessage
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
-from tap_dataplatforms.core import inputs
+from tap_dataplatforms.core import inputs, versions
 from tap_dataplatforms.core.errors import (
     EXIT_INTERNAL,
     ConfigError,
@@ -52,6 +53,7 @@ class TapDataPlatforms(Tap):
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
         TapCapabilities.TEST,
+        TapCapabilities.ACTIVATE_VERSION,
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
@@ -67,6 +69,15 @@ class TapDataPlatforms(Tap):
         super().__init__(*args, **kwargs)
 
     # -- configuration ----------------------------------------------------------------
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
+        """The SDK's built-in settings, and its standard switch for table versions (with
+        the tap's default: on, off under ``partition``; see core/versions.py)."""
+        super().append_builtin_config(config_jsonschema)
+        config_jsonschema["properties"].setdefault(
+            versions.SETTING, versions.PROPERTY.to_dict()[versions.SETTING]
+        )
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Validate with one line per problem, each naming the setting."""
@@ -160,8 +171,25 @@ class TapDataPlatforms(Tap):
 
     # Final for typing in the SDK; extended, not replaced: the SDK's sync runs unchanged.
     def sync_all(self) -> None:  # type: ignore[misc]
+        mirrored: list[Stream] = []
+        if versions.mirroring(self.config):
+            mirrored = versions.mirrored_streams(self.streams.values())
+        version = versions.new_version()
+        versions.begin(mirrored, version)
         try:
             super().sync_all()
+            # After every partition of every stream, and only when none failed: a missed
+            # partition's rows must stay in the target.
+            if mirrored and not self.runtime.failures:
+                versions.activate(mirrored, version)
+                # The run ends on a STATE, as without versions: what a target confirms
+                # last comes after the activations.
+                self.write_message(StateMessage(value=self.state))
+            elif mirrored:
+                self.logger.warning(
+                    "A partition failed: no table version is activated in this run, so the "
+                    "target keeps rows the source may no longer have until the next full run"
+                )
         finally:
             # Records the writer still holds go out before the sync returns.
             flush = getattr(self.message_writer, "flush", None)

@@ -130,6 +130,9 @@ class PlatformStream(RESTStream[Any]):
     #: Statuses that condemn the credentials, and so the whole sync. A platform where a
     #: 403 can concern one resource only lists 401 and lets 403 fail that partition.
     auth_fatal_statuses: ClassVar[frozenset[int]] = frozenset({401, 403})
+    #: Whether the stream's records are the whole of its source each run, so that a table
+    #: version mirrors it (core/versions.py); off for a record per run the tap started.
+    MIRRORED: ClassVar[bool] = True
     #: Full-table children keep no per-parent state (it would grow with every parent).
     state_partitioning_keys: ClassVar[list[str] | None] = []
 
@@ -432,6 +435,13 @@ class PlatformStream(RESTStream[Any]):
             start = start.replace(tzinfo=datetime.timezone.utc)
         lookback = int(common_value(self.config, "lookback_seconds") or 0)
         return start - datetime.timedelta(seconds=lookback)
+
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        # Never the SDK's message at the start of each partition: the tap versions
+        # full-table streams itself, one ACTIVATE_VERSION after all partitions
+        # (core/versions.py, TapDataPlatforms.sync_all).
+        return False
 
     def _write_schema_message(self) -> None:
         # The SDK announces a child's schema once per parent; targets re-check their

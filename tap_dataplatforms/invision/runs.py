@@ -108,6 +108,8 @@ class DataflowRunsStream(InVisionStream):
 
     name = "invision_dataflow_runs"
     path = START_PATH
+    # The runs this sync started, not the platform's list of runs: no table version.
+    MIRRORED = False
     primary_keys = ("run_id",)
     schema = th.PropertiesList(
         th.Property("run_id", th.StringType, required=True),

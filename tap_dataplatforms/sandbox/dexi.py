@@ -86,6 +86,8 @@ class Run:
     robot_id: str
     template: str
     version: int
+    #: Output columns the robot gained after it was built (``DexiData.change``).
+    extra: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,8 +212,18 @@ class DexiData:
         return execution
 
     def _fill_result(self, run: Run, execution: Execution, rows: int) -> None:
-        execution.headers = list(TEMPLATES[run.template])
-        execution.rows = [self._row(run, execution.id, n) for n in range(rows)]
+        execution.headers = list(TEMPLATES[run.template]) + run.extra
+        execution.rows = [
+            self._row(run, execution.id, n) + [self._extra(run, c, n) for c in run.extra]
+            for n in range(rows)
+        ]
+
+    def _extra(self, run: Run, column: str, n: int) -> Any:
+        # "discount" held whole numbers when the robot gained it, fractions since: the
+        # column's type widens from integer to number.
+        if column == "discount":
+            return n * 5 if len(run.extra) < 2 else round(n * 5 + 0.25, 2)
+        return f"{column} {n}"
 
     def _history(self, run: Run, count: int, rows: tuple[int, int]) -> None:
         for _ in range(count):
@@ -344,6 +356,25 @@ class DexiData:
             image = f"FILE:image/jpeg;{size};{file_id}"
         title = f"Item {n} · {_LABELS[n % len(_LABELS)]}"
         return [url, title, price, rng.randrange(0, 90), rng.random() < 0.5, image, None]
+
+    def change(self, generation: int) -> list[str]:
+        """What changes in the account between two syncs (``Sandbox.change``): every
+        dataset loses its last third of rows, and the first run's robot gains an output
+        column (``discount``, then ``note`` with ``discount`` now fractional), seen in a
+        new finished execution."""
+        with self.lock:
+            said: list[str] = []
+            for dataset_id, rows in self.datasets.items():
+                lost = max(1, len(rows) // 3) if rows else 0
+                del rows[len(rows) - lost :]
+                said.append(f"dexi dataset {dataset_id}: {lost} rows deleted")
+            run = self.runs[0]
+            column = "discount" if generation == 1 else f"note_{generation}"
+            run.extra.append(column)
+            starts = self.tick()
+            self.add_execution(run, "OK", starts, self.tick(), 3)
+            said.append(f"dexi run {run.id}: robot gained column {column}")
+            return said
 
     def delete_run(self, run_id: str) -> None:
         with self.lock:

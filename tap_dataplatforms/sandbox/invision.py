@@ -131,6 +131,22 @@ class InVisionModel:
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def change(self, generation: int) -> list[str]:
+        """Between two syncs (``Sandbox.change``): a data flow rewrites every table with
+        the first half of its rows, and ``GL_Actuals`` gains a column."""
+        with self.lock:
+            said: list[str] = []
+            for name, rows in self.tables.items():
+                kept = rows[: len(rows) // 2]
+                if name == "GL_Actuals":
+                    column = f"Currency{generation}" if generation > 1 else "Currency"
+                    for n, row in enumerate(kept):
+                        row[column] = ("NOK", "EUR", "USD")[n % 3]
+                    said.append(f"invision table {name}: column {column} added")
+                self.tables[name] = kept
+                said.append(f"invision table {name}: rewritten, {len(rows) - len(kept)} rows fewer")
+            return said
+
     # -- what tests read ----------------------------------------------------------
 
     def flow_named(self, outcome: str) -> DataFlow:

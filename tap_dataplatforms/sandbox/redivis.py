@@ -312,6 +312,31 @@ class RedivisData:
             for t in ds.current_tables
         }
 
+    def change(self, table: Table) -> list[str]:
+        """Between two syncs (``Sandbox.change``): ``table``'s dataset releases a new
+        version in which the table has a new variable and half its rows."""
+        ds = table.dataset
+        major = max(int(v.tag[1:].split("_")[0]) for v in ds.versions) + 1
+        at = max(v.updated_at for v in ds.versions) + _DAY
+        version = Version(f"v{major}_0", len(ds.versions), True, at, at, at)
+        ds.versions.append(version)
+        ds.updated_at = at
+        name = f"added_in_v{major}"
+        table.variables.append(
+            Variable(name, "string", len(table.variables), None, f"{name} (string)", [])
+        )
+        lost = table.num_rows - table.num_rows // 2
+        table.num_rows -= lost
+        table.updated_at = at
+        self.tables_by_dataset[ds.id] = ds.current_tables
+        self.variables_by_table = {
+            t.qualified_reference: t.variables for d in self.all_datasets for t in d.current_tables
+        }
+        return [
+            f"redivis dataset {ds.qualified_reference}: version {version.display_tag} released",
+            f"redivis table {table.name}: variable {name} added, {lost} rows fewer",
+        ]
+
     # -- queries -------------------------------------------------------------------------
 
     @property

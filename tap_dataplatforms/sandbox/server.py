@@ -21,6 +21,7 @@ Control endpoints (outside every platform prefix, never rate limited, never logg
 - ``POST /_sandbox/force``   body: the arguments of :meth:`Sandbox.force` plus ``platform``
 - ``POST /_sandbox/force-shape``  body: the arguments of :meth:`Sandbox.force_shape`
 - ``POST /_sandbox/clear-forced``  body: optional ``{"platform": ...}``
+- ``POST /_sandbox/change``  -> ``{"generation": n, "changes": [...]}``: :meth:`Sandbox.change`
 - ``POST /_sandbox/limits``  body: ``{"platform", "limit", "window_seconds"}`` (limit null = off)
 - ``GET  /_sandbox/faults``  -> ``{"rate", "seed", "kinds", "counts": {platform: {kind: n}}}``
 - ``POST /_sandbox/faults``  body: the arguments of :meth:`Sandbox.set_faults`
@@ -313,6 +314,8 @@ class Sandbox:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._scheme = "http"
+        #: How many times the data changed as between two syncs (``change``).
+        self.generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -396,6 +399,32 @@ class Sandbox:
         raise AttributeError(name)
 
     # -- knobs -------------------------------------------------------------------------
+
+    def changing_table(self) -> Any:
+        """The Redivis table ``change`` gives a new version: the first readable table with
+        rows of the ``demo`` organization's datasets."""
+        for ds in self.redivis.datasets_by_owner["demo"]:
+            if ds.may("data"):
+                for table in ds.current_tables:
+                    if table.num_rows and not table.is_file_index:
+                        return table
+        raise LookupError("no readable Redivis table")
+
+    def change(self) -> dict[str, Any]:
+        """What a day changes on the platforms, applied between two syncs: a Dexi dataset
+        loses rows and a robot gains an output column (whose type widens from integer to
+        number at the next change), an InVision data flow rewrites its tables with half
+        their rows and a new column, a Redivis table gets a new version with a new
+        variable and half its rows. Returns the generation and a line per change."""
+        with self._lock:
+            self.generation += 1
+            generation = self.generation
+        changes = [
+            *self.dexi.change(generation),
+            *self.invision.change(generation),
+            *self.redivis.change(self.changing_table()),
+        ]
+        return {"generation": generation, "changes": changes}
 
     def set_limit(self, platform: str, limit: int | None, window_seconds: float = 60.0) -> None:
         """Replace a platform's fixed window (all windows restart); ``limit=None`` turns
@@ -722,6 +751,8 @@ class Sandbox:
             if route == ("POST", "/faults"):
                 self.set_faults(**payload)
                 return json_response(200, {"status": "ok"})
+            if route == ("POST", "/change"):
+                return json_response(200, self.change())
             if route == ("POST", "/limits"):
                 self.set_limit(
                     payload["platform"], payload["limit"], payload.get("window_seconds", 60.0)

@@ -1,0 +1,86 @@
+"""Table versions: the target ends each run holding exactly what the source has.
+
+A full-table stream re-reads its whole source each run. Every RECORD of such a stream
+carries one version (the run's start in milliseconds), and one ``ACTIVATE_VERSION``
+follows after *all* of the stream's partitions in this process (per run, execution,
+dataset, workspace, ...): a target then drops, or marks deleted, the rows of older
+versions. The SDK's own switch emits the message at the start of every partition; with a
+version per stream that deletes nothing of a sibling partition, but it would empty the
+table before the new copy arrives. Here it comes last, and not at all when anything
+failed: a run that missed a partition must not delete that partition's rows.
+
+Incremental streams carry no version: they add and update, as before.
+
+``emit_activate_version_messages`` (the SDK's standard setting) decides; unset, it is on
+without ``partition`` and off with it, because each of n partitioned processes holds a
+slice of every table and its version would delete the other slices in a shared table.
+Set it ``true`` when every partition loads into a schema of its own (as ``meltano.yml``'s
+partitioned extractors do): each schema then mirrors that partition's slice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from singer_sdk import typing as th
+
+SETTING = "emit_activate_version_messages"
+
+PROPERTY = th.Property(
+    SETTING,
+    th.BooleanType,
+    description=(
+        "Mirror full-table streams: a table version on each of their records and one "
+        "ACTIVATE_VERSION after all of a stream's partitions, so the target drops (or "
+        "soft-deletes) rows the source no longer has. Default: on, off under `partition` "
+        "(set it true when each partition loads into a schema of its own)."
+    ),
+)
+
+FULL_TABLE = "FULL_TABLE"
+
+
+def mirroring(config: Mapping[str, Any]) -> bool:
+    """Whether full-table streams are versioned in this run."""
+    value = config.get(SETTING)
+    if value is None:
+        return not config.get("partition")
+    return bool(value)
+
+
+def new_version() -> int:
+    """A version above any earlier run's: the time in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def mirrored_streams(streams: Iterable[Any]) -> list[Any]:
+    """The selected streams that read their whole source each run: full-table, with no
+    incremental ancestor (Dexi results and files are read for new executions only), and
+    not marked ``MIRRORED = False`` (a record per run the tap itself started)."""
+    streams = list(streams)
+    parent_of = {id(child): stream for stream in streams for child in stream.child_streams}
+
+    def whole(stream: Any) -> bool:
+        while stream is not None:
+            if stream.replication_method != FULL_TABLE or not getattr(stream, "MIRRORED", True):
+                return False
+            stream = parent_of.get(id(stream))
+        return True
+
+    return [stream for stream in streams if stream.selected and whole(stream)]
+
+
+def begin(streams: Iterable[Any], version: int) -> None:
+    """Put ``version`` on every record of these streams, in every partition."""
+    for stream in streams:
+        stream._stream_version = version
+
+
+def activate(streams: Iterable[Any], version: int) -> None:
+    """One ACTIVATE_VERSION per stream, after all its partitions; a SCHEMA first for a
+    stream that wrote none (no parent, no record), so its table is emptied too."""
+    for stream in streams:
+        stream._write_schema_message()  # announced once per stream: no repeat
+        stream._write_activate_version_message(version)

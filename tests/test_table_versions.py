@@ -1,0 +1,270 @@
+"""Table versions: full-table streams mirror the source, incremental ones stay incremental.
+
+Every RECORD of a full-table stream carries the run's version and one ACTIVATE_VERSION per
+stream follows all of its partitions (tables, datasets, runs, workspaces...). A small model
+of a SQL target (upsert on the key, append without one; ACTIVATE_VERSION drops the rows of
+older versions, as target-postgres does) applied to three syncs with the sandbox changing
+in between holds exactly the sandbox's rows after each one, partitioned streams included.
+The same three syncs into a real PostgreSQL through Meltano: tests/test_e2e_mirror.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tap_dataplatforms.core.http import PlatformStream
+from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from tests.helpers import make_tap
+
+ROOMY = {name: (1_000_000, 60.0) for name in ("redivis", "dexi", "reinfer", "datalinx")}
+START = "2000-01-01T00:00:00Z"
+ROWS = 40  # rows of the Redivis tables read, kept small
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    sandbox = Sandbox(seed=5, scale=1, limits=ROOMY).start()
+    sandbox.datalinx.burst = (1_000_000, 1_000_000.0)
+    sandbox.platform("dexi").set_write_limit(1_000_000)  # type: ignore[attr-defined]
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.001)
+    from tap_dataplatforms.dexi import client as dexi_client
+
+    monkeypatch.setattr(dexi_client, "WRITE_RATE_PER_SECOND", 5000.0)
+
+
+def table_reference(table: Any) -> str:
+    """A table in whatever version is current: the dataset without a version tag."""
+    return f"{table.dataset.qualified_reference}.{table.scoped_reference}"
+
+
+def config(sb: Sandbox, **extra: Any) -> dict[str, Any]:
+    fast = {"max_requests_per_second": 5000}
+    table = sb.changing_table()
+    table.num_rows = min(table.num_rows, ROWS)
+    return {
+        "start_date": START,
+        "redivis": {
+            "api_url": sb.base_url("redivis"),
+            **CREDENTIALS["redivis"],
+            "organizations": ["demo"],
+            "tables": [table_reference(table)],
+            **fast,
+        },
+        "dexi": {
+            "api_url": sb.base_url("dexi"),
+            **CREDENTIALS["dexi"],
+            "dataset_ids": list(sb.dexi.datasets),
+            **fast,
+        },
+        "invision": {
+            "api_url": sb.base_url("invision"),
+            **CREDENTIALS["invision"],
+            "tables": list(sb.invision.tables),
+            **fast,
+        },
+        "reinfer": {"api_url": sb.base_url("reinfer"), **CREDENTIALS["reinfer"], **fast},
+        **extra,
+    }
+
+
+def sync(cfg: dict[str, Any], state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    tap = make_tap(cfg, state=state)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        tap.preflight()
+        tap.sync_all()
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+#: Read for new executions only (children of the incremental executions stream), or a
+#: record per run the tap started: no table version.
+NOT_MIRRORED = ("dexi_results__", "dexi_files", "invision_dataflow_runs")
+
+
+def full_table(messages: list[dict[str, Any]], cfg: dict[str, Any]) -> set[str]:
+    """Streams with records that re-read their whole source each sync."""
+    tap = make_tap(cfg)
+    seen = {m["stream"] for m in messages if m["type"] == "RECORD"}
+    return {
+        n
+        for n in seen
+        if tap.streams[n].replication_method == "FULL_TABLE" and not n.startswith(NOT_MIRRORED)
+    }
+
+
+class Target:
+    """A SQL target as target-postgres behaves with ``hard_delete: true``: a row per key
+    (upsert), rows appended without a key, ACTIVATE_VERSION deleting every row of an
+    older version or none."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, list[str]] = {}
+        self.rows: dict[str, list[tuple[int | None, str | None, dict[str, Any]]]] = defaultdict(
+            list
+        )
+        self.columns: dict[str, set[str]] = defaultdict(set)
+
+    def load(self, messages: list[dict[str, Any]]) -> None:
+        for m in messages:
+            stream = m.get("stream", "")
+            if m["type"] == "SCHEMA":
+                self.keys[stream] = m["key_properties"]
+                self.columns[stream] |= set(m["schema"]["properties"])
+            elif m["type"] == "RECORD":
+                keys = self.keys[stream]
+                record = m["record"]
+                key = json.dumps([record.get(k) for k in keys]) if keys else None
+                table = self.rows[stream]
+                if key is not None:
+                    table[:] = [r for r in table if r[1] != key]
+                table.append((m.get("version"), key, record))
+            elif m["type"] == "ACTIVATE_VERSION":
+                v = m["version"]
+                self.rows[stream] = [r for r in self.rows[stream] if r[0] is not None and r[0] >= v]
+
+    def records(self, stream: str) -> list[str]:
+        return sorted(json.dumps(r[2], sort_keys=True) for r in self.rows.get(stream, []))
+
+
+def as_rows(messages: list[dict[str, Any]], stream: str) -> list[str]:
+    return sorted(
+        json.dumps(m["record"], sort_keys=True)
+        for m in messages
+        if m["type"] == "RECORD" and m["stream"] == stream
+    )
+
+
+def test_full_table_records_carry_one_version_activated_after_every_partition(
+    sb: Sandbox,
+) -> None:
+    cfg = config(sb)
+    messages = sync(cfg)
+    mirrored = full_table(messages, cfg)
+    records = [m for m in messages if m["type"] == "RECORD"]
+    versions = {m.get("version") for m in records if m["stream"] in mirrored}
+    assert len(versions) == 1, versions
+    (version,) = versions
+    assert isinstance(version, int)
+    # Read in several partitions: per dataset, per source, per table, per run.
+    assert {
+        "redivis_tables",
+        "redivis_variables",
+        "reinfer_streams",
+        "reinfer_labellings",
+    } <= mirrored
+    assert any(n.startswith("invision_table__") for n in mirrored)
+    assert any(n.startswith("dexi_dataset_rows__") for n in mirrored)
+    assert any(n.startswith("redivis_rows__") for n in mirrored)
+    # Incremental streams carry none.
+    incremental = {m["stream"] for m in records} - mirrored
+    assert {"reinfer_comments", "dexi_executions"} <= incremental
+    assert all("version" not in m for m in records if m["stream"] in incremental)
+    activations = [(i, m) for i, m in enumerate(messages) if m["type"] == "ACTIVATE_VERSION"]
+    # One per mirrored stream, those without records (an empty source) too.
+    activated = [m["stream"] for _, m in activations]
+    assert len(activated) == len(set(activated))
+    assert set(activated) >= mirrored
+    assert not {n for n in activated if n.startswith(NOT_MIRRORED)}
+    assert not set(activated) & incremental
+    assert {m["version"] for _, m in activations} == {version}
+    for at, message in activations:
+        last_record = max(
+            i
+            for i, m in enumerate(messages)
+            if m["type"] == "RECORD" and m["stream"] == message["stream"]
+        )
+        assert at > last_record, message["stream"]
+
+
+def test_three_syncs_with_changes_between_leave_the_target_equal_to_the_source(
+    sb: Sandbox,
+) -> None:
+    cfg = config(sb)
+    target = Target()
+    state: dict[str, Any] | None = None
+    for generation in range(3):
+        if generation:
+            sb.change()
+        messages = sync(cfg, state)
+        states = [m["value"] for m in messages if m["type"] == "STATE"]
+        state = states[-1] if states else state
+        target.load(messages)
+        # A full-table stream's table is what this sync read, nothing older...
+        for stream in full_table(messages, cfg):
+            assert target.records(stream) == as_rows(messages, stream), (generation, stream)
+        # ...which is the sandbox's data.
+        for dataset_id, rows in sb.dexi.datasets.items():
+            stream = "dexi_dataset_rows__" + dataset_id.replace("-", "_")
+            assert len(target.rows[stream]) == len(rows), (generation, stream)
+        tables = sorted(
+            len(target.rows[n]) for n in target.rows if n.startswith("invision_table__")
+        )
+        assert tables == sorted(len(r) for r in sb.invision.tables.values()), generation
+        table = sb.changing_table()
+        (rows_stream,) = [n for n in target.rows if n.startswith("redivis_rows__")]
+        assert len(target.rows[rows_stream]) == table.num_rows, generation
+        assert {v.name for v in table.variables} <= target.columns[rows_stream]
+    # New columns arrived as columns of the stream's schema, old rows read null.
+    gl = next(n for n in target.rows if n.startswith("invision_table__") and "gl" in n.lower())
+    assert {"Currency", "Currency2"} <= target.columns[gl]
+
+
+def reinfer_only(sb: Sandbox, **extra: Any) -> dict[str, Any]:
+    block = {"api_url": sb.base_url("reinfer"), **CREDENTIALS["reinfer"]}
+    return {"start_date": START, "reinfer": {**block, "max_requests_per_second": 5000}, **extra}
+
+
+def versioned(messages: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """(streams with a versioned record, streams activated)."""
+    return (
+        {m["stream"] for m in messages if m["type"] == "RECORD" and "version" in m},
+        {m["stream"] for m in messages if m["type"] == "ACTIVATE_VERSION"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "on"),
+    [
+        ({}, True),
+        ({"emit_activate_version_messages": False}, False),
+        # Under `partition` a process holds a slice of each table: off unless asked for.
+        ({"partition": {"index": 0, "count": 2}}, False),
+        ({"partition": {"index": 0, "count": 2}, "emit_activate_version_messages": True}, True),
+    ],
+)
+def test_the_standard_switch_and_the_partition_default(
+    sb: Sandbox, extra: dict[str, Any], on: bool
+) -> None:
+    records, activated = versioned(sync(reinfer_only(sb, **extra)))
+    full = {"reinfer_projects", "reinfer_datasets", "reinfer_sources", "reinfer_streams"}
+    if on:
+        assert full <= records
+        assert full <= activated
+    else:
+        assert not records
+        assert not activated
+    assert "reinfer_comments" not in records | activated
+
+
+def test_a_failed_partition_activates_no_version(sb: Sandbox) -> None:
+    """A version activated after a partition failed would delete that partition's rows."""
+    sb.force("reinfer", status=500, count=1000, path_contains="/streams")
+    messages = sync(reinfer_only(sb, max_retries=0))
+    records, activated = versioned(messages)
+    assert "reinfer_sources" in records  # still versioned: the next full run replaces them
+    assert not activated
