@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from singer_sdk.testing import SuiteConfig, get_tap_test_class
+from singer_sdk.testing import SuiteConfig
 
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
+from tests.standard import tap_test_class
 
 _SANDBOX = Sandbox(seed=13, scale=1, limits={"dexi": (100_000, 60.0)}).start()
 _MODEL = _SANDBOX.dexi
 
-TestDexiStandard = get_tap_test_class(
+TestDexiStandard = tap_test_class(
     tap_class=TapDataPlatforms,
     config={
         "dexi": {

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from singer_sdk.testing import SuiteConfig, get_tap_test_class
+from singer_sdk.testing import SuiteConfig
 
 from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
+from tests.standard import tap_test_class
 
 _SANDBOX = Sandbox(seed=11, scale=1).start()
 _START = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
 
-TestInVisionStandard = get_tap_test_class(
+TestInVisionStandard = tap_test_class(
     tap_class=TapDataPlatforms,
     config={
         "start_date": _START.isoformat(),

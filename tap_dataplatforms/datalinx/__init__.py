@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import copy
+from typing import TYPE_CHECKING, Any
 
+import requests
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
-from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.http import check_connection, response_json
 from tap_dataplatforms.datalinx.client import DatalinxStream
-from tap_dataplatforms.datalinx.streams import STREAMS
+from tap_dataplatforms.datalinx.openapi import OpenApiDocument
+from tap_dataplatforms.datalinx.schemas import merged
+from tap_dataplatforms.datalinx.streams import STREAMS, WorkspacesStream
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
@@ -35,8 +40,73 @@ SETTINGS = (
 )
 
 
+#: Where an instance publishes its API description, under the base URL (doc).
+OPENAPI_PATH = "/openapi.json"
+#: Streams offered whatever the document lists: the parent of every workspace's streams.
+ALWAYS = frozenset({WorkspacesStream.name})
+
+
+class _DocumentReader(WorkspacesStream):
+    """Reads the document, which needs no credentials (doc): sent without them, so that
+    reading it neither logs in nor spends a token's life."""
+
+    @property
+    def authenticator(self) -> Any:
+        return _no_credentials
+
+
+def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
+def published_api(tap: Tap) -> OpenApiDocument | None:
+    """The instance's OpenAPI document, or ``None`` when it does not answer with one (the
+    written schemas are used then). One request, through the budget, not retried."""
+    probe = _DocumentReader(tap)
+    try:
+        response = probe.send("GET", probe.url_base + OPENAPI_PATH, max_tries=1)
+        return OpenApiDocument(response_json(response))
+    except PlatformAuthError:
+        raise
+    except Exception as exc:
+        probe.logger.info(
+            "Datalinx: no OpenAPI document at %s (%s); using the written schemas",
+            OPENAPI_PATH,
+            type(exc).__name__,
+        )
+        return None
+
+
 def build_streams(tap: Tap) -> list[Stream]:
-    return [stream_type(tap) for stream_type in STREAMS]
+    """Every resource's stream, with the properties the instance's OpenAPI document gives
+    it; a resource whose list route the document does not have is not offered."""
+    document = published_api(tap)
+    if document is None:
+        return [stream_type(tap) for stream_type in STREAMS]
+    streams: list[Stream] = []
+    missing = []
+    for stream_type in STREAMS:
+        name, path = (str(vars_of(stream_type, key)) for key in ("name", "path"))
+        # Pipeline runs are listed per pipeline: they need the pipelines' route too.
+        needed = [path, *(["/pipelines"] if "{pipeline_id}" in path else [])]
+        if name not in ALWAYS and not all(map(document.has_list_route, needed)):
+            missing.append(f"{name} (GET {path})")
+            continue
+        published = document.item_schema(path)
+        written = stream_type.written_schema
+        schema = merged(written, published) if published is not None else None
+        streams.append(stream_type(tap, schema=copy.deepcopy(schema) if schema else None))
+    if missing:
+        tap.logger.warning(
+            "Datalinx: the instance's OpenAPI document has no route for %s; not offered",
+            ", ".join(missing),
+        )
+    return streams
+
+
+def vars_of(stream_type: type[DatalinxStream], key: str) -> Any:
+    """A class attribute the SDK types as an instance one (``name``, ``path``)."""
+    return getattr(stream_type, key)
 
 
 def check(tap: Tap) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import threading
 import weakref
@@ -30,6 +31,7 @@ from tap_dataplatforms.datalinx.auth import (
 
 if TYPE_CHECKING:
     import requests
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams.rest import HTTPRequest, PageContext
 
@@ -116,6 +118,12 @@ class DatalinxStream(PlatformStream):
     auth_fatal_statuses = frozenset({401})
     #: Whether requests carry ``X-Workspace`` (taken from the context).
     workspace_scoped: ClassVar[bool] = False
+    #: The resource's schema when the instance publishes none (``schemas.py``).
+    written_schema: ClassVar[dict[str, Any]]
+
+    def __init__(self, tap: Tap, schema: dict[str, Any] | None = None) -> None:
+        # Discovery passes the schema the instance's OpenAPI document gives, if any.
+        super().__init__(tap, schema=schema or copy.deepcopy(self.written_schema))
 
     # -- credentials -------------------------------------------------------------------
 

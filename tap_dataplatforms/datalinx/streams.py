@@ -10,11 +10,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
-from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_dataplatforms.core.errors import PlatformAuthError
 from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.datalinx import schemas
 from tap_dataplatforms.datalinx.client import (
     AdminStream,
     DatalinxStream,
@@ -24,14 +24,6 @@ from tap_dataplatforms.datalinx.client import (
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
 
-TIMESTAMP = th.DateTimeType
-_OBJECT = th.ObjectType(additional_properties=True)
-_TIMES = (th.Property("created_at", TIMESTAMP), th.Property("updated_at", TIMESTAMP))
-_SCOPED_KEY = (
-    th.Property("workspace", th.StringType, required=True, description="Workspace name."),
-    th.Property("id", th.StringType, required=True),
-)
-
 
 class WorkspacesStream(DatalinxStream):
     """Workspaces of the organization (``datalinx.workspaces`` picks some by name)."""
@@ -39,12 +31,7 @@ class WorkspacesStream(DatalinxStream):
     name = "datalinx_workspaces"
     path = "/workspaces"
     primary_keys = ("id",)
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("name", th.StringType),
-        *_TIMES,
-        th.Property("config", _OBJECT),
-    ).to_dict()
+    written_schema = schemas.WORKSPACES
 
     def wanted(self) -> list[str] | None:
         names = self.settings.get("workspaces")
@@ -98,16 +85,7 @@ class IncrementalScopedStream(ScopedStream):
 class SourcesStream(IncrementalScopedStream):
     name = "datalinx_sources"
     path = "/sources"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("name", th.StringType),
-        th.Property("type", th.StringType),
-        th.Property("connector", th.StringType),
-        th.Property("status", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("config", _OBJECT, description="Connection settings, credentials removed."),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.SOURCES
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
@@ -120,14 +98,7 @@ class SourcesStream(IncrementalScopedStream):
 class SchemasStream(IncrementalScopedStream):
     name = "datalinx_schemas"
     path = "/schemas"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("schema_type", th.StringType),
-        th.Property("table_name", th.StringType),
-        th.Property("source_id", th.StringType),
-        th.Property("columns", th.ArrayType(_OBJECT)),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.SCHEMAS
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
@@ -140,13 +111,7 @@ class SchemasStream(IncrementalScopedStream):
 class MappingsStream(IncrementalScopedStream):
     name = "datalinx_mappings"
     path = "/mappings"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("table_name", th.StringType),
-        th.Property("source_table", th.StringType),
-        th.Property("fields", th.ArrayType(_OBJECT)),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.MAPPINGS
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
@@ -159,16 +124,7 @@ class MappingsStream(IncrementalScopedStream):
 class PipelinesStream(IncrementalScopedStream):
     name = "datalinx_pipelines"
     path = "/pipelines"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("name", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("status", th.StringType),
-        th.Property("schedule", th.StringType),
-        th.Property("last_run_at", TIMESTAMP),
-        th.Property("last_run_status", th.StringType),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.PIPELINES
 
 
 class PipelineRunsStream(ScopedStream):
@@ -180,17 +136,7 @@ class PipelineRunsStream(ScopedStream):
 
     name = "datalinx_pipeline_runs"
     path = "/pipelines/{pipeline_id}/runs"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("pipeline_id", th.StringType),
-        th.Property("status", th.StringType),
-        th.Property("started_at", TIMESTAMP),
-        th.Property("finished_at", TIMESTAMP),
-        th.Property("duration_seconds", th.NumberType),
-        th.Property("records_processed", th.IntegerType),
-        th.Property("error", th.StringType),
-        th.Property("triggered_by", th.StringType),
-    ).to_dict()
+    written_schema = schemas.PIPELINE_RUNS
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         lister = self._tap.streams[PipelinesStream.name]
@@ -212,45 +158,19 @@ class PipelineRunsStream(ScopedStream):
 class AudiencesStream(IncrementalScopedStream):
     name = "datalinx_audiences"
     path = "/audiences"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("name", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("definition", _OBJECT),
-        th.Property("size", th.IntegerType),
-        th.Property("status", th.StringType),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.AUDIENCES
 
 
 class QueriesStream(IncrementalScopedStream):
     name = "datalinx_queries"
     path = "/queries"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("name", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("sql", th.StringType),
-        th.Property("created_by", th.StringType),
-        th.Property("last_run_at", TIMESTAMP),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.QUERIES
 
 
 class AlertsStream(IncrementalScopedStream):
     name = "datalinx_alerts"
     path = "/alerts"
-    schema = th.PropertiesList(
-        *_SCOPED_KEY,
-        th.Property("name", th.StringType),
-        th.Property("type", th.StringType),
-        th.Property("severity", th.StringType),
-        th.Property("status", th.StringType),
-        th.Property("target", th.StringType),
-        th.Property("condition", _OBJECT),
-        th.Property("triggered_at", TIMESTAMP),
-        *_TIMES,
-    ).to_dict()
+    written_schema = schemas.ALERTS
 
 
 class OrganizationStream(AdminStream):
@@ -269,41 +189,19 @@ class OrganizationStream(AdminStream):
 class UsersStream(OrganizationStream):
     name = "datalinx_users"
     path = "/users"
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("email", th.StringType),
-        th.Property("name", th.StringType),
-        th.Property("roles", th.ArrayType(th.StringType)),
-        th.Property("is_active", th.BooleanType),
-        th.Property("created_at", TIMESTAMP),
-        th.Property("last_login_at", TIMESTAMP),
-    ).to_dict()
+    written_schema = schemas.USERS
 
 
 class RolesStream(OrganizationStream):
     name = "datalinx_roles"
     path = "/roles"
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("name", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("permissions", th.ArrayType(th.StringType)),
-        th.Property("is_system", th.BooleanType),
-    ).to_dict()
+    written_schema = schemas.ROLES
 
 
 class ServiceAccountsStream(OrganizationStream):
     name = "datalinx_service_accounts"
     path = "/service-accounts"  # the docs' doubled `/api/api/` is taken for a slip
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("name", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("role", th.StringType),
-        th.Property("created_at", TIMESTAMP),
-        th.Property("last_used_at", TIMESTAMP),
-        th.Property("api_key_prefix", th.StringType),
-    ).to_dict()
+    written_schema = schemas.SERVICE_ACCOUNTS
 
 
 STREAMS: tuple[type[DatalinxStream], ...] = (

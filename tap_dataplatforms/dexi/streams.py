@@ -18,6 +18,7 @@ from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import to_rfc3339
+from tap_dataplatforms.dexi import schemas
 from tap_dataplatforms.dexi.client import (
     PAGE_SIZE,
     WRITES,
@@ -75,15 +76,7 @@ class RunsStream(DexiStream):
     name = "dexi_runs"
     path = "runs"
     primary_keys = ("_id",)
-    schema = th.PropertiesList(
-        th.Property("_id", th.StringType, required=True),
-        th.Property("name", th.StringType),
-        th.Property("accountId", th.StringType),
-        th.Property("robotId", th.StringType),
-        th.Property("robotName", th.StringType),
-        th.Property("version", th.IntegerType),
-        th.Property("inputs", th.ObjectType(additional_properties=True)),
-    ).to_dict()
+    schema = schemas.RUNS
 
     #: Discovery lists every run, whatever ``partition`` says: a results stream's name
     #: depends on the names of the other runs (a shared slug gets a suffix).
@@ -153,15 +146,7 @@ class ExecutionsStream(DexiStream):
     state_partitioning_keys: ClassVar[list[str] | None] = None
     is_sorted = True
     check_sorted = False
-    schema = th.PropertiesList(
-        th.Property("_id", th.StringType, required=True),
-        th.Property("state", th.StringType),
-        th.Property("starts", TIMESTAMP),
-        th.Property("finished", TIMESTAMP),
-        th.Property("robotId", th.StringType),
-        th.Property("runId", th.StringType),
-        th.Property("run_id", th.StringType, description="The state partition: runId."),
-    ).to_dict()
+    schema = schemas.EXECUTIONS
 
     _failed_child: str | None = None
     #: Starts each run first when ``dexi.execute_runs`` is on.
@@ -403,7 +388,7 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
         properties["_execution_id"] = {"type": ["string"]}
         properties["_run_id"] = {"type": ["string"]}
         properties["_row_index"] = {"type": ["integer"]}
-        schema = {"type": "object", "properties": properties}
+        schema = schemas.rows_schema(properties)
         super().__init__(tap, name=name, schema=schema)
 
     def fetch_result(self, execution_id: str) -> Any:
@@ -603,7 +588,7 @@ class DatasetRowsStream(DexiStream):
         self.columns = columns
         properties = {column: column_schema(kind) for column, kind in columns.items()}
         properties["_row_index"] = {"type": ["integer"]}
-        schema = {"type": "object", "properties": properties}
+        schema = schemas.rows_schema(properties)
         super().__init__(tap, name=name, schema=schema)
         self.path = f"datasets/{encode_segment(dataset_id)}/rows"
 
@@ -649,15 +634,7 @@ class FilesStream(ThrottledState, DexiStream):
     # About 15 downloads per second (doc): the same budget as writes.
     budget_kind = WRITES
     expects_json = False
-    schema = th.PropertiesList(
-        th.Property("file_id", th.StringType, required=True),
-        th.Property("execution_id", th.StringType),
-        th.Property("run_id", th.StringType),
-        th.Property("mime_type", th.StringType),
-        th.Property("size", th.IntegerType),
-        th.Property("path", th.StringType),
-        th.Property("sha256", th.StringType),
-    ).to_dict()
+    schema = schemas.FILES
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap)

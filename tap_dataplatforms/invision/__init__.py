@@ -16,6 +16,7 @@ from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.timestamps import to_invision
+from tap_dataplatforms.invision import schemas
 from tap_dataplatforms.invision.inference import infer_schema
 from tap_dataplatforms.invision.streams import DataflowRunsStream, ExecutionLogStream, TableStream
 
@@ -129,9 +130,9 @@ def build_streams(tap: Tap) -> list[Stream]:
             continue
         schema = catalog_schema(tap, name)
         if schema is None:
-            probe = TableStream(tap, table, name, {"type": "object", "properties": {}})
+            probe = TableStream(tap, table, name, schemas.table_schema(None))
             schema = sampled_schema(probe)
-            stream = TableStream(tap, table, name, schema or {"type": "object", "properties": {}})
+            stream = TableStream(tap, table, name, schemas.table_schema(schema))
             stream.sample_ok = schema is not None
             stream.untyped = schema is None
         else:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import requests
-from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_dataplatforms.core.config import common_value
@@ -33,6 +32,7 @@ from tap_dataplatforms.core.once import LookupFailed, call_once
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
+from tap_dataplatforms.invision import schemas
 from tap_dataplatforms.invision.client import InVisionStream, encode_segment
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class MonitoringLookup(InVisionStream):
     name = "invision_run_lookup"
     path = MONITORING_PATH
     key_setting = "monitoring_api_key"
-    schema = th.PropertiesList(th.Property("rowid", th.IntegerType)).to_dict()
+    schema = schemas.EXECUTION_LOG
 
     def rows(self, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
         params = {
@@ -111,22 +111,7 @@ class DataflowRunsStream(InVisionStream):
     # The runs this sync started, not the platform's list of runs: no table version.
     MIRRORED = False
     primary_keys = ("run_id",)
-    schema = th.PropertiesList(
-        th.Property("run_id", th.StringType, required=True),
-        th.Property("dataflow_id", th.StringType, required=True),
-        th.Property(
-            "status", th.StringType, description="Pending, Running, Succeeded, Failed, TimedOut."
-        ),
-        th.Property("started_at", th.DateTimeType, description="Tap clock at the start answer."),
-        th.Property(
-            "finished_at",
-            th.DateTimeType,
-            description="Tap clock at the first poll that saw a final status (an upper bound).",
-        ),
-        th.Property("duration_seconds", th.NumberType),
-        th.Property("polls", th.IntegerType, description="Status calls made."),
-        th.Property("timed_out", th.BooleanType),
-    ).to_dict()
+    schema = schemas.DATAFLOW_RUNS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

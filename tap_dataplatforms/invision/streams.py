@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import requests
-from singer_sdk import typing as th
 from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
@@ -17,6 +16,7 @@ from tap_dataplatforms.core.http import json_type, response_json
 from tap_dataplatforms.core.jsonbody import BrokenBody, WrongShape, iter_array
 from tap_dataplatforms.core.partition import first_partition
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
+from tap_dataplatforms.invision import schemas
 from tap_dataplatforms.invision.client import InVisionStream
 from tap_dataplatforms.invision.runs import DataflowRunsStream
 
@@ -91,13 +91,7 @@ class ExecutionLogStream(InVisionStream):
     state_partitioning_keys = None
     key_setting = "monitoring_api_key"
     log_event_type = "DataFlowExecution"
-    schema = th.PropertiesList(
-        th.Property("rowid", th.IntegerType, required=True),
-        th.Property("timestamputc", th.DateTimeType, description="Event time, RFC 3339 UTC."),
-        th.Property("level", th.StringType, description="Error, Information, Warning, Verbose."),
-        th.Property("logevent", th.StringType),
-        th.Property("data", th.StringType, description="The event text."),
-    ).to_dict()
+    schema = schemas.EXECUTION_LOG
 
     @property
     def check_sorted(self) -> bool:

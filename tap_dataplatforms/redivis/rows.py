@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import requests
-from singer_sdk import typing as th
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
+from tap_dataplatforms.redivis.schemas import rows_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,29 +42,6 @@ BATCH_QUEUE_PER_WORKER = 2
 # Rows converted to Python at a time: what sits in the queue is bounded by this.
 SLICE_ROWS = 2048
 MAX_SESSION_RENEWALS = 3
-
-JSON_TYPES: dict[str, th.JSONTypeHelper[Any]] = {
-    "integer": th.IntegerType(),
-    "float": th.NumberType(),
-    "boolean": th.BooleanType(),
-    "date": th.DateType(),
-    "dateTime": th.DateTimeType(),
-    "time": th.TimeType(),
-}
-
-
-def rows_schema(variables: list[dict[str, Any]]) -> dict[str, Any]:
-    properties = [
-        th.Property(v["name"], JSON_TYPES.get(v.get("type", ""), th.StringType()))
-        for v in variables
-    ]
-    row_number = th.Property(
-        "_row_number",
-        th.IntegerType,
-        required=True,
-        description="Position of the row within this read session (stream-interleaved).",
-    )
-    return th.PropertiesList(*properties, row_number).to_dict()
 
 
 @dataclass

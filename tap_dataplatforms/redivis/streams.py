@@ -9,6 +9,7 @@ from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.redivis import schemas
 from tap_dataplatforms.redivis.client import RedivisStream
 from tap_dataplatforms.redivis.prefetch import MetadataReadAhead, read_ahead_fits
 
@@ -18,25 +19,6 @@ if TYPE_CHECKING:
 
 TIMESTAMP = th.DateTimeType
 BELOW_METADATA_ACCESS = frozenset({"none", "overview"})
-_OWNER = th.ObjectType(
-    th.Property("kind", th.StringType),
-    th.Property("name", th.StringType),
-    th.Property("id", th.StringType),
-)
-_REFERENCE_FIELDS = (
-    th.Property("kind", th.StringType),
-    th.Property("id", th.StringType, required=True),
-    th.Property("name", th.StringType),
-    th.Property("qualifiedReference", th.StringType),
-    th.Property("scopedReference", th.StringType),
-    th.Property("referenceId", th.StringType),
-    th.Property("url", th.StringType),
-    th.Property("uri", th.StringType),
-    th.Property("createdAt", TIMESTAMP),
-    th.Property("updatedAt", TIMESTAMP),
-    th.Property("description", th.StringType),
-)
-_OBJECT = th.ObjectType(additional_properties=True)
 
 
 class DatasetsStream(RedivisStream):
@@ -45,21 +27,7 @@ class DatasetsStream(RedivisStream):
     name = "redivis_datasets"
     path = "/{owner_kind}/{owner}/datasets"
     primary_keys = ("id",)
-    schema = th.PropertiesList(
-        *_REFERENCE_FIELDS,
-        th.Property("doi", th.StringType),
-        th.Property("owner", _OWNER),
-        th.Property("labels", th.ArrayType(th.StringType)),
-        th.Property("accessLevel", th.StringType),
-        th.Property("publicAccessLevel", th.StringType),
-        th.Property("tableCount", th.IntegerType),
-        th.Property("numBytes", th.IntegerType),
-        th.Property("totalNumBytes", th.IntegerType),
-        th.Property("temporalRange", _OBJECT),
-        th.Property("temporalPrecision", th.StringType),
-        th.Property("geoBBox", _OBJECT),
-        th.Property("sampleConfiguration", _OBJECT),
-    ).to_dict()
+    schema = schemas.DATASETS
 
     @property
     def partitions(self) -> list[dict[str, Any]]:
@@ -139,18 +107,7 @@ class TablesStream(RedivisStream):
     primary_keys = ("qualifiedReference",)
     parent_stream_type = DatasetsStream
     parent_fields = ("dataset_id", "dataset_reference")
-    schema = th.PropertiesList(
-        *_REFERENCE_FIELDS,
-        th.Property("dataset_id", th.StringType, description="Id of the parent dataset."),
-        th.Property("dataset_reference", th.StringType, description="Parent dataset's reference."),
-        th.Property("hash", th.StringType),
-        th.Property("isSample", th.BooleanType),
-        th.Property("isFileIndex", th.BooleanType),
-        th.Property("numRows", th.IntegerType),
-        th.Property("numBytes", th.IntegerType),
-        th.Property("uploadMergeStrategy", th.StringType),
-        th.Property("variableCount", th.IntegerType),
-    ).to_dict()
+    schema = schemas.TABLES
 
     def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
         return {"table_reference": record["qualifiedReference"], "table_id": record["id"]}
@@ -169,18 +126,7 @@ class VariablesStream(RedivisStream):
     parent_stream_type = TablesStream
     page_size = 1000
     parent_fields = ("table_reference", "table_id")
-    schema = th.PropertiesList(
-        th.Property("table_reference", th.StringType, required=True),
-        th.Property("table_id", th.StringType),
-        th.Property("kind", th.StringType),
-        th.Property("name", th.StringType, required=True),
-        th.Property("type", th.StringType),
-        th.Property("index", th.IntegerType),
-        th.Property("label", th.StringType),
-        th.Property("isFileId", th.BooleanType),
-        th.Property("uri", th.StringType),
-        th.Property("url", th.StringType),
-    ).to_dict()
+    schema = schemas.VARIABLES
 
     def read_ahead_answers(self, context: Context | None) -> Iterator[requests.Response] | None:
         ahead = self.__dict__.get("_read_ahead")

@@ -21,13 +21,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import _TRANSIENT_EXCEPTIONS, json_type, response_json
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339
+from tap_dataplatforms.reinfer import schemas
 from tap_dataplatforms.reinfer.client import (
     COMMENTS_PATH,
     LABELLERS_PATH,
@@ -38,7 +38,6 @@ from tap_dataplatforms.reinfer.client import (
 )
 from tap_dataplatforms.reinfer.streams import (
     COMMENTS_PAGE_SIZE,
-    TIMESTAMP,
     CommentsStream,
     DatasetsStream,
     _normalise_label,
@@ -63,18 +62,6 @@ _ROUTES = (
     (SOURCES_PATH, "/sources"),
 )
 
-_OBJECT = th.ObjectType(additional_properties=True)
-_STRINGS = th.ArrayType(th.StringType)
-# The client's PredictedLabel: sentiment a number (about -1 ... 1) or absent.
-_PREDICTED_LABEL = th.ObjectType(
-    th.Property("name", th.StringType, description='Parts joined with " > ".'),
-    th.Property("name_parts", _STRINGS, description="The label's hierarchy, top first."),
-    th.Property("probability", th.NumberType),
-    th.Property("sentiment", th.NumberType),
-    th.Property("auto_thresholds", _STRINGS),
-    additional_properties=True,
-)
-
 
 class PredictionsStream(ReinferStream):
     """The newest model's predictions for every comment of each dataset's sources."""
@@ -92,18 +79,7 @@ class PredictionsStream(ReinferStream):
     timestamp_fields = ()
     # A STATE after about every batch: a killed sync scores at most one batch again.
     STATE_MSG_FREQUENCY = PREDICT_BATCH_UIDS
-    schema = th.PropertiesList(
-        th.Property("dataset_id", th.StringType, required=True),
-        th.Property("uid", th.StringType, required=True, description="`source_id.comment_id`"),
-        th.Property("model_version", th.IntegerType, required=True),
-        th.Property("project", th.StringType, description="The dataset's project (`owner`)."),
-        th.Property("dataset_name", th.StringType, description="The dataset's `name`."),
-        th.Property("source_id", th.StringType),
-        th.Property("comment_id", th.StringType, description="The comment's `id`."),
-        th.Property("timestamp", TIMESTAMP, description="The comment's `timestamp`."),
-        th.Property("labels", th.ArrayType(_PREDICTED_LABEL)),
-        th.Property("entities", th.ArrayType(_OBJECT)),
-    ).to_dict()
+    schema = schemas.PREDICTIONS
 
     @property
     def window_end(self) -> str:

@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 
 from tap_dataplatforms.core.config import common_value
@@ -20,6 +19,7 @@ from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.prefetch import PagePrefetch
 from tap_dataplatforms.core.records import ConformedRecords, SortedRecordLoop
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_iso8601, to_rfc3339
+from tap_dataplatforms.reinfer import schemas
 from tap_dataplatforms.reinfer.client import (
     COMMENTS_PATH,
     DATASETS_PATH,
@@ -52,53 +52,10 @@ _CURSOR = msgspec.json.Decoder(_Cursor).decode
 #: How a label name given as parts is shown (the CLI's display form).
 LABEL_SEPARATOR = " > "
 
-TIMESTAMP = th.DateTimeType
-_OBJECT = th.ObjectType(additional_properties=True)
-_OBJECTS = th.ArrayType(_OBJECT)
-_STRINGS = th.ArrayType(th.StringType)
-
-_MESSAGE = th.ObjectType(
-    th.Property("body", _OBJECT),
-    th.Property("subject", _OBJECT),
-    th.Property("signature", _OBJECT),
-    th.Property("from", th.StringType),
-    th.Property("to", _STRINGS),
-    th.Property("cc", _STRINGS),
-    th.Property("bcc", _STRINGS),
-    th.Property("sent_at", TIMESTAMP),
-    th.Property("language", th.StringType),
-    additional_properties=True,
-)
-_COMMENT_FIELDS = (
-    th.Property("id", th.StringType, required=True),
-    th.Property("uid", th.StringType),
-    th.Property("thread_id", th.StringType),
-    th.Property("timestamp", TIMESTAMP),
-    th.Property("messages", th.ArrayType(_MESSAGE)),
-    th.Property(
-        "user_properties",
-        _OBJECT,
-        description="Keys carry a type prefix, `string:<Name>` or `number:<Name>`.",
-    ),
-    th.Property("attachments", _OBJECTS),
-    th.Property("created_at", TIMESTAMP),
-    th.Property("has_annotations", th.BooleanType),
-)
-_LABEL = th.ObjectType(
-    th.Property("name", th.StringType, description='Parts joined with " > ".'),
-    th.Property("name_parts", _STRINGS, description="The label's hierarchy, top first."),
-    th.Property("sentiment", th.StringType),
-    th.Property("probability", th.NumberType),
-    th.Property("metadata", _OBJECT),
-    additional_properties=True,
-)
-_LABELLING_GROUP = th.ObjectType(
-    th.Property("group", th.StringType),
-    th.Property("assigned", th.ArrayType(_LABEL)),
-    th.Property("dismissed", th.ArrayType(_LABEL)),
-    th.Property("predicted", th.ArrayType(_LABEL)),
-    additional_properties=True,
-)
+# The schemas and their parts (schemas.py), under the names the streams use.
+_COMMENT_FIELDS = schemas.COMMENT_FIELDS
+_LABEL = schemas.LABEL
+_LABELLING_GROUP = schemas.LABELLING_GROUP
 
 
 #: Conversions kept (comments share timestamps: a batch imported at once, a message sent
@@ -180,14 +137,7 @@ class ProjectsStream(ReinferStream):
     path = PROJECTS_PATH
     list_field = "projects"
     primary_keys = ("name",)
-    schema = th.PropertiesList(
-        th.Property("name", th.StringType, required=True),
-        th.Property("id", th.StringType),
-        th.Property("title", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("created_at", TIMESTAMP),
-        th.Property("updated_at", TIMESTAMP),
-    ).to_dict()
+    schema = schemas.PROJECTS
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         # Projects have no parent to split by: under `partition` the first process reads
@@ -248,24 +198,7 @@ class DatasetsStream(_ConfiguredParent):
     primary_keys = ("id",)
     # Datasets name their timestamps differently from everything else (notes 9).
     timestamp_fields = ("created", "last_modified")
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("name", th.StringType),
-        th.Property("owner", th.StringType, description="The project name."),
-        th.Property("title", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("source_ids", _STRINGS),
-        th.Property("has_sentiment", th.BooleanType),
-        th.Property("model_family", th.StringType),
-        th.Property("label_defs", _OBJECTS),
-        th.Property("label_groups", _OBJECTS),
-        th.Property("entity_defs", _OBJECTS),
-        th.Property("general_fields", _OBJECTS),
-        th.Property("_dataset_flags", _OBJECT),
-        th.Property("_model_config", _OBJECT),
-        th.Property("created", TIMESTAMP),
-        th.Property("last_modified", TIMESTAMP),
-    ).to_dict()
+    schema = schemas.DATASETS
 
     def generate_child_contexts(
         self, record: Record, context: Context | None
@@ -287,21 +220,7 @@ class SourcesStream(_ConfiguredParent):
     list_field = "sources"
     setting = "sources"
     primary_keys = ("id",)
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("owner", th.StringType, description="The project name."),
-        th.Property("name", th.StringType),
-        th.Property("title", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("language", th.StringType),
-        th.Property("should_translate", th.BooleanType),
-        th.Property("sensitive_properties", _STRINGS),
-        th.Property("bucket_id", th.StringType),
-        th.Property("_kind", th.StringType),
-        th.Property("email_transform_tag", th.StringType),
-        th.Property("created_at", TIMESTAMP),
-        th.Property("updated_at", TIMESTAMP),
-    ).to_dict()
+    schema = schemas.SOURCES
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         comments = next(
@@ -364,12 +283,7 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
     timestamp_fields = ()
     # A STATE after every full page: a killed sync re-reads at most one page per source.
     STATE_MSG_FREQUENCY = COMMENTS_PAGE_SIZE
-    schema = th.PropertiesList(
-        th.Property("source_id", th.StringType, required=True),
-        th.Property("project", th.StringType, description="The source's project (`owner`)."),
-        th.Property("source_name", th.StringType, description="The source's `name`."),
-        *_COMMENT_FIELDS,
-    ).to_dict()
+    schema = schemas.COMMENTS
 
     @cached_property
     def window_end(self) -> str:
@@ -516,18 +430,7 @@ class StreamsStream(ReinferStream):
     parent_stream_type = DatasetsStream
     primary_keys = ("id",)
     parent_fields = ("dataset_id",)
-    schema = th.PropertiesList(
-        th.Property("id", th.StringType, required=True),
-        th.Property("dataset_id", th.StringType),
-        th.Property("name", th.StringType),
-        th.Property("title", th.StringType),
-        th.Property("description", th.StringType),
-        th.Property("comment_filter", _OBJECT),
-        th.Property("label_threshold_filter", _OBJECT),
-        th.Property("model", _OBJECT),
-        th.Property("created_at", TIMESTAMP),
-        th.Property("updated_at", TIMESTAMP),
-    ).to_dict()
+    schema = schemas.STREAMS
 
 
 class LabellingsStream(ReinferStream):
@@ -539,17 +442,7 @@ class LabellingsStream(ReinferStream):
     parent_stream_type = DatasetsStream
     primary_keys = ("dataset_id", "uid")
     timestamp_fields = ()
-    schema = th.PropertiesList(
-        th.Property("dataset_id", th.StringType, required=True),
-        th.Property("uid", th.StringType, required=True, description="From `comment.uid`."),
-        th.Property("source_id", th.StringType),
-        th.Property("comment", th.ObjectType(*_COMMENT_FIELDS, additional_properties=True)),
-        th.Property("labelling", th.ArrayType(_LABELLING_GROUP)),
-        th.Property("entities", _OBJECT),
-        th.Property("thread_properties", th.AnyType),
-        th.Property("moon_forms", th.AnyType),
-        th.Property("label_properties", th.AnyType),
-    ).to_dict()
+    schema = schemas.LABELLINGS
 
     def get_new_paginator(self) -> CursorPaginator:
         return CursorPaginator("after", "results", stop_on_empty=True)

@@ -8,7 +8,8 @@ Served under ``/datalinx/api`` (the base URL of a real instance ends in ``/api``
   ``/pipelines/{pipeline_id}/runs``, ``/audiences``, ``/queries``, ``/alerts``: scoped to
   the workspace named in ``X-Workspace``
 - ``GET /users``, ``/roles``, ``/service-accounts``: organization level, ``org.admin`` only
-- ``GET /openapi.json``: a small description of the above, no credentials needed
+- ``GET /openapi.json``: the instance's OpenAPI document (``datalinx_openapi.py``), no
+  credentials needed
 
 Modelled behaviour: exactly one of ``X-API-Key`` (an admin and a non-admin service-account
 key) or ``Authorization: Bearer <JWT>``; JWTs last ``token_ttl`` seconds (one hour by
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from . import datalinx_openapi
 from .credentials import CREDENTIALS
 from .framework import (
     Identity,
@@ -54,6 +56,7 @@ from .framework import (
     reason_phrase,
     register_platform,
 )
+from .shapes import with_unknown_fields
 
 API_KEY = CREDENTIALS["datalinx"]["api_key"]
 EMAIL = CREDENTIALS["datalinx"]["email"]
@@ -160,6 +163,10 @@ class DatalinxData:
     #: Instants of every successful login.
     logins: list[float] = field(default_factory=list)
     tokens: dict[str, Token] = field(default_factory=dict)
+    #: Whether ``/openapi.json`` answers (an instance may not publish it), and which list
+    #: routes its document leaves out.
+    openapi_served: bool = True
+    openapi_hidden: frozenset[str] = frozenset()
     _now: datetime = _EPOCH
     _counter: int = 0
 
@@ -253,7 +260,10 @@ class DatalinxData:
                 "id": self._id("sch"),
                 "schema_type": rng.choice(("source", "target")),
                 "table_name": f"table_{self._counter}",
+                "name": f"table_{self._counter}",
                 "source_id": None,
+                # In the instance's OpenAPI document, not in the project's notes.
+                "row_count": rng.randint(0, 10**6) if n % 3 else None,
                 "columns": [
                     {"name": "id", "type": "string", "nullable": False, "description": "Key"},
                     {"name": "amount", "type": "number", "nullable": True, "description": ""},
@@ -268,6 +278,7 @@ class DatalinxData:
             table = f"target_{self._counter}"
             record = {
                 "id": f"map_{table}",
+                "name": f"{table} mapping",
                 "table_name": table,
                 "source_table": f"crm.public.t{n}",
                 "fields": [
@@ -354,6 +365,8 @@ class DatalinxData:
             "description": f"{names[n].title()} role",
             "permissions": ["org.admin"] if n == 0 else ["workspace.read"],
             "is_system": n < 3,
+            "created_at": self._stamp(self._tick()),
+            "updated_at": self._stamp(self._tick()),
         }
 
     def _user(self, n: int) -> dict[str, Any]:
@@ -606,7 +619,7 @@ class DatalinxPlatform(Platform):
         total = len(records)
         body = {
             "status": "success",
-            "data": records[(page - 1) * size : page * size],
+            "data": with_unknown_fields(records[(page - 1) * size : page * size]),
             "pagination": {
                 "page": page,
                 "page_size": size,
@@ -644,14 +657,11 @@ class DatalinxPlatform(Platform):
         return json_response(200, payload)
 
     def openapi(self, req: Request) -> Response:
-        paths = {"/auth/login": {"post": {"summary": "Log in"}}}
-        paths["/workspaces"] = {"get": {"summary": "List workspaces"}}
-        for resource in (*WORKSPACE_RESOURCES, *ORG_RESOURCES):
-            if resource not in self.data.missing_routes:
-                paths[f"/{resource}"] = {"get": {"summary": f"List {resource}"}}
-        paths["/pipelines/{pipeline_id}/runs"] = {"get": {"summary": "List runs"}}
-        spec = {"openapi": "3.1.0", "info": {"title": "Datalinx AI", "version": "1"}}
-        return json_response(200, {**spec, "paths": paths})
+        if not self.data.openapi_served:
+            return json_response(404, {"detail": "Not Found"})
+        # Routes the instance lacks are not in its document either.
+        hidden = self.data.openapi_hidden | {f"/{r}" for r in self.data.missing_routes}
+        return json_response(200, datalinx_openapi.document(frozenset(hidden)))
 
     @_api
     def list_workspaces(self, req: Request) -> Response:

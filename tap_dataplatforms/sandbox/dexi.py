@@ -49,6 +49,7 @@ from .framework import (
     make_limiter,
     register_platform,
 )
+from .shapes import with_unknown_fields
 
 ACCOUNT = CREDENTIALS["dexi"]["account_id"]
 API_KEY = CREDENTIALS["dexi"]["api_key"]
@@ -90,15 +91,19 @@ class Run:
     extra: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "_id": self.id,
-            "name": self.name,
-            "accountId": ACCOUNT,
-            "robotId": self.robot_id,
-            "robotName": f"{self.template} robot",
-            "version": self.version,
-            "inputs": {"url": f"https://{self.template}.example/"},
-        }
+        url = {"url": f"https://{self.template}.example/"}
+        return with_unknown_fields(
+            {
+                "_id": self.id,
+                "name": self.name,
+                "accountId": ACCOUNT,
+                "robotId": self.robot_id,
+                "robotName": f"{self.template} robot",
+                "version": self.version,
+                # Not in the spec: one input map, or a list of them (both seen in clients).
+                "inputs": [url, {"url": f"{url['url']}page/2"}] if self.version % 2 else url,
+            }
+        )
 
 
 @dataclass
@@ -117,14 +122,16 @@ class Execution:
     body: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "_id": self.id,
-            "state": self.state,
-            "starts": self.starts,
-            "finished": self.finished,
-            "robotId": self.robot_id,
-            "runId": self.run_id,
-        }
+        return with_unknown_fields(
+            {
+                "_id": self.id,
+                "state": self.state,
+                "starts": self.starts,
+                "finished": self.finished,
+                "robotId": self.robot_id,
+                "runId": self.run_id,
+            }
+        )
 
 
 class DexiData:

@@ -43,6 +43,7 @@ from .framework import (
     lose_answer,
     register_platform,
 )
+from .shapes import with_unknown_fields
 
 API_KEY = CREDENTIALS["invision"]["api_key"]
 UTC = dt.timezone.utc
@@ -102,13 +103,15 @@ class LogRow:
         text = moment.strftime("%Y-%m-%dT%H:%M:%S")
         if moment.microsecond:
             text += f".{moment.microsecond // 1000:03d}"
-        return {
-            "rowid": self.rowid,
-            "data": self.data,
-            "level": self.level,
-            "timestamputc": text,
-            "logevent": self.logevent,
-        }
+        return with_unknown_fields(
+            {
+                "rowid": self.rowid,
+                "data": self.data,
+                "level": self.level,
+                "timestamputc": text,
+                "logevent": self.logevent,
+            }
+        )
 
 
 @dataclass

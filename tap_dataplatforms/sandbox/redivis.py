@@ -48,6 +48,7 @@ from .framework import (
     register_platform,
 )
 from .redivis_rows import ArrowBody, ReadSessions
+from .shapes import with_unknown_fields
 
 TOKEN = CREDENTIALS["redivis"]["token"]
 TOKEN_USER = "jdoe"
@@ -669,20 +670,22 @@ class RedivisData:
                     ),
                 }
             )
-        return out
+        return with_unknown_fields(out)
 
     def version_json(self, ds: Dataset, version: Version) -> dict[str, Any]:
-        return {
-            "kind": "version",
-            "tag": version.display_tag,
-            "index": version.index,
-            "isReleased": version.is_released,
-            "isDeleted": False,
-            "datasetUri": f"/datasets/{ds.qualified_reference}:{version.tag}",
-            "createdAt": version.created_at,
-            "updatedAt": version.updated_at,
-            "releasedAt": version.released_at,
-        }
+        return with_unknown_fields(
+            {
+                "kind": "version",
+                "tag": version.display_tag,
+                "index": version.index,
+                "isReleased": version.is_released,
+                "isDeleted": False,
+                "datasetUri": f"/datasets/{ds.qualified_reference}:{version.tag}",
+                "createdAt": version.created_at,
+                "updatedAt": version.updated_at,
+                "releasedAt": version.released_at,
+            }
+        )
 
     def table_json(
         self,
@@ -735,7 +738,7 @@ class RedivisData:
                     },
                 }
             )
-        return out
+        return with_unknown_fields(out)
 
     def variable_json(
         self,
@@ -760,7 +763,7 @@ class RedivisData:
         if detail:
             out["description"] = variable.description
             out["valueLabels"] = [dict(v) for v in variable.value_labels]
-        return out
+        return with_unknown_fields(out)
 
 
 # --------------------------------------------------------------------------- references

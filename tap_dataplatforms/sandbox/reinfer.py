@@ -64,6 +64,7 @@ from .framework import (
     reason_phrase,
     register_platform,
 )
+from .shapes import with_unknown_fields
 
 TOKEN = CREDENTIALS["reinfer"]["token"]
 UIPATH_PREFIX = "/acme-org/acme-tenant/reinfer_"
@@ -165,7 +166,9 @@ class Source:
         cached = self.encoded.get(comment.id)
         if cached is None:
             cached = json.dumps(
-                comment.to_json(), separators=(",", ":"), ensure_ascii=False
+                with_unknown_fields(comment.to_json(), skip=_DATA_MAPS),
+                separators=(",", ":"),
+                ensure_ascii=False,
             ).encode("utf-8")
             self.encoded[comment.id] = cached
         return cached
@@ -212,7 +215,9 @@ class Labelling:
         }
         if predictions:
             group["predicted"] = [
-                {"name": n, "sentiment": "positive", "probability": p} for n, p in self.predicted
+                # Predicted labels carry sentiment as a number (-1 .. 1), never as words.
+                {"name": n, "sentiment": round(2 * p - 1, 3), "probability": p}
+                for n, p in self.predicted
             ]
         return {"comment": self.comment.to_json(), "labelling": [group], "entities": {}}
 
@@ -252,7 +257,8 @@ class Dataset:
             "label_groups": [{"name": "default"}],
             "entity_defs": [],
             "general_fields": [],
-            "_dataset_flags": {},
+            # A list of flag names (the client's type), as a tenant with GPT features has.
+            "_dataset_flags": ["gpt4", "qos"][: 1 + len(self.name) % 2],
             "_model_config": {"version": 3},
             "created": render_ts(self.created),
             "last_modified": render_ts(self.created + dt.timedelta(days=40)),
@@ -544,8 +550,13 @@ class ApiError(Exception):
         self.message = message
 
 
+#: Maps whose keys are data (typed user properties): no undeclared field goes in there.
+_DATA_MAPS = frozenset({"user_properties"})
+
+
 def _ok(**payload: Any) -> Response:
-    return json_response(200, {"status": "ok", **payload})
+    body = {name: with_unknown_fields(value, skip=_DATA_MAPS) for name, value in payload.items()}
+    return json_response(200, {"status": "ok", **body})
 
 
 @register_platform

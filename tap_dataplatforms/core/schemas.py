@@ -1,0 +1,73 @@
+"""What every platform's schemas share: objects open to fields nobody declared, and wide
+types for values whose type no spec or official client pins down.
+
+A platform adds fields to its answers without notice; a schema that lists the known fields
+and closes the object would drop the new ones (with a warning nobody reads). Every object
+schema here, nested ones too, says ``additionalProperties: true``, so a new field reaches the
+target as a column. Where a type is only assumed, the schema takes every plausible form
+rather than one guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from singer_sdk import typing as th
+
+#: A scalar whose type is not known for sure: text, a number or nothing.
+SCALAR = th.CustomType({"type": ["string", "number", "null"]})
+#: Any JSON value at all (an object, a list, a scalar or nothing).
+ANY_JSON = th.CustomType({"type": ["object", "array", "string", "number", "boolean", "null"]})
+#: An object whose fields are not known, or a list of anything.
+OBJECT_OR_LIST = th.CustomType({"type": ["object", "array", "null"], "additionalProperties": True})
+#: An object whose fields are not listed (a map, a configuration, a filter).
+OBJECT = th.ObjectType(additional_properties=True)
+OBJECTS = th.ArrayType(OBJECT)
+STRINGS = th.ArrayType(th.StringType)
+
+
+def opened(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with every object schema in it (top level, nested, array items, the
+    options of ``anyOf``/``oneOf``) open to undeclared properties. Changed in place."""
+    types = schema.get("type")
+    kinds = {types} if isinstance(types, str) else set(types or ())
+    if "object" in kinds or "properties" in schema:
+        schema["additionalProperties"] = True
+    for sub in (schema.get("properties") or {}).values():
+        if isinstance(sub, dict):
+            opened(sub)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        opened(items)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key) or ():
+            if isinstance(option, dict):
+                opened(option)
+    return schema
+
+
+def record_schema(*properties: th.Property) -> dict[str, Any]:
+    """A stream's schema from its properties, open everywhere."""
+    return opened(th.PropertiesList(*properties).to_dict())
+
+
+def closed_objects(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Where ``schema`` has an object schema that is not open (for tests and checks)."""
+    found: list[str] = []
+    types = schema.get("type")
+    kinds = {types} if isinstance(types, str) else set(types or ())
+    if ("object" in kinds or "properties" in schema) and schema.get(
+        "additionalProperties"
+    ) is not True:
+        found.append(path or "(record)")
+    for name, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            found += closed_objects(sub, f"{path}.{name}" if path else name)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        found += closed_objects(items, f"{path}[]")
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key) or ():
+            if isinstance(option, dict):
+                found += closed_objects(option, path)
+    return found
