@@ -61,7 +61,9 @@ def test_a_route_the_document_lacks_is_not_offered(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.datalinx.openapi_hidden = frozenset({"/alerts", "/pipelines"})
+    sandbox.datalinx.missing_routes = {"queries"}  # a 404, and absent from the document
     tap = make_tap(config(sandbox))
+    assert "datalinx_queries" not in tap.streams
     assert "datalinx_alerts" not in tap.streams
     assert "datalinx_pipelines" not in tap.streams
     assert "datalinx_pipeline_runs" not in tap.streams  # listed per pipeline
