@@ -111,6 +111,27 @@ def test_every_record_matches_its_schema(sandbox: Sandbox, platform: str, tmp_pa
         assert all(SCALAR_FIELD in o for o in objects), (stream, member)
 
 
+def test_wide_values_arrive_as_sent(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Values of wide types pass the conformance step untouched: numbers stay numbers,
+    text stays text, lists stay lists."""
+    reinfer = checked_sync(_config(sandbox, "reinfer", tmp_path))
+    labels = [
+        (kind, label["sentiment"])
+        for record in reinfer.records["reinfer_labellings"]
+        for group in record.get("labelling") or []
+        for kind in ("assigned", "predicted")
+        for label in group.get(kind) or []
+    ]
+    assert {type(v) for kind, v in labels if kind == "assigned"} == {str}
+    assert {type(v) for kind, v in labels if kind == "predicted"} == {float}
+    flags = [r["_dataset_flags"] for r in reinfer.records["reinfer_datasets"]]
+    assert all(isinstance(f, list) for f in flags)
+    assert ["gpt4"] in flags
+    dexi = checked_sync(_config(sandbox, "dexi", tmp_path))
+    inputs = [r["inputs"] for r in dexi.records["dexi_runs"]]
+    assert {type(i) for i in inputs} == {dict, list}
+
+
 @pytest.mark.parametrize("platform", PLATFORM_NAMES)
 def test_every_object_schema_is_open(sandbox: Sandbox, platform: str, tmp_path: Path) -> None:
     tap = make_tap(_config(sandbox, platform, tmp_path))
