@@ -91,9 +91,10 @@ def sync(cfg: dict[str, Any], state: dict[str, Any] | None = None) -> list[dict[
     return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
-#: Read for new executions only (children of the incremental executions stream), or a
-#: record per run the tap started: no table version.
-NOT_MIRRORED = ("dexi_results__", "dexi_files", "invision_dataflow_runs")
+#: Read for new executions only (children of the incremental executions stream), a record
+#: per run the tap started, or a table with a `version` column (target-postgres cannot
+#: soft-delete there): no table version.
+NOT_MIRRORED = ("dexi_results__", "dexi_files", "invision_dataflow_runs", "dexi_runs")
 
 
 def full_table(messages: list[dict[str, Any]], cfg: dict[str, Any]) -> set[str]:

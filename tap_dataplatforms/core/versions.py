@@ -55,10 +55,18 @@ def new_version() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: A column the SQL targets' soft delete cannot live with: target-postgres (0.8.1, the
+#: newest) binds its ACTIVATE_VERSION update's version as a parameter named ``version``,
+#: which SQLAlchemy refuses in a table that has a column of that name, and the load fails.
+RESERVED_COLUMN = "version"
+
+
 def mirrored_streams(streams: Iterable[Any]) -> list[Any]:
     """The selected streams that read their whole source each run: full-table, with no
-    incremental ancestor (Dexi results and files are read for new executions only), and
-    not marked ``MIRRORED = False`` (a record per run the tap itself started)."""
+    incremental ancestor (Dexi results and files are read for new executions only), not
+    marked ``MIRRORED = False`` (a record per run the tap itself started), and without a
+    top-level ``version`` property (``RESERVED_COLUMN``; such a stream is keyed and
+    upserted as before)."""
     streams = list(streams)
     parent_of = {id(child): stream for stream in streams for child in stream.child_streams}
 
@@ -69,7 +77,13 @@ def mirrored_streams(streams: Iterable[Any]) -> list[Any]:
             stream = parent_of.get(id(stream))
         return True
 
-    return [stream for stream in streams if stream.selected and whole(stream)]
+    return [
+        stream
+        for stream in streams
+        if stream.selected
+        and whole(stream)
+        and RESERVED_COLUMN not in (stream.schema.get("properties") or {})
+    ]
 
 
 def begin(streams: Iterable[Any], version: int) -> None:
