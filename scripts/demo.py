@@ -128,6 +128,10 @@ PLATFORMS: dict[str, DemoPlatform] = {
 }
 
 
+#: Where the tap writes its run summary (setting run_summary_path), under the output dir.
+SUMMARY_FILE = "demo-run-summary.json"
+
+
 class DemoError(Exception):
     """A step of the demo failed; the message says which and why."""
 
@@ -328,6 +332,7 @@ def tap_environment(
             else:
                 text = json.dumps(value)
             env[f"{ENV_PREFIX}{name.upper()}_{key.upper()}"] = text
+    env[f"{ENV_PREFIX}RUN_SUMMARY_PATH"] = str(output / SUMMARY_FILE)
     deselected = [f"!{stream}.*" for p in PLATFORMS.values() for stream in p.deselect]
     env[f"{ENV_PREFIX}_SELECT"] = json.dumps(["*.*", *deselected])
     return env
@@ -400,6 +405,19 @@ def count_rows(duckdb_path: Path) -> dict[str, int]:
         raise DemoError(f"could not read {_rel(duckdb_path)}: {result.stderr.strip()}")
     counts: dict[str, int] = json.loads(result.stdout)
     return counts
+
+
+def print_run_summary(output: Path) -> None:
+    """The tap's own run summary (``run_summary_path``), as it logs it."""
+    from tap_dataplatforms.core.summary import table_lines
+
+    path = output / SUMMARY_FILE
+    if not path.exists():
+        return
+    rows = json.loads(path.read_text())["streams"]
+    print(f"\nRun summary of the tap ({_rel(path)}):")
+    for line in table_lines(rows):
+        print(f"  {line}")
 
 
 def summarize(counts: Mapping[str, int], elapsed: float, duckdb_path: Path) -> list[str]:
@@ -501,6 +519,7 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
             verbose=args.verbose,
         )
         print(f"  ran in {time.time() - run_started:.1f} s", flush=True)
+    print_run_summary(output)
     counts = count_rows(duckdb_path)
     problems = summarize(counts, time.time() - started, duckdb_path)
     if problems:

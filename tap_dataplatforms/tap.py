@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import sys
 from functools import cached_property
 from typing import Any
@@ -13,12 +14,13 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.metrics import METRICS_LOGGER_NAME
 from singer_sdk.singerlib import StateMessage
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
-from tap_dataplatforms.core import inputs, versions
+from tap_dataplatforms.core import inputs, summary, versions
 from tap_dataplatforms.core.errors import (
     EXIT_INTERNAL,
     ConfigError,
@@ -66,7 +68,13 @@ class TapDataPlatforms(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         install_log_redaction()
+        # The SDK sets the METRIC logger to LOGLEVEL here, over a level given to it by
+        # SINGER_SDK_LOG_CONFIG: keep that one, so METRIC lines can be turned off alone.
+        metrics = logging.getLogger(METRICS_LOGGER_NAME)
+        configured = metrics.level
         super().__init__(*args, **kwargs)
+        if configured != logging.NOTSET:
+            metrics.setLevel(configured)
 
     # -- configuration ----------------------------------------------------------------
 
@@ -171,6 +179,7 @@ class TapDataPlatforms(Tap):
 
     # Final for typing in the SDK; extended, not replaced: the SDK's sync runs unchanged.
     def sync_all(self) -> None:  # type: ignore[misc]
+        self.state_before = copy.deepcopy(dict(self.state or {}))
         mirrored: list[Stream] = []
         if versions.mirroring(self.config):
             mirrored = versions.mirrored_streams(self.streams.values())
@@ -196,11 +205,32 @@ class TapDataPlatforms(Tap):
             if flush is not None:
                 flush()
 
+    state_before: dict[str, Any] | None = None
+
+    def log_summary(self) -> None:
+        """The run summary: one line per selected stream, and the JSON file if asked."""
+        names = [
+            s.name
+            for s in self.streams.values()
+            if s.selected or s.name in self.runtime.stream_counters
+        ]
+        records = getattr(self.message_writer, "records", {})
+        rows = summary.summary_rows(
+            names, self.runtime, records, self.state_before, dict(self.state or {})
+        )
+        self.logger.info("Run summary:")
+        for line in summary.table_lines(rows):
+            self.logger.info("  %s", line)
+        path = self.config.get("run_summary_path")
+        if path:
+            summary.write_json(str(path), rows, self.runtime)
+
     def finish(self) -> None:
         """End non-zero, naming each failed partition, if any partition failed."""
         counters = {k: v for k, v in sorted(self.runtime.counters.items()) if v}
         if counters:
             self.logger.info("Request counters: %s", counters)
+        self.log_summary()
         if self.runtime.skipped and not self.runtime.failures:
             for line in self.runtime.skipped_lines():
                 self.logger.warning("%s", line)

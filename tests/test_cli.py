@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -95,3 +96,33 @@ def test_connection_test_flag(tmp_path: Path) -> None:
     result = run(tmp_path, config, "--test")
     assert result.returncode == 0, result.stderr
     assert '"RECORD"' in result.stdout
+    # Each stream stops at its first record: a success, not "an unhandled error".
+    assert error_lines(result) == []
+
+
+QUIET_LOGGING = """\
+version: 1
+disable_existing_loggers: false
+loggers:
+  singer_sdk.metrics:
+    level: WARNING
+"""
+
+
+def test_metric_lines_turned_off_as_the_readme_shows_keeping_the_summary(tmp_path: Path) -> None:
+    quiet = tmp_path / "logging.yaml"
+    quiet.write_text(QUIET_LOGGING)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(redivis_config(shared_sandbox(), organizations=["demo"], users=[])))
+    result = subprocess.run(
+        [sys.executable, "-m", "tap_dataplatforms.tap", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "SINGER_SDK_LOG_CONFIG": str(quiet)},
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "METRIC" not in result.stderr
+    assert "Run summary:" in result.stderr
+    assert "redivis_variables" in result.stderr.split("Run summary:")[1]

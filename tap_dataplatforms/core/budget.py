@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from redis import Redis
 
 logger = logging.getLogger("tap-dataplatforms.budget")
+#: A wait for the budget longer than this is logged when it starts.
+LONG_WAIT_SECONDS = 5.0
 
 _LEAK_EVERY = 256
 #: Tries of a budget check against a shared backend that does not answer, before the
@@ -599,6 +601,7 @@ class Budget:
         ``in_flight``: the request counts as in flight until :meth:`done`."""
         waited = 0.0
         failures = 0
+        announced = False
         while True:
             try:
                 pause = self._try_acquire(waited, in_flight)
@@ -618,6 +621,10 @@ class Budget:
                 )
             if pause is None:
                 return waited
+            if pause > LONG_WAIT_SECONDS and not announced:
+                announced = True  # a long wait is said when it starts, not found as a hang
+                platform, *_, kind = self.name.split(":")
+                logger.info("%s: waiting %.0fs for the %s budget", platform, pause, kind)
             self.clock.sleep(pause)
             waited += pause
 

@@ -57,6 +57,14 @@ COMMON_SETTINGS: list[th.Property] = [
         ),
     ),
     th.Property(
+        "run_summary_path",
+        th.StringType,
+        description=(
+            "Also write the run summary (per stream: records, requests, retries, 429s, "
+            "budget waits, bookmarks, failed partitions) to this JSON file."
+        ),
+    ),
+    th.Property(
         "request_timeout_seconds",
         th.NumberType(exclusive_minimum=0),
         default=300,

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -28,7 +29,13 @@ import msgspec
 import requests
 import urllib3
 from pyrate_limiter import Rate
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import (
+    AbortedSyncFailedException,
+    AbortedSyncPausedException,
+    FatalAPIError,
+    MaxRecordsLimitException,
+    RetriableAPIError,
+)
 from singer_sdk.helpers._state import reset_state_progress_markers
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.jsonpath import extract_jsonpath
@@ -137,6 +144,13 @@ class PlatformStream(RESTStream[Any]):
     state_partitioning_keys: ClassVar[list[str] | None] = []
 
     _LOG_REQUEST_METRIC_URLS = False
+
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        # ``--test`` stops each stream at its first record by raising an abort, which the
+        # SDK logs as "An unhandled error" at ERROR although the test succeeded.
+        if level >= logging.ERROR and isinstance(sys.exc_info()[1], _ABORTS):
+            level = logging.DEBUG
+        super().log(message, *args, level=level, **kwargs)
 
     # -- settings and budget ------------------------------------------------------
 
@@ -277,9 +291,10 @@ class PlatformStream(RESTStream[Any]):
         patience_deadline = time.monotonic() + RATE_LIMIT_PATIENCE_SECONDS
         rate_limited = 0
         while True:
-            for other in also:
-                other.acquire()
-            budget.acquire(in_flight=True)
+            waited = sum(other.acquire() for other in also)
+            waited += budget.acquire(in_flight=True)
+            if waited:
+                self.runtime.count_stream(self.name, "budget_wait_seconds", waited)
             try:
                 request = self.authenticator(prepared_request)
                 response = self.requests_session.send(
@@ -307,6 +322,7 @@ class PlatformStream(RESTStream[Any]):
                 extra_tags=self.request_metric_tags(response),
             )
             self.runtime.note_response(self.platform, response)
+            self.runtime.count_stream(self.name, "requests")
             if response.status_code != 429:
                 self.validate_status(response)
                 if not stream:
@@ -315,6 +331,7 @@ class PlatformStream(RESTStream[Any]):
                 return response
             rate_limited += 1
             self.runtime.count_rate_limited(self.platform)
+            self.runtime.count_stream(self.name, "http_429")
             wait = self._rate_limit_wait(response, received_at, rate_limited)
             if time.monotonic() + wait > patience_deadline:
                 self.validate_response(response)  # raises RateLimitedError
@@ -400,6 +417,7 @@ class PlatformStream(RESTStream[Any]):
         exc = details.get("exception")
         reason = redact(str(exc)) if exc is not None else "unknown error"
         self.runtime.count_retry(self.platform)
+        self.runtime.count_stream(self.name, "retries")
         self.logger.warning(
             "%s: retry %d after %.1fs: %s",
             self.platform_title,
@@ -548,6 +566,8 @@ class PlatformStream(RESTStream[Any]):
     def progress(self) -> Progress | None:
         return getattr(self, "_progress", None)
 
+
+_ABORTS = (AbortedSyncFailedException, AbortedSyncPausedException, MaxRecordsLimitException)
 
 _TLS_WARNING = threading.Lock()
 _tls_warned = False

@@ -23,6 +23,7 @@ import logging
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, ClassVar, cast
 
@@ -67,11 +68,15 @@ class MessageWriter(MsgSpecWriter):
         super().__init__()
         self._pending = bytearray()
         self._flushed_at = time.monotonic()
+        #: RECORD messages written, per stream (the run summary).
+        self.records: Counter[str] = Counter()
         atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:
         # Encoded straight onto the end of the pending bytes (no copy of each line).
         self._encode(message.to_dict())
+        if isinstance(message, RecordMessage):
+            self.records[message.stream] += 1
         if (
             not isinstance(message, RecordMessage)
             or len(self._pending) >= BUFFER_BYTES
@@ -88,6 +93,7 @@ class MessageWriter(MsgSpecWriter):
             message["version"] = version
         message["time_extracted"] = extracted
         self._encode(message)
+        self.records[stream] += 1
         if (
             len(self._pending) >= BUFFER_BYTES
             or time.monotonic() - self._flushed_at >= FLUSH_SECONDS

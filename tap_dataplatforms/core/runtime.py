@@ -47,6 +47,8 @@ class Runtime:
         #: final summary, not failures.
         self.skipped: list[Failure] = []
         self.counters: Counter[str] = Counter()
+        #: stream name -> requests, retries, http_429, budget_wait_seconds (run summary)
+        self.stream_counters: dict[str, Counter[str]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -76,6 +78,14 @@ class Runtime:
         """Add to a platform's counter (logged at the end of the sync)."""
         with self._lock:
             self.counters[f"{platform}.{name}"] += amount
+
+    def count_stream(self, stream: str, name: str, amount: float = 1) -> None:
+        """Add to one stream's counter (the run summary's columns)."""
+        with self._lock:
+            counter = self.stream_counters.get(stream)
+            if counter is None:
+                counter = self.stream_counters[stream] = Counter()
+            counter[name] += amount  # type: ignore[assignment]
 
     def warn_once(self, text: str) -> None:
         with self._lock:
