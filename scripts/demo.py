@@ -128,6 +128,10 @@ PLATFORMS: dict[str, DemoPlatform] = {
 }
 
 
+#: The Meltano environment and the state directory (under the output dir) of the demo.
+DEMO_ENVIRONMENT = "demo"
+DEMO_STATE_DIR = "meltano-state"
+
 #: Where the tap writes its run summary (setting run_summary_path), under the output dir.
 SUMMARY_FILE = "demo-run-summary.json"
 
@@ -346,6 +350,11 @@ def meltano_environment(tap_env: Mapping[str, str], duckdb_path: Path) -> dict[s
         {
             "MELTANO_CLI_DISABLE_VERSION_CHECK": "1",
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            # Its own environment and state backend: the demo's bookmarks (state id
+            # demo:tap-dataplatforms-to-target-duckdb, in output/) never become those of
+            # the user's own runs, which start from their own state.
+            "MELTANO_ENVIRONMENT": DEMO_ENVIRONMENT,
+            "MELTANO_STATE_BACKEND_URI": (duckdb_path.parent / DEMO_STATE_DIR).as_uri(),
             "TARGET_DUCKDB_FILEPATH": str(duckdb_path),
             "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": TARGET_SCHEMA,
         }

@@ -92,6 +92,7 @@ class TapDataPlatforms(Tap):
         self._register_secrets()
         schema = copy.deepcopy(self.config_jsonschema)
         self.append_builtin_config(schema)
+        settings.coerce_numbers(self._config, schema)
         schema["additionalProperties"] = False
         errors = settings.validate(self.config, schema, PLATFORMS)
         if errors and raise_errors:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -20,9 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
+from tap_dataplatforms.core.config import coerce_numbers
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.reliability import credential_secrets, secret_hits
 
@@ -77,6 +80,7 @@ def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
             pytest.fail(message)
         pytest.skip(message)
 
+    user_states = meltano_states()
     result = subprocess.run(
         [sys.executable, str(DEMO), "--output", str(tmp_path)],
         cwd=ROOT,
@@ -100,6 +104,33 @@ def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
         for stream in platform.streams:
             assert counts.get(stream, 0) > 0, f"{name}: {stream}: no rows\n{details}"
     assert "Sandbox stopped." in result.stdout
+    assert "Run summary of the tap" in result.stdout
+    # Isolation: the demo kept its bookmarks in its own environment and state directory,
+    # so the project's own state (what a user's `meltano run` starts from) is exactly what
+    # it was: after the demo, a user's first run starts with empty state.
+    assert meltano_states() == user_states
+    demo_state = [str(p) for p in (tmp_path / "meltano-state").rglob("*")]
+    assert any("demo:tap-dataplatforms-to-target-duckdb" in p for p in demo_state), demo_state
+
+
+def meltano(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_"))}
+    result = subprocess.run(
+        [str(MELTANO), *args],
+        cwd=ROOT,
+        env={**env, "MELTANO_CLI_DISABLE_VERSION_CHECK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return result.stdout
+
+
+def meltano_states() -> dict[str, str]:
+    """Every state in the project's own state backend, as a user's runs see it."""
+    ids = [line.strip() for line in meltano("state", "list").splitlines() if line.strip()]
+    return {state_id: meltano("state", "get", state_id) for state_id in ids}
 
 
 # --------------------------------------------------------------------------- definitions
@@ -107,7 +138,9 @@ def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
 JSON_TYPE_TO_KIND = {
     "string": "string",
     "integer": "integer",
-    "number": "decimal",
+    # Not `decimal`: Meltano 4.4 crashes on a decimal setting read from an environment
+    # variable; the tap reads the text as a number (core.config.coerce_numbers).
+    "number": "string",
     "boolean": "boolean",
     "array": "array",
     "object": "object",
@@ -201,3 +234,35 @@ def test_every_plugin_installs_from_a_pinned_package() -> None:
     duckdb = next(p for p in plugins["loaders"] if p["name"] == "target-duckdb")
     # target-duckdb 0.8.0 with duckdb >= 1.2 logs the load and leaves the table empty.
     assert any(re.fullmatch(r"duckdb==1\.[01]\.\d+", p) for p in duckdb["pip_url"].split())
+
+
+def test_number_setting_from_an_environment_variable_reaches_the_tap_as_a_number() -> None:
+    if not MELTANO.exists():
+        message = f"Meltano is not installed at {MELTANO.relative_to(ROOT)} (run `make meltano`)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_"))}
+    result = subprocess.run(
+        [str(MELTANO), "config", "print", "tap-dataplatforms"],
+        cwd=ROOT,
+        env={
+            **env,
+            "MELTANO_CLI_DISABLE_VERSION_CHECK": "1",
+            "TAP_DATAPLATFORMS_DEXI_MAX_REQUESTS_PER_SECOND": "2.5",
+            "TAP_DATAPLATFORMS_MAX_CONCURRENCY": "3",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]  # no "Decimal is not JSON serializable"
+    config = json.loads(result.stdout[result.stdout.index("{") :])
+    assert config["dexi"]["max_requests_per_second"] == "2.5"  # text, as Meltano passes it
+    coerce_numbers(config, TapDataPlatforms.config_jsonschema)  # what the tap does first
+    assert config["dexi"]["max_requests_per_second"] == 2.5
+    assert config["max_concurrency"] == 3
+    config["dexi"].update(account_id="a", api_key="k")
+    tap = TapDataPlatforms.config_jsonschema
+    assert not list(jsonschema.Draft7Validator(tap).iter_errors(config))

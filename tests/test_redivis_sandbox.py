@@ -103,3 +103,26 @@ def test_forced_429_waits_what_the_server_asked(sandbox: Sandbox, form: str) -> 
     assert len([e for e in log if e["status"] == 429]) == 1
     got = keys(out)
     assert set(got["redivis_variables"]) == expected(sandbox, ["demo"])["redivis_variables"]
+
+
+def test_flattened_datasets_schema_has_every_column_the_records_carry() -> None:
+    config = redivis_config(shared_sandbox(), organizations=["demo"], users=[])
+    config.update(flattening_enabled=True, flattening_max_depth=1)
+    out = run_sync(make_tap(config))
+    declared = set(out.schemas["redivis_datasets"]["properties"])
+    carried = {key for record in out.records["redivis_datasets"] for key in record}
+    # The documented objects, filled in by the sandbox, become the same columns in the
+    # SCHEMA as in the records (fields nobody documented still arrive, unflattened ones
+    # too, but these are the ones every dataset with a range, a box or a sample has).
+    documented = {
+        "temporalRange__min",
+        "temporalRange__max",
+        "geoBBox__west",
+        "geoBBox__south",
+        "geoBBox__east",
+        "geoBBox__north",
+        "sampleConfiguration__type",
+        "sampleConfiguration__samplePercentage",
+    }
+    assert documented <= carried
+    assert documented <= declared, sorted(documented - declared)

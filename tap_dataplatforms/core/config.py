@@ -235,3 +235,29 @@ def validate(
         except ConfigError as exc:
             errors.append(str(exc))
     return errors
+
+
+def coerce_numbers(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Number settings given as text become numbers, in place.
+
+    Meltano passes a setting declared ``kind: string`` as text; number settings are
+    declared so (``kind: decimal`` read from an environment variable crashes Meltano 4.4
+    with "Decimal is not JSON serializable"), and are read here as the numbers they are.
+    Text that is no number is left for validation to name.
+    """
+    for name, prop in (schema.get("properties") or {}).items():
+        value = config.get(name)
+        types = prop.get("type", [])
+        types = [types] if isinstance(types, str) else list(types)
+        if isinstance(value, dict) and "object" in types:
+            coerce_numbers(value, prop)
+        elif isinstance(value, str) and ("number" in types or "integer" in types):
+            text = value.strip()
+            try:
+                number = float(text)
+            except ValueError:
+                continue
+            if "integer" in types and number.is_integer() and "." not in text:
+                config[name] = int(number)
+            elif "number" in types:
+                config[name] = number

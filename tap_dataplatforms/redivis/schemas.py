@@ -13,7 +13,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
-from tap_dataplatforms.core.schemas import OBJECT, SCALAR, STRINGS, record_schema
+from tap_dataplatforms.core.schemas import SCALAR, STRINGS, record_schema
 
 TIMESTAMP = th.DateTimeType
 
@@ -40,6 +40,23 @@ REFERENCE_FIELDS = (
 )
 
 # Dataset, list view.
+# The objects a dataset may carry, with their fields declared so that flattening
+# (``flattening_enabled``) gives the SCHEMA the same columns as the records; open to more.
+TEMPORAL_RANGE = th.ObjectType(
+    th.Property("min", th.StringType),
+    th.Property("max", th.StringType),
+    additional_properties=True,
+)
+GEO_BBOX = th.ObjectType(
+    *(th.Property(side, th.NumberType) for side in ("west", "south", "east", "north")),
+    additional_properties=True,
+)
+SAMPLE_CONFIGURATION = th.ObjectType(
+    th.Property("type", th.StringType),
+    th.Property("samplePercentage", th.NumberType),
+    additional_properties=True,
+)
+
 DATASETS = record_schema(
     *REFERENCE_FIELDS,
     th.Property("doi", th.StringType),
@@ -50,10 +67,10 @@ DATASETS = record_schema(
     th.Property("tableCount", th.IntegerType),
     th.Property("numBytes", th.IntegerType),
     th.Property("totalNumBytes", th.IntegerType),
-    th.Property("temporalRange", OBJECT),
+    th.Property("temporalRange", TEMPORAL_RANGE),
     th.Property("temporalPrecision", th.StringType),
-    th.Property("geoBBox", OBJECT),
-    th.Property("sampleConfiguration", OBJECT),
+    th.Property("geoBBox", GEO_BBOX),
+    th.Property("sampleConfiguration", SAMPLE_CONFIGURATION),
 )
 
 # Table, list view, plus the parent dataset the tap adds.
