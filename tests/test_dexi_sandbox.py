@@ -112,13 +112,15 @@ def test_every_stream_equals_the_sandbox_by_key_at_200_plus_runs() -> None:
 
 def test_one_results_stream_per_run_named_by_slug() -> None:
     model, out, streams = big_sync()
-    slugs = run_slugs([(r.id, r.name) for r in model.runs])
+    slugs = run_slugs([(r.id, r.name) for r in reversed(model.runs)])  # as listed
     names = {f"dexi_results__{slug}" for slug in slugs.values()}
     assert names == {s for s in streams if s.startswith("dexi_results__")}
     assert "dexi_results__never_executed" in names
-    # Two runs named "Store locator": each gets 8 characters of its id.
-    twins = [r for r in model.runs if r.name == "Store locator"]
-    assert {slugs[r.id] for r in twins} == {f"store_locator_{r.id[:8]}" for r in twins}
+    # Two runs named "Store locator": the older keeps the slug, the newer gets 8
+    # characters of its id (so that a new namesake renames no existing stream).
+    older, newer = [r for r in model.runs if r.name == "Store locator"]  # oldest first
+    assert slugs[older.id] == "store_locator"
+    assert slugs[newer.id] == f"store_locator_{newer.id[:8]}"
     assert slugs[next(r.id for r in model.runs if r.name == "priceWatchFR")] == "price_watch_fr"
     # Rows land in their own run's stream.
     for name, records in out.records.items():
@@ -142,7 +144,7 @@ def test_result_columns_are_typed_from_the_values() -> None:
     quantities = [r["qty"] for r in records if r.get("qty") is not None]
     assert quantities
     assert all(type(q) is int for q in quantities)
-    locator = next(n for n in out.schemas if n.startswith("dexi_results__store_locator_"))
+    locator = next(n for n in out.schemas if n.startswith("dexi_results__store_locator"))
     assert out.schemas[locator]["properties"]["open_days"]["type"] == ["array", "null"]
     # "score" holds numbers and "n/a": a string column, every value a string.
     scores = [r["score"] for r in out.records["dexi_results__review_crawl"] if r.get("score")]
@@ -317,7 +319,7 @@ def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandb
     clock = FakeClock()
     out = run_sync(make_tap(config, clock=clock))
     assert len(model.started) == 2
-    slugs = run_slugs([(r.id, r.name) for r in model.runs])
+    slugs = run_slugs([(r.id, r.name) for r in reversed(model.runs)])  # as listed
     log = sandbox.request_log("dexi")
     for started in model.started:
         execution = model.by_id[started]
@@ -348,7 +350,7 @@ def test_a_start_whose_answer_is_lost_is_adopted_not_sent_again(sandbox: Sandbox
     out = run_sync(make_tap(config, clock=FakeClock()))
     assert sorted(how for _, how in model.lost_start_answers) == ["5xx", "cut", "drop"]
     assert model.started_per_run() == {r.id: 1 for r in runs}
-    slugs = run_slugs([(r.id, r.name) for r in runs])
+    slugs = run_slugs([(r.id, r.name) for r in reversed(model.runs)])  # as listed
     for started in model.started:
         execution = model.by_id[started]
         assert execution.state == "OK"

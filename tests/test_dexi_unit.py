@@ -372,8 +372,9 @@ def test_slugs_and_columns() -> None:
     assert slugify("Price watch DE") == "price_watch_de"
     assert slugify("priceWatchFR") == "price_watch_fr"
     assert slugify("Jobs / listings (EU)") == "jobs_listings_eu"
+    # Listed newest first: the oldest of two runs sharing a slug keeps it bare.
     slugs = run_slugs([("abcdef123456", "Store"), ("0123456789", "store"), ("x", "Other")])
-    assert slugs == {"abcdef123456": "store_abcdef12", "0123456789": "store_01234567", "x": "other"}
+    assert slugs == {"abcdef123456": "store_abcdef12", "0123456789": "store", "x": "other"}
     assert run_slugs([("r1", "!!!")]) == {"r1": "run"}
     kinds = infer_columns(["a", "b", "c"], [[1, 1, True], [2.5, None, 1], [None, 2, None]])
     assert kinds == {"a": "number", "b": "integer", "c": "string"}
@@ -548,3 +549,21 @@ def test_an_unreachable_host_fails_fast_in_one_line(requests_mock: rm.Mocker) ->
         make_tap(config(), clock=FakeClock()).streams  # noqa: B018 - discovery reaches out
     assert str(raised.value) == "Dexi: cannot reach https://dexi.test/: connection refused"
     assert len(requests_mock.request_history) == 2  # one retry, then the verdict
+
+
+def test_a_new_run_with_the_same_name_renames_no_existing_results_stream() -> None:
+    before = run_slugs([("b2", "Price watch"), ("a1", "Store")])
+    # A newer run named like an existing one: listed first, newest first.
+    after = run_slugs([("c3d4e5f6a7", "price watch"), ("b2", "Price watch"), ("a1", "Store")])
+    assert after["b2"] == before["b2"] == "price_watch"
+    assert after["a1"] == before["a1"] == "store"
+    assert after["c3d4e5f6a7"] == "price_watch_c3d4e5f6"
+
+
+def test_result_stream_names_pin_a_run_s_stream_name() -> None:
+    runs = [("c3", "Price watch"), ("b2", "Price watch")]
+    assert run_slugs(runs, {"c3": "Price watch (new)"}) == {
+        "c3": "price_watch_new",
+        "b2": "price_watch",
+    }
+    assert run_slugs(runs, {"b2": "legacy_prices"}) == {"c3": "price_watch", "b2": "legacy_prices"}

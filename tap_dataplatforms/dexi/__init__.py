@@ -45,6 +45,15 @@ SETTINGS = (
         "files_dir", th.StringType, default="dexi-files", description="Where downloaded files go."
     ),
     th.Property(
+        "result_stream_names",
+        th.ObjectType(additional_properties=th.StringType),
+        description=(
+            "Run id -> the name of its results stream (`dexi_results__<name>`), pinning it "
+            "whatever the rule would give (the oldest of runs sharing a name keeps the bare "
+            "slug, newer ones get `_` + 8 id characters)."
+        ),
+    ),
+    th.Property(
         "strict_results",
         th.BooleanType,
         default=False,

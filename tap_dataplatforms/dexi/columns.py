@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tap_dataplatforms.core.naming import distinct_slugs, slug
+from tap_dataplatforms.core.naming import slug
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
@@ -23,9 +23,32 @@ def slugify(text: str) -> str:
     return slug(text, "")
 
 
-def run_slugs(runs: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Run id -> slug of its name; ``_`` + 8 id characters only where two slugs collide."""
-    return distinct_slugs(runs, suffix=lambda run_id: run_id[:8], fallback="run")
+def run_slugs(
+    runs: Sequence[tuple[str, str]], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Run id -> the ``<run>`` of its results stream ``dexi_results__<run>``.
+
+    ``runs`` in the order ``GET runs`` lists them: newest first (doc). The rule, so that a
+    stream never changes its name when another run appears: the slug of the run's name;
+    where several runs share a slug, the oldest of them keeps the bare slug and each newer
+    one gets ``_`` + the first 8 characters of its id. ``overrides`` (setting
+    ``dexi.result_stream_names``, run id -> name) pins a run's name explicitly.
+    """
+    overrides = overrides or {}
+    base = {run_id: slug(name, "run") for run_id, name in runs}
+    keeper: dict[str, str] = {}
+    for run_id, _ in runs:  # newest first: the last one seen is the oldest
+        if run_id not in overrides:
+            keeper[base[run_id]] = run_id
+    names = {}
+    for run_id, _ in runs:
+        if run_id in overrides:
+            names[run_id] = slug(overrides[run_id], "run")
+        elif keeper[base[run_id]] == run_id:
+            names[run_id] = base[run_id]
+        else:
+            names[run_id] = f"{base[run_id]}_{_NON_WORD.sub('_', run_id[:8].lower())}"
+    return names
 
 
 def _kind(value: Any) -> str | None:

@@ -149,7 +149,10 @@ def discover(tap: Tap) -> list[Stream]:
     run_list = [r for r in every_run if runs.owns(str(r["_id"]))]
     if runs.settings.get("execute_runs"):
         executions.starter = RunStarter(tap, [str(r["_id"]) for r in run_list])
-    every_slug = run_slugs([(str(r["_id"]), str(r.get("name") or "")) for r in every_run])
+    every_slug = run_slugs(
+        [(str(r["_id"]), str(r.get("name") or "")) for r in every_run],
+        runs.settings.get("result_stream_names") or {},
+    )
     slugs = {str(r["_id"]): every_slug[str(r["_id"])] for r in run_list}
     ordered = sorted(slugs.items(), key=lambda item: item[1])
     unknown = [run_id for run_id, slug in ordered if RESULTS_PREFIX + slug not in known]
