@@ -76,6 +76,13 @@ class TapDataPlatforms(Tap):
         if configured != logging.NOTSET:
             metrics.setLevel(configured)
 
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Bookmarks written by an earlier release are read in their current form."""
+        for spec in PLATFORMS:
+            if spec.migrate_state is not None:
+                spec.migrate_state(state)
+        super().load_state(state)
+
     # -- configuration ----------------------------------------------------------------
 
     @classmethod

@@ -121,6 +121,8 @@ class PlatformSpec:
     build_streams: Callable[[Tap], list[Stream]] | None = None
     # One request that proves the credentials and the host, before any record.
     check: Callable[[Tap], None] | None = None
+    #: Rewrites, in place, bookmarks an earlier release wrote in another form.
+    migrate_state: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def block(self) -> th.Property:

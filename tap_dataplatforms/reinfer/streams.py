@@ -249,11 +249,12 @@ class SourcesStream(_ConfiguredParent):
         self, record: Record, context: Context | None
     ) -> Iterable[dict[str, Any] | None]:
         if self.is_wanted(record):
-            yield {
-                "source_id": record["id"],
-                "project": record.get("owner"),
-                "source_name": record.get("name"),
-            }
+            # Keyed by the source's id alone: its bookmark survives a rename. The
+            # project and name the comments route needs are looked up by id.
+            comments = self._tap.streams.get(CommentsStream.name)
+            if isinstance(comments, CommentsStream):
+                comments.source_names[str(record["id"])] = (record.get("owner"), record.get("name"))
+            yield {"source_id": record["id"]}
 
 
 class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
@@ -275,15 +276,33 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
     # the last comment read (a later sync re-reads rather than skips) and a warning
     # says so.
     check_sorted = False
-    # One state partition per source context (its id, project and name, which records
-    # also carry): the SDK keeps sorted, resumable bookmarks only when the state
-    # partition is the whole context.
+    # One state partition per source context, which is the source's id alone (a stable
+    # identity: renaming a source does not reset its bookmark): the SDK keeps sorted,
+    # resumable bookmarks only when the state partition is the whole context.
     state_partitioning_keys = None
     parent_fields = ("source_id",)
     timestamp_fields = ()
     # A STATE after every full page: a killed sync re-reads at most one page per source.
     STATE_MSG_FREQUENCY = COMMENTS_PAGE_SIZE
     schema = schemas.COMMENTS
+
+    @cached_property
+    def source_names(self) -> dict[str, tuple[Any, Any]]:
+        """Source id -> (project, name), from the sources listed in this sync."""
+        return {}
+
+    def named(self, context: Context | None) -> dict[str, Any] | None:
+        """The context with the project and name of its source, for URLs and labels."""
+        if not context or "source_id" not in context or "source_name" in context:
+            return dict(context) if context else None
+        project, name = self.source_names.get(str(context["source_id"]), (None, None))
+        return {**context, "project": project, "source_name": name}
+
+    def get_url(self, context: Context | None) -> str:
+        return super().get_url(self.named(context))
+
+    def partition_label(self, context: Context | None) -> str:
+        return super().partition_label(self.named(context))
 
     @cached_property
     def window_end(self) -> str:
@@ -404,6 +423,10 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
         return params
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        named = self.named(context) or {}
+        for key in ("project", "source_name"):
+            if key in named and row.get(key) is None:
+                row[key] = named[key]
         row = _normalise_comment(super().post_process(row, context))
         stamp = row.get("timestamp")
         previous = self._last_timestamp.get(row.get("source_id"))
