@@ -21,7 +21,10 @@ COMMON_SETTINGS: list[th.Property] = [
     th.Property(
         "start_date",
         th.DateTimeType,
-        description="Earliest timestamp for incremental streams (RFC 3339).",
+        description=(
+            "Earliest timestamp for incremental streams (RFC 3339). Without it a first sync "
+            "reads everything, except InVision's execution log, which goes back 30 days."
+        ),
     ),
     th.Property(
         "lookback_seconds",
