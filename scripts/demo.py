@@ -11,7 +11,11 @@ but Python 3 and make. It
 3. runs ``meltano install`` and ``meltano run tap-dataplatforms target-duckdb``, the tap
    configured through ``TAP_DATAPLATFORMS_*`` environment variables pointing at the
    sandbox;
-4. prints the rows per table found in the DuckDB file, and the elapsed time.
+4. changes the sandbox's data as a day would (``POST /_sandbox/change``: rows deleted,
+   tables rewritten, a new Redivis version, a robot's new column) and runs again from the
+   first run's state, printing the changes, the tables the second run changed and the
+   columns it added;
+5. prints the rows per table found in the DuckDB file, and the elapsed time.
 
 The sandbox is stopped in every case. The exit code is non-zero when a step fails or when
 a table, or a stream the demo expects, holds no rows.
@@ -429,6 +433,72 @@ def print_run_summary(output: Path) -> None:
         print(f"  {line}")
 
 
+_COLUMNS = """
+import json, sys
+import duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+rows = con.execute(
+    "select table_name, column_name from information_schema.columns where table_schema = ?",
+    [sys.argv[2]]).fetchall()
+out = {}
+for table, column in rows:
+    out.setdefault(table, []).append(column)
+print(json.dumps(out))
+"""
+
+
+def table_columns(duckdb_path: Path) -> dict[str, list[str]]:
+    """Columns per table, read as ``count_rows`` reads rows."""
+    result = subprocess.run(
+        [str(TARGET_PYTHON), "-c", _COLUMNS, str(duckdb_path), TARGET_SCHEMA],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"could not read {_rel(duckdb_path)}: {result.stderr.strip()}")
+    columns: dict[str, list[str]] = json.loads(result.stdout)
+    return columns
+
+
+def change_sandbox(url: str) -> list[str]:
+    """``POST /_sandbox/change``: the platforms' data changes as between two days."""
+    import urllib.request
+
+    # The sandbox's own http:// URL, read from its output.
+    request = urllib.request.Request(url + "/_sandbox/change", data=b"{}", method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        changes: list[str] = json.loads(answer.read())["changes"]
+    return changes
+
+
+def summarize_change(
+    changes: Sequence[str],
+    before: tuple[Mapping[str, int], Mapping[str, list[str]]],
+    after: tuple[Mapping[str, int], Mapping[str, list[str]]],
+) -> None:
+    """What the second run did: the source's changes, rows per table before and after, and
+    the columns it added. target-duckdb ignores ACTIVATE_VERSION, so rows the source
+    deleted stay in DuckDB; the summary says so instead of counting them as deleted."""
+    print("\nBetween the runs the sandbox changed:")
+    for line in changes:
+        print(f"  {line}")
+    print("\nThe second run:")
+    for name in sorted(after[0]):
+        rows_before, rows_after = before[0].get(name, 0), after[0][name]
+        added = [c for c in after[1].get(name, []) if c not in before[1].get(name, [])]
+        if rows_before == rows_after and not added:
+            continue
+        line = f"  {name}: {rows_before} -> {rows_after} rows"
+        if added and name in before[0]:
+            line += f"; columns added: {', '.join(added)}"
+        print(line)
+    print(
+        "  Rows the source deleted stay in DuckDB: target-duckdb ignores ACTIVATE_VERSION. "
+        "Into target-postgres the tap's table versions delete them (tests/test_e2e_mirror.py)."
+    )
+
+
 def summarize(counts: Mapping[str, int], elapsed: float, duckdb_path: Path) -> list[str]:
     """Print rows per table; return the problems (empty tables, missing streams)."""
     expected = [stream for platform in PLATFORMS.values() for stream in platform.streams]
@@ -528,8 +598,21 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
             verbose=args.verbose,
         )
         print(f"  ran in {time.time() - run_started:.1f} s", flush=True)
+        before = (count_rows(duckdb_path), table_columns(duckdb_path))
+        # A day later: rows deleted, tables rewritten, new versions and columns.
+        changes = change_sandbox(url)
+        print("Sandbox changed; running again (incremental, from the first run's state) ...")
+        run_started = time.time()
+        run_logged(
+            [MELTANO, "run", "--force", EXTRACTOR, LOADER],
+            env,
+            meltano_log,
+            verbose=args.verbose,
+        )
+        print(f"  ran in {time.time() - run_started:.1f} s", flush=True)
     print_run_summary(output)
     counts = count_rows(duckdb_path)
+    summarize_change(changes, before, (counts, table_columns(duckdb_path)))
     problems = summarize(counts, time.time() - started, duckdb_path)
     if problems:
         print("demo failed: " + "; ".join(problems), file=sys.stderr)

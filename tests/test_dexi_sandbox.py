@@ -135,7 +135,7 @@ def test_result_columns_are_typed_from_the_values() -> None:
     name = "dexi_results__price_watch_de"
     assert big.name == "Price watch DE"
     schema = out.schemas[name]["properties"]
-    assert schema["qty"]["type"] == ["integer", "null"]
+    assert schema["qty"]["type"] == ["number", "null"]  # whole numbers, declared number
     assert schema["price"]["type"] == ["number", "null"]
     assert schema["in_stock"]["type"] == ["boolean", "null"]
     assert schema["error"]["type"] == ["string", "null"]

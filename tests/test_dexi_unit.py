@@ -176,8 +176,9 @@ def test_dataset_rows_page_in_the_body_on_the_write_budget(requests_mock: rm.Moc
     records = out.records["dexi_dataset_rows__ds_1"]
     assert [r["_row_index"] for r in records] == list(range(30))
     assert records[3] == {"sku": "A-3", "stock": 3, "_row_index": 3}
+    # Whole numbers are declared number: fractions arriving later need no type change.
     assert out.schemas["dexi_dataset_rows__ds_1"]["properties"]["stock"]["type"] == [
-        "integer",
+        "number",
         "null",
     ]
     assert bodies[2] == {"offset": 1, "limit": 200}  # bodies[0] was discovery's
@@ -308,7 +309,7 @@ def test_result_rows_are_typed_and_carry_their_ids(requests_mock: rm.Mocker) -> 
     schema = out.schemas["dexi_results__price_watch"]["properties"]
     assert {k: v["type"][0] for k, v in schema.items()} == {
         "url": "string",
-        "qty": "integer",
+        "qty": "number",  # whole numbers are declared number (a SQL column that fits fractions)
         "price": "number",
         "ok": "boolean",
         "tags": "array",
@@ -493,7 +494,7 @@ def test_a_catalog_gives_the_result_columns_without_reading_results(
     results = [r for r in requests_mock.request_history if r.path.endswith("/result")]
     assert len(results) == 1  # the sync's own read, none at discovery
     assert out.schemas["dexi_results__price_watch"]["properties"]["qty"]["type"] == [
-        "integer",
+        "number",
         "null",
     ]
     assert out.records["dexi_results__price_watch"][0]["qty"] == 1

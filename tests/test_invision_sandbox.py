@@ -390,7 +390,7 @@ def test_tables_equal_the_sandbox_and_an_unknown_one_fails(sandbox: Sandbox) -> 
 
     properties = out.schemas["invision_table__gl_actuals"]["properties"]
     assert properties["Amount"] == {"type": ["number", "null"]}
-    assert properties["Quantity"] == {"type": ["integer", "null"]}
+    assert properties["Quantity"] == {"type": ["number", "null"]}  # whole, declared number
     assert properties["Approved"] == {"type": ["boolean", "null"]}
     assert properties["PostedAt"] == {"type": ["string", "null"], "format": "date-time"}
     assert all("null" in spec["type"] for spec in properties.values())

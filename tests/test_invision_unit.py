@@ -685,7 +685,7 @@ def test_schema_inference_widens_mixed_columns() -> None:
     )
     assert schema["properties"] == {
         "n": {"type": ["number", "null"]},
-        "mix": {"type": ["string", "integer", "null"]},
+        "mix": {"type": ["string", "number", "null"]},
         "d": {"type": ["string", "null"], "format": "date"},
         "t": {"type": ["string", "null"]},
     }

@@ -83,7 +83,12 @@ def column_schema(kind: str | None) -> dict[str, Any]:
         return {"type": ["array", "null"], "items": {}}
     if kind == "object":
         return {"type": ["object", "null"], "additionalProperties": True}
-    # A column seen only empty is typed string: the most forgiving choice.
+    # A column seen only empty is typed string: the most forgiving choice. Whole numbers
+    # are declared number: a column that holds fractions later (a scraped price) then
+    # needs no type change in the warehouse, which SQL targets do not make (target-postgres
+    # keeps a bigint column and rounds what arrives); the values stay whole numbers.
+    if kind == "integer":
+        return {"type": ["number", "null"]}
     return {"type": [kind or "string", "null"]}
 
 

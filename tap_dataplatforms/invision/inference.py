@@ -42,8 +42,10 @@ def _column_schema(kinds: set[str]) -> dict[str, Any]:
         return {"type": ["string", "null"], "format": next(iter(kinds))}
     types = {"date-time": "string", "date": "string"}
     json_types = {types.get(k, k) for k in kinds} or {"string"}
-    if json_types == {"integer", "number"}:
-        json_types = {"number"}
+    if "integer" in json_types:
+        # Declared number, as for integers mixed with fractions: a SQL target does not
+        # widen a bigint column when fractions arrive later (target-postgres rounds).
+        json_types = (json_types - {"integer"}) | {"number"}
     order = ("string", "number", "integer", "boolean", "object", "array")
     schema: dict[str, Any] = {"type": [t for t in order if t in json_types] + ["null"]}
     if "array" in json_types:
