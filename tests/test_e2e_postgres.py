@@ -289,6 +289,9 @@ class Pipeline:
 def meltano_env(sandbox: Sandbox, url: str, output: Path) -> dict[str, str]:
     tap_env = demo.tap_environment(sandbox.url, CREDENTIALS, output)
     env: dict[str, str] = demo.meltano_environment(tap_env, output / "unused.duckdb")
+    # The demo keeps its state in a directory of its own; here the state is Meltano's, in
+    # PostgreSQL with its system database, where the tests read it.
+    env.pop("MELTANO_STATE_BACKEND_URI", None)
     sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     env.update(
         {
