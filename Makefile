@@ -10,10 +10,12 @@ BIN := $(VENV)/bin
 MELTANO := .venv-meltano/bin/meltano
 DAGSTER_VENV := .venv-dagster
 DAGSTER := $(DAGSTER_VENV)/bin/dagster
+ORACLE_VENV := .venv-oracle
+ORACLE := $(ORACLE_VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint format pytest unit-pythons meltano dagster bench clean
+.PHONY: help demo test lint format pytest unit-pythons meltano dagster oracle bench clean
 
 help:
 	@echo "make demo    run the demo (sandbox -> Meltano -> DuckDB) and print rows per table"
@@ -52,6 +54,21 @@ $(DAGSTER): orchestration/requirements.txt
 	$(DAGSTER_VENV)/bin/python -m pip install -q -r orchestration/requirements.txt
 	touch $@
 
+# The official Redivis client, the oracle tests/test_redivis_oracle.py reads the sandbox with:
+# its own environment, since it pulls pandas, polars, dask and geopandas. Pinned in the file;
+# built with uv when there is one (.venv-meltano has it), else pip.
+oracle: $(ORACLE)
+$(ORACLE): tests/oracle/requirements.txt
+	rm -rf $(ORACLE_VENV)
+	if [ -x .venv-meltano/bin/uv ]; then \
+		.venv-meltano/bin/uv venv -q --python $(PYTHON) $(ORACLE_VENV) && \
+		VIRTUAL_ENV=$(ORACLE_VENV) .venv-meltano/bin/uv pip install -q -r $<; \
+	else \
+		$(PYTHON) -m venv $(ORACLE_VENV) && \
+		$(ORACLE_VENV)/bin/python -m pip install -q -r $<; \
+	fi
+	touch $@
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,7 +78,7 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-pytest: $(VENV)/.installed $(MELTANO) $(DAGSTER)
+pytest: $(VENV)/.installed $(MELTANO) $(DAGSTER) $(ORACLE)
 	$(BIN)/pytest
 
 # The oldest and newest Python that pyproject.toml claims (requires-python, classifiers):
@@ -97,4 +114,4 @@ $(BENCH)/%/.installed: bench/requirements-%.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) $(BENCH) .venv-py310 .venv-py313 .meltano output
+	rm -rf $(VENV) .venv-meltano $(DAGSTER_VENV) $(ORACLE_VENV) $(BENCH) .venv-py310 .venv-py313 .meltano output
