@@ -73,22 +73,15 @@ def demo_tables(sb: Sandbox, count: int) -> list[Any]:
     return found[:count]
 
 
-def test_official_client_reads_exactly_the_sandbox_rows(sandbox: Sandbox, tmp_path: Path) -> None:
-    python = oracle_python()
-    small, split = demo_tables(sandbox, 2)
-    small.num_rows = 1_500  # the model serves whatever size it holds
-    split.num_rows = 20_000
-    specs = {f"organization:demo:{t.dataset.name}:{t.name}": t for t in (small, split)}
-    sessions = sandbox.platform("redivis").read_sessions
-    reads_before = len(sessions.reads)
-    out = tmp_path / "oracle.jsonl"
+def read_with_client(sandbox: Sandbox, specs: list[str], out: Path, **env_extra: str) -> None:
     env = {
         **os.environ,
         "REDIVIS_API_ENDPOINT": sandbox.base_url("redivis"),
         "REDIVIS_API_TOKEN": CREDENTIALS["redivis"]["token"],
+        **env_extra,
     }
     done = subprocess.run(
-        [str(python), str(SCRIPT), str(out), *specs],
+        [str(oracle_python()), str(SCRIPT), str(out), *specs],
         env=env,
         capture_output=True,
         text=True,
@@ -96,15 +89,22 @@ def test_official_client_reads_exactly_the_sandbox_rows(sandbox: Sandbox, tmp_pa
     )
     assert done.returncode == 0, done.stderr[-4000:]
 
-    rows: dict[str, list[dict[str, Any]]] = {spec: [] for spec in specs}
+
+def client_rows(out: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, str]]]:
+    rows: dict[str, list[dict[str, Any]]] = {}
     types: dict[str, dict[str, str]] = {}
     for line in out.read_text().splitlines():
         item = json.loads(line)
         if "types" in item:
             types[item["table"]] = item["types"]
         else:
-            rows[item["table"]].append(item["row"])
+            rows.setdefault(item["table"], []).append(item["row"])
+    return rows, types
 
+
+def assert_same_rows(sandbox: Sandbox, out: Path, specs: dict[str, Any]) -> None:
+    sessions = sandbox.platform("redivis").read_sessions
+    rows, types = client_rows(out)
     for spec, table in specs.items():
         assert types[spec] == {v.name: ARROW_TYPES[v.type] for v in table.variables}
         key = table.variables[0].name  # `<table>_id`, the row position + 1
@@ -115,6 +115,37 @@ def test_official_client_reads_exactly_the_sandbox_rows(sandbox: Sandbox, tmp_pa
         got = sorted(rows[spec], key=lambda row: row[key])
         assert len(got) == table.num_rows, spec
         assert got == expected, spec
+
+
+def test_official_client_reads_small_tables_in_one_request(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The client's default for tables under 1e8 bytes: one GET /tables/{ref}/rows."""
+    oracle_python()
+    table = demo_tables(sandbox, 3)[2]
+    table.num_rows = 800
+    table.num_bytes = 800 * 100
+    spec = f"organization:demo:{table.dataset.name}:{table.name}"
+    sandbox.clear_log()
+    out = tmp_path / "oracle.jsonl"
+    read_with_client(sandbox, [spec], out, ORACLE_FORCE_READ_SESSIONS="0")
+    assert_same_rows(sandbox, out, {spec: table})
+    paths = [entry["path"] for entry in sandbox.request_log("redivis")]
+    assert any(path.endswith("/rows") for path in paths), paths
+    assert not any(path.endswith("/readSessions") for path in paths), paths
+
+
+def test_official_client_reads_exactly_the_sandbox_rows(sandbox: Sandbox, tmp_path: Path) -> None:
+    oracle_python()
+    small, split = demo_tables(sandbox, 2)
+    small.num_rows = 1_500  # the model serves whatever size it holds
+    split.num_rows = 20_000
+    specs = {f"organization:demo:{t.dataset.name}:{t.name}": t for t in (small, split)}
+    sessions = sandbox.platform("redivis").read_sessions
+    reads_before = len(sessions.reads)
+    out = tmp_path / "oracle.jsonl"
+    read_with_client(sandbox, list(specs), out)
+    assert_same_rows(sandbox, out, specs)
 
     # The split table really came in several streams, and some were reopened after an
     # early end (more reads than streams).

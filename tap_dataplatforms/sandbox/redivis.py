@@ -952,6 +952,7 @@ class RedivisPlatform(Platform):
         router.get("/tables/{tableRef}/variables", self.list_variables)
         router.get("/tables/{tableRef}/variables/{name}", self.get_variable)
         router.post("/tables/{tableRef}/readSessions", self.create_read_session)
+        router.get("/tables/{tableRef}/rows", self.list_rows)
         router.get("/readStreams/{streamId}", self.read_stream)
 
     # -- framework hooks -----------------------------------------------------------------
@@ -1363,6 +1364,45 @@ class RedivisPlatform(Platform):
                 "streams": [{"id": s.id, "estimatedRows": s.estimated} for s in session.streams],
             },
         )
+
+    @_api
+    def list_rows(self, req: Request) -> Response:
+        """All rows in one Arrow IPC body: the official client's read of small tables
+        (``numBytes`` < 1e8). It cannot be resumed and has no end-of-stream batch."""
+        resolved = self._resolve_table(req)
+        table = resolved.table
+        assert table is not None
+        if not resolved.dataset.may("data"):
+            raise InsufficientScope(
+                f"Reading rows of {table.qualified_reference} needs data access.",
+                scope="data.data",
+            )
+        fmt = req.arg("format") or "arrow"
+        if fmt != "arrow":
+            raise ApiError(400, "Unsupported format", f"This sandbox serves 'arrow', not {fmt!r}")
+        raw_selected = req.arg("selectedVariables")
+        selected = [n for n in raw_selected.split(",") if n] if raw_selected else None
+        raw_max = req.arg("maxResults")
+        if raw_max is not None and not raw_max.isdigit():
+            raise ApiError(
+                400, "Invalid parameter maxResults", f"'{raw_max}' is not a whole number"
+            )
+        session, unknown = self.read_sessions.create(
+            table,
+            resolved.version,
+            TOKEN_USER,
+            selected=selected,
+            requested=1,
+            max_results=int(raw_max) if raw_max is not None else None,
+            now=req.now,
+        )
+        if unknown:
+            raise ApiError(400, "Unknown variables", f"No such variables: {', '.join(unknown)}")
+        resp = Response(status=200, content_type="application/vnd.apache.arrow.stream")
+        # the same Arrow types as the table's read streams (pitfall 4 included)
+        mistyped = {"float", "time"} if _digest(session.table_key)[0] in "0123" else set()
+        resp.stream = self.read_sessions.whole_body(session.streams[0], mistyped)
+        return resp
 
     @_api
     def read_stream(self, req: Request) -> Response:

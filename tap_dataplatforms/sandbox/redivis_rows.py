@@ -8,6 +8,9 @@
   ``N`` as an Arrow IPC stream (schema, then record batches), chunked; with
   ``eosSentinel=true`` the last batch is an empty one, the end-of-stream marker the official
   clients ask for (notes, 5.4).
+- ``GET /tables/{ref}/rows?format=arrow[&selectedVariables=a,b][&maxResults=N]`` serves the
+  whole table in one Arrow IPC body, without the end marker and not resumable: the official
+  Python client reads tables under 1e8 bytes (``numBytes``) this way by default.
 
 Completeness is only what the server says: streams split the table unevenly and their
 ``estimatedRows`` (an even share) differ from what they hold; ``numRows`` is the total.
@@ -233,6 +236,11 @@ class ReadSessions:
         if self.early_ends and first and offset == 0 and alternate:
             body.end_early = True
         return body
+
+    def whole_body(self, stream: ReadStream, strings_for: set[str]) -> ArrowBody:
+        """A one-request body of a whole single-stream session (the rows listing): no
+        end-of-stream batch, no early end."""
+        return ArrowBody(self, stream, 0, strings_for, False, None, False)
 
     def _batch(
         self, table_key: str, stream: ReadStream, schema: pa.Schema, start: int, stop: int

@@ -3,25 +3,29 @@
 Runs in .venv-oracle (tests/oracle/requirements.txt), never in the tap's environment:
 
     REDIVIS_API_ENDPOINT=http://127.0.0.1:PORT/api/v1 REDIVIS_API_TOKEN=... \
-        .venv-oracle/bin/python tests/oracle/read_redivis.py OUT.jsonl KIND:OWNER:DATASET:TABLE ...
+        .venv-oracle/bin/python tests/oracle/read_redivis.py OUT.jsonl KIND:OWNER:DS:TABLE ...
 
-KIND is ``organization`` or ``user``. Each output line is ``{"table": spec, "row": {...}}``
-with dates, dateTimes and times in ISO form. Read sessions are forced (no single-request
-``/rows`` read) with up to four streams, so the streamed path with its end-of-stream
-batch and its resume after a stream ended early is what is exercised.
+KIND is ``organization`` or ``user``. With ORACLE_FORCE_READ_SESSIONS=0 the client keeps its
+default: tables under 1e8 bytes are read with one ``GET /tables/{ref}/rows``. Each output
+line is ``{"table": spec, "row": {...}}`` with dates, dateTimes and times in ISO form.
+Otherwise read sessions are forced (no single-request ``/rows`` read) with up to four
+streams, so the streamed path with its end-of-stream batch and its resume after a stream
+ended early is what is exercised.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any
 
 import redivis
 import redivis.common.fetch_rows
 
-redivis.common.fetch_rows.LIST_ROWS_MAX_BYTES = 0
+if os.environ.get("ORACLE_FORCE_READ_SESSIONS", "1") == "1":
+    redivis.common.fetch_rows.LIST_ROWS_MAX_BYTES = 0
 
 
 def plain(value: Any) -> Any:
