@@ -538,7 +538,7 @@ def test_a_rejected_key_stops_the_other_runs_at_their_next_poll(
     requests_mock: rm.Mocker,
 ) -> None:
     def rejected(request: Any, context: Any) -> dict[str, Any]:
-        time.sleep(0.1)  # while the other run is being polled
+        time.sleep(0.5)  # while the other run is being polled
         context.status_code = 401
         return {"Message": "Unauthorized"}
 
@@ -546,7 +546,11 @@ def test_a_rejected_key_stops_the_other_runs_at_their_next_poll(
     requests_mock.post(start_url(FLOW_B), json={"runId": "run-b", "status": "Pending"})
     requests_mock.get(status_url(FLOW_B, "run-b"), json={"runId": "run-b", "status": "Running"})
     cfg = runs_config(
-        dataflow_ids=[FLOW_B, FLOW], poll_interval_seconds=0.01, await_timeout_seconds=30
+        dataflow_ids=[FLOW_B, FLOW],
+        poll_interval_seconds=0.01,
+        await_timeout_seconds=30,
+        # paced at 5 a second, run-b's first poll would leave after the refused start
+        max_requests_per_second=100,
     )
     tap = make_tap(cfg)  # the real clock: the runs really run side by side
     select_only(tap, "invision_dataflow_runs")

@@ -406,7 +406,14 @@ def test_the_shared_backend_holds_no_secret(redis_url: str, tmp_path: Path) -> N
     assert all(secret not in k for k in stored)
     for key in stored:
         kind = client.type(key).decode()
-        value = client.get(key) if kind == "string" else client.zrange(key, 0, -1)
+        read = {
+            "string": client.get,
+            "zset": lambda k: client.zrange(k, 0, -1),
+            "hash": client.hgetall,
+            "list": lambda k: client.lrange(k, 0, -1),
+            "set": client.smembers,
+        }
+        value = read[kind](key) if kind in read else None
         assert secret not in str(value)
     with sqlite3.connect(sqlite_file) as con:
         dump = "\n".join(con.iterdump())
