@@ -101,7 +101,9 @@ class TapDataPlatforms(Tap):
         self.append_builtin_config(schema)
         settings.coerce_numbers(self._config, schema)
         schema["additionalProperties"] = False
-        errors = settings.validate(self.config, schema, PLATFORMS)
+        errors = settings.validate(
+            self.config, schema, PLATFORMS, require_platform=not self.listing_only
+        )
         if errors and raise_errors:
             raise ConfigError("invalid configuration: " + "; ".join(errors))
         return errors
@@ -126,8 +128,22 @@ class TapDataPlatforms(Tap):
     def enabled_platforms(self) -> list[settings.PlatformSpec]:
         return [spec for spec in PLATFORMS if spec.key in self.runtime.blocks]
 
+    #: True in discovery (``--discover``): without any platform configured, the catalog
+    #: lists every platform's static streams (``meltano select --list`` needs no
+    #: credentials); a sync without a platform stays a configuration error.
+    listing_only = False
+
     def discover_streams(self) -> list[Stream]:
         streams: list[Stream] = []
+        if self.listing_only and not self.enabled_platforms():
+            self.logger.info(
+                "No platform configured: listing the streams every platform has without "
+                "credentials (streams read from the data appear once a platform is configured)"
+            )
+            for spec in PLATFORMS:
+                if spec.static_streams is not None:
+                    streams.extend(spec.static_streams(self))
+            return streams
         for spec in self.enabled_platforms():
             if spec.build_streams is None:
                 self.logger.warning(
@@ -308,6 +324,13 @@ class TapDataPlatforms(Tap):
             raise ConfigError(f"--config: not valid JSON ({detail if line else exc})") from None
         except OSError as exc:
             raise ConfigError(f"--config: cannot read {exc.filename}: {exc.strerror}") from None
+
+    @classmethod
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """``--discover``: also without any platform configured (the static streams)."""
+        if value:
+            cls.listing_only = True
+        super().cb_discover(ctx, param, value)
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:

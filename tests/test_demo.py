@@ -217,7 +217,7 @@ def test_settings_groups_name_declared_settings() -> None:
 def test_hub_definition_matches_meltano_yml() -> None:
     hub = yaml.safe_load(HUB_DEFINITION.read_text())
     extractor = _extractor()
-    for key in ("name", "namespace", "executable", "capabilities", "settings"):
+    for key in ("name", "namespace", "executable", "capabilities", "select", "settings"):
         assert hub[key] == extractor[key], key
     assert hub["settings_group_validation"] == extractor["settings_group_validation"]
 
@@ -266,3 +266,74 @@ def test_number_setting_from_an_environment_variable_reaches_the_tap_as_a_number
     config["dexi"].update(account_id="a", api_key="k")
     tap = TapDataPlatforms.config_jsonschema
     assert not list(jsonschema.Draft7Validator(tap).iter_errors(config))
+
+
+def _bare_project(tmp_path: Path) -> Path:
+    """A Meltano project with the shipped extractor definition, run from this checkout's
+    environment (no install), and no credentials anywhere."""
+    extractor = copy.deepcopy(_extractor())
+    extractor.pop("pip_url")
+    extractor["executable"] = str(Path(sys.executable).parent / "tap-dataplatforms")
+    project = {
+        "version": 1,
+        "default_environment": "dev",
+        "environments": [{"name": "dev"}],
+        "send_anonymous_usage_stats": False,
+        "plugins": {"extractors": [extractor]},
+    }
+    (tmp_path / "meltano.yml").write_text(yaml.safe_dump(project))
+    return tmp_path
+
+
+def test_meltano_select_list_needs_no_credentials(tmp_path: Path) -> None:
+    """`meltano select --list` on a fresh project lists every platform's static streams,
+    with the definition's default selection: all but the side-effect stream."""
+    if not MELTANO.exists():
+        message = f"Meltano is not installed at {MELTANO.relative_to(ROOT)} (run `make meltano`)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    project = _bare_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TAP_"))}
+    result = subprocess.run(
+        [str(MELTANO), "select", "tap-dataplatforms", "--list", "--all"],
+        cwd=project,
+        env={**env, "MELTANO_CLI_DISABLE_VERSION_CHECK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    listed: dict[str, set[str]] = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"\s*\[(selected|automatic|excluded)\s*\]\s+([a-z_]+)\.", line)
+        if match:
+            listed.setdefault(match.group(2), set()).add(match.group(1))
+    static = {
+        "redivis_datasets",
+        "redivis_tables",
+        "dexi_runs",
+        "dexi_executions",
+        "reinfer_comments",
+        "invision_execution_log",
+        "invision_dataflow_runs",
+        "datalinx_workspaces",
+    }
+    assert static <= set(listed), result.stdout[-3000:]
+    assert listed["invision_dataflow_runs"] == {"excluded"}
+    for stream in static - {"invision_dataflow_runs"}:
+        assert "selected" in listed[stream], stream
+
+
+def test_sync_without_any_platform_is_a_configuration_error(tmp_path: Path) -> None:
+    """Discovery lists streams without a platform; a sync without one is exit code 2."""
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    tap = Path(sys.executable).parent / "tap-dataplatforms"
+    result = subprocess.run(
+        [str(tap), "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "no platform configured" in result.stderr
+    assert result.stdout == ""

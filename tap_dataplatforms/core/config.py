@@ -122,6 +122,9 @@ class PlatformSpec:
     # The block is complete when every setting of at least one group is set.
     credential_groups: tuple[tuple[str, ...], ...]
     build_streams: Callable[[Tap], list[Stream]] | None = None
+    #: The streams whose name and schema need no request (none of the dynamic ones): what
+    #: discovery lists, without credentials, when no platform is configured.
+    static_streams: Callable[[Tap], list[Stream]] | None = None
     # One request that proves the credentials and the host, before any record.
     check: Callable[[Tap], None] | None = None
     #: Rewrites, in place, bookmarks an earlier release wrote in another form.
@@ -203,9 +206,16 @@ def _is_url(value: str) -> bool:
 
 
 def validate(
-    config: Mapping[str, Any], schema: dict[str, Any], platforms: Iterable[PlatformSpec]
+    config: Mapping[str, Any],
+    schema: dict[str, Any],
+    platforms: Iterable[PlatformSpec],
+    *,
+    require_platform: bool = True,
 ) -> list[str]:
-    """Every problem of ``config``, each one line naming the setting, before any request."""
+    """Every problem of ``config``, each one line naming the setting, before any request.
+
+    ``require_platform=False`` (discovery) accepts a configuration without any platform.
+    """
     errors = [
         _schema_error(e)
         for e in sorted(Draft7Validator(schema).iter_errors(dict(config)), key=lambda e: e.path)
@@ -214,7 +224,7 @@ def validate(
         return errors
     platforms = list(platforms)
     enabled = [p for p in platforms if config.get(p.key) is not None]
-    if not enabled:
+    if not enabled and require_platform:
         names = ", ".join(p.key for p in platforms)
         return [f"no platform configured: add a block for at least one of {names}"]
     for spec in enabled:

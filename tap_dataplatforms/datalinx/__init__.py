@@ -122,5 +122,6 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     credential_groups=(("api_url", "api_key"), ("api_url", "email", "password")),
     build_streams=build_streams,
+    static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],
     check=check,
 )

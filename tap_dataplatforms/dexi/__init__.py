@@ -9,7 +9,7 @@ from singer_sdk import typing as th
 from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.dexi.discovery import discover
-from tap_dataplatforms.dexi.streams import RunsStream
+from tap_dataplatforms.dexi.streams import ExecutionsStream, FilesStream, RunsStream
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
@@ -73,6 +73,11 @@ def build_streams(tap: Tap) -> list[Stream]:
     return discover(tap)
 
 
+def static_streams(tap: Tap) -> list[Stream]:
+    """The streams every account has; the results and dataset streams come from the data."""
+    return [RunsStream(tap), ExecutionsStream(tap), FilesStream(tap)]
+
+
 def check(tap: Tap) -> None:
     """The cheapest authenticated read: one run."""
     stream = tap.streams["dexi_runs"]
@@ -86,5 +91,6 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     credential_groups=(("account_id", "api_key"),),
     build_streams=build_streams,
+    static_streams=static_streams,
     check=check,
 )

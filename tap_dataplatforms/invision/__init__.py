@@ -171,5 +171,6 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     credential_groups=(("api_url", "api_key"),),
     build_streams=build_streams,
+    static_streams=lambda tap: [DataflowRunsStream(tap), ExecutionLogStream(tap)],
     check=check,
 )

@@ -120,5 +120,6 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     credential_groups=(("token",),),
     build_streams=build_streams,
+    static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],
     check=check,
 )

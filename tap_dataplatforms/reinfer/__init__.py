@@ -85,6 +85,7 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     credential_groups=(("api_url", "token"),),
     build_streams=build_streams,
+    static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],
     check=check,
     migrate_state=migrate_state,
 )
