@@ -292,6 +292,9 @@ def meltano_env(sandbox: Sandbox, url: str, output: Path) -> dict[str, str]:
     # The demo keeps its state in a directory of its own; here the state is Meltano's, in
     # PostgreSQL with its system database, where the tests read it.
     env.pop("MELTANO_STATE_BACKEND_URI", None)
+    # The streams are those the shipped definition selects (every stream but the
+    # side-effect one, invision_dataflow_runs), not the demo's own list.
+    env.pop("TAP_DATAPLATFORMS__SELECT", None)
     sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     env.update(
         {
@@ -325,7 +328,11 @@ def pipeline(database: str, tmp_path: Path) -> Iterator[Pipeline]:
     sandbox = Sandbox(seed=3, scale=1, limits=ROOMY).start()
     sandbox.datalinx.burst = (1_000_000, 1_000_000.0)
     try:
+        # Redivis rows too (one redivis_rows__<table> stream), kept small.
+        table = rows_table(sandbox)
+        table.num_rows = ROWS_TABLE_SIZE
         env = meltano_env(sandbox, database, tmp_path)
+        env["TAP_DATAPLATFORMS_REDIVIS_TABLES"] = json.dumps([table.qualified_reference])
         log = tmp_path / "meltano.log"
         ensure_plugins(env, log)
         yield Pipeline(sandbox, database, env, log)
@@ -338,6 +345,19 @@ def pipeline(database: str, tmp_path: Path) -> Iterator[Pipeline]:
 
 def _file_id(cell: str) -> str:
     return cell.split(";", 2)[2]  # FILE:<content type>;<size>;<file id>
+
+
+ROWS_TABLE_SIZE = 300
+
+
+def rows_table(sb: Sandbox) -> Any:
+    """The Redivis table whose rows the runs extract (setting redivis.tables)."""
+    return next(
+        table
+        for ds in sb.redivis.datasets_by_owner["demo"]
+        if ds.may("data")
+        for table in ds.current_tables
+    )
 
 
 def expected_keys(sb: Sandbox) -> dict[str, set[tuple[str, ...]]]:
@@ -382,6 +402,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "dexi_runs": ("_id",),
     "dexi_executions": ("_id",),
     "dexi_results__*": ("_execution_id", "_row_index"),
+    "redivis_rows__*": ("_row_number",),
     "dexi_files": ("file_id",),
     "invision_execution_log": ("rowid",),
     "reinfer_projects": ("name",),
@@ -399,7 +420,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def key_columns(table: str) -> tuple[str, ...]:
-    group = "dexi_results__*" if table.startswith("dexi_results__") else table
+    group = _group(table)
     return KEY_COLUMNS.get(group, ("workspace", "id"))
 
 
@@ -464,12 +485,18 @@ def loaded(url: str, since: dt.datetime | None = None, schema: str = SCHEMA) -> 
     return result
 
 
+def _group(table: str) -> str:
+    for prefix in ("dexi_results__", "redivis_rows__"):
+        if table.startswith(prefix):
+            return prefix + "*"
+    return table
+
+
 def grouped(tables: Mapping[str, Any]) -> dict[str, list[tuple[str, ...]]]:
     """Table -> keys, the Dexi result tables folded into ``dexi_results__*``."""
     out: dict[str, list[tuple[str, ...]]] = {}
     for name, keys in tables.items():
-        group = "dexi_results__*" if name.startswith("dexi_results__") else name
-        out.setdefault(group, []).extend(keys)
+        out.setdefault(_group(name), []).extend(keys)
     return out
 
 
@@ -502,7 +529,12 @@ def assert_equals_sandbox(sb: Sandbox, got: Loaded, started: float, ended: float
         elif at < started - history - 1:
             assert rowid not in have_log, f"invision_execution_log: row {rowid} too old"
     assert len(have_log) > 100
-    assert set(tables) == {*expected, "invision_execution_log"}
+    # Redivis rows: every row of the configured table, once (no duplicate key, above).
+    # The row numbers follow the read streams' split, so the count is what is compared
+    # here; tests/test_redivis_oracle.py compares the rows themselves.
+    rows_loaded = tables.get("redivis_rows__*", [])
+    assert len(rows_loaded) == rows_table(sb).num_rows, len(rows_loaded)
+    assert set(tables) == {*expected, "invision_execution_log", "redivis_rows__*"}
 
 
 # --------------------------------------------------------------------------- the tests
@@ -538,6 +570,12 @@ def meltano_runs(p: Pipeline) -> list[str]:
 def test_full_then_incremental_run(pipeline: Pipeline) -> None:
     sb = pipeline.sandbox
     started, ended = _timed_run(pipeline)
+    # The shipped definition's default selection leaves out the side-effect stream.
+    (tables,) = sql(
+        pipeline.url,
+        ("select table_name from information_schema.tables where table_schema = %s", [SCHEMA]),
+    )
+    assert "invision_dataflow_runs" not in [name for (name,) in tables]
     assert_equals_sandbox(sb, loaded(pipeline.url), started, ended)
     bookmarks = meltano_state(pipeline)["completed"]["singer_state"]["bookmarks"]
     assert {"reinfer_comments", "invision_execution_log", "dexi_executions"} <= set(bookmarks)
