@@ -274,6 +274,26 @@ class PlatformStream(RESTStream[Any]):
                 message = f"{self.where(response)}: unreadable JSON body ({detail})"
                 raise RetriableAPIError(message, response) from exc
 
+    # -- partitions found at sync time -------------------------------------------
+
+    def sync_contexts(self, context: Any) -> Iterable[Any] | None:
+        """The partitions to sync in place of ``context``, or ``None`` for ``context``
+        itself. For a stream whose partitions are only known once its parent's context is
+        read (Re:infer predictions: one per source, at the model version asked for then)."""
+        return None
+
+    def _sync_records(
+        self, context: Any = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        # The SDK has no public hook that turns one context into several partitions, each
+        # with its own state; this is the one place that goes through its record loop.
+        parts = self.sync_contexts(context)
+        if parts is None:
+            yield from super()._sync_records(context, write_messages=write_messages)
+            return
+        for part in parts:
+            yield from super()._sync_records(part, write_messages=write_messages)
+
     # -- sending ------------------------------------------------------------------
 
     def _request(

@@ -16,7 +16,7 @@ partition: every comment is scored again by it, from ``start_date``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -101,24 +101,22 @@ class PredictionsStream(ReinferStream):
 
     # -- partitions: one per source of the dataset, at its newest model version --------
 
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> Generator[dict[str, Any], Any, Any]:
+    def sync_contexts(self, context: Context | None) -> Iterable[Context] | None:
         if not context or "source_ids" not in context:
-            yield from super()._sync_records(context, write_messages=write_messages)
-            return
+            return None
         version = self._newest_model(context)
         if version is None:
-            return
-        for source_id in context["source_ids"]:
-            part = {
+            return []
+        return [
+            {
                 "dataset_id": context["dataset_id"],
                 "project": context.get("project"),
                 "dataset_name": context.get("dataset_name"),
                 "source_id": source_id,
                 "model_version": version,
             }
-            yield from super()._sync_records(part, write_messages=write_messages)
+            for source_id in context["source_ids"]
+        ]
 
     def get_replication_key_signpost(self, context: Context | None = None) -> Any:
         # The dataset's context only hands out the source partitions: no state of its own.
