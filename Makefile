@@ -34,9 +34,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The stamp is refreshed whenever pyproject.toml changes (scripts/demo.py reads it too).
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' -e ./sandbox
 	touch $@
 
 # Meltano lives in its own environment: it pins its own dependencies (SQLAlchemy among them).
@@ -72,7 +72,7 @@ $(ORACLE): tests/oracle/requirements.txt
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tap_dataplatforms
+	$(BIN)/mypy tap_dataplatforms sandbox/dataplatforms_sandbox
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

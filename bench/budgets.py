@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tap_dataplatforms.sandbox import Sandbox  # noqa: E402
+from dataplatforms_sandbox import Sandbox  # noqa: E402
 from tests.budget_at_server import MODES, Measured, cpu_burner, measure  # noqa: E402
 
 PLATFORMS = ("dexi", "reinfer", "redivis")

@@ -55,8 +55,8 @@ DLT_PY = ROOT / ".venv-bench/dlt/bin/python"
 MSDK = ROOT / ".venv-bench/msdk/bin/tap-rest-api-msdk"
 
 # The sandbox's fixed test credentials (a stdlib-only module, importable from any venv).
-sys.path.insert(0, str(ROOT))
-from tap_dataplatforms.sandbox.credentials import CREDENTIALS  # noqa: E402
+sys.path.insert(0, str(ROOT / "sandbox"))
+from dataplatforms_sandbox.credentials import CREDENTIALS  # noqa: E402
 
 DEXI_ACCOUNT = CREDENTIALS["dexi"]["account_id"]
 DEXI_KEY = CREDENTIALS["dexi"]["api_key"]

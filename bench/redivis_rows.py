@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox  # noqa: E402
+from dataplatforms_sandbox import CREDENTIALS, Sandbox  # noqa: E402
 
 
 def canonical(value: Any) -> Any:

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dataplatforms_sandbox import Sandbox  # noqa: E402
 from tap_dataplatforms.core.budget import KEY_PREFIX  # noqa: E402
-from tap_dataplatforms.sandbox import Sandbox  # noqa: E402
 from tests.shared_budget import run_processes  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/2"

@@ -194,7 +194,10 @@ def _dev_venv_fresh() -> bool:
         VENV_PYTHON.exists()
         and (VENV / "bin" / "tap-dataplatforms-sandbox").exists()
         and VENV_STAMP.exists()
-        and VENV_STAMP.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime
+        and all(
+            VENV_STAMP.stat().st_mtime >= (ROOT / p).stat().st_mtime
+            for p in ("pyproject.toml", "sandbox/pyproject.toml")
+        )
     )
 
 
@@ -205,7 +208,7 @@ def ensure_dev_venv() -> None:
     print(f"Installing tap-dataplatforms[dev] into {VENV.name}/ ...", flush=True)
     if not VENV_PYTHON.exists():
         _run([sys.executable, "-m", "venv", VENV])
-    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev]"])
+    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev]", "-e", "./sandbox"])
     VENV_STAMP.touch()
 
 
@@ -572,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_demo(args: argparse.Namespace, started: float) -> int:
-    from tap_dataplatforms.sandbox import CREDENTIALS
+    from dataplatforms_sandbox import CREDENTIALS
 
     output: Path = args.output.resolve()
     output.mkdir(parents=True, exist_ok=True)

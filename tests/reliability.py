@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 
 PLATFORM_NAMES = ("dexi", "reinfer", "redivis", "invision", "datalinx")
 #: ``TAPDP_NIGHTLY=1`` runs the full counts; CI runs a fast subset.

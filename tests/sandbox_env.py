@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 
 # Generous limits for tests that are not about limits, so suites do not throttle each other.
 ROOMY_LIMITS = {"redivis": (100_000, 60.0)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 TAP = ROOT / ".venv" / "bin" / "tap-dataplatforms"

@@ -22,10 +22,10 @@ import pytest
 import requests
 import requests_mock
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.errors import ConfigError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.timestamps import to_rfc3339
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.helpers import SyncOutput, make_tap, run_sync
 from tests.reliability import new_sandbox

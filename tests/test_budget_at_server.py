@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.budget import KEY_PREFIX
 from tap_dataplatforms.dexi.client import READS, WRITES
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.budget_at_server import MODES, Measured, cpu_burner, measure, table
 from tests.helpers import make_tap, run_sync
 from tests.redis_env import ensure_redis

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dataplatforms_sandbox import CREDENTIALS
 from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_PARTIAL
-from tap_dataplatforms.sandbox import CREDENTIALS
 from tests.sandbox_env import redivis_config, shared_sandbox
 
 

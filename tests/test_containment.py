@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_PARTIAL
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.sandbox_env import ROOMY_LIMITS
 
 

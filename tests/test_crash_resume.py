@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tap_dataplatforms.sandbox import Sandbox
+from dataplatforms_sandbox import Sandbox
 from tests.reliability import NIGHTLY, PLATFORM_NAMES, new_sandbox, record_key, report, tap_config
 
 KILLS = 20 if NIGHTLY else 2

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.datalinx import schemas
 from tap_dataplatforms.datalinx.openapi import OpenApiDocument
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap
 from tests.record_check import checked_sync
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox.datalinx import PLANS, VIEWER_API_KEY, record_key
 from tap_dataplatforms.core.errors import PlatformAuthError
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
-from tap_dataplatforms.sandbox.datalinx import PLANS, VIEWER_API_KEY, record_key
 from tests.budget_at_server import cpu_burner
 from tests.helpers import SyncOutput, make_tap, run_sync
 

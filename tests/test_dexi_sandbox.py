@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import requests
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox.dexi import DexiData
 from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.dexi.client import access_digest
 from tap_dataplatforms.dexi.columns import run_slugs
 from tap_dataplatforms.dexi.executions import ThrottledState
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
-from tap_dataplatforms.sandbox.dexi import DexiData
 from tests.budget_at_server import cpu_burner
 from tests.helpers import FakeClock, SyncOutput, make_tap, run_sync
 

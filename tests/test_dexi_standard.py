@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from singer_sdk.testing import SuiteConfig
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.standard import tap_test_class
 

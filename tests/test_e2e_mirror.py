@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.naming import slug
-from tap_dataplatforms.sandbox import Sandbox
 from tests.test_e2e_postgres import (
     ROOMY,
     SCHEMA,

@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tests.reliability import sandbox_secrets, secret_hits
 from tests.test_demo import _demo_module
 
@@ -665,7 +665,7 @@ def _partition_marks(bookmark: Mapping[str, Any], key: str) -> dict[str, dt.date
 def at_bookmarks(sb: Sandbox, bookmarks: Mapping[str, Any]) -> dict[str, set[tuple[str, ...]]]:
     """Per incremental stream, the records at or after its first-run bookmark (to the
     second), which a rerun may read again."""
-    from tap_dataplatforms.sandbox.datalinx import record_key
+    from dataplatforms_sandbox.datalinx import record_key
 
     marks = _partition_marks(bookmarks["reinfer_comments"], "source_id")
     out: dict[str, set[tuple[str, ...]]] = {
@@ -695,7 +695,7 @@ def at_bookmarks(sb: Sandbox, bookmarks: Mapping[str, Any]) -> dict[str, set[tup
 
 def changed_keys(sb: Sandbox, name: str, since: dt.datetime) -> set[tuple[str, ...]]:
     """Keys of the Datalinx records of ``name`` updated at or after ``since``."""
-    from tap_dataplatforms.sandbox.datalinx import record_key
+    from dataplatforms_sandbox.datalinx import record_key
 
     stamp = since.isoformat()
     if name == "pipeline_runs":

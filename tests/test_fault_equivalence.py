@@ -20,8 +20,8 @@ import pytest
 import requests
 import requests_mock
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.http import PlatformStream
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import SyncOutput, make_tap, run_sync
 from tests.reliability import (
     NIGHTLY,

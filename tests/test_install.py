@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
@@ -132,3 +134,54 @@ def test_redis_backend_without_its_client_is_one_line_naming_the_extra(tmp_path:
     lines = [line for line in result.stderr.splitlines() if "tap-dataplatforms[redis]" in line]
     assert len(lines) == 1, result.stderr
     assert result.stdout == ""
+
+
+def test_the_wheel_holds_the_tap_and_no_emulator(tmp_path: Path) -> None:
+    """``pip install tap-dataplatforms`` installs the tap only: the emulator of the five
+    APIs is its own distribution (``sandbox/``), installed beside it for tests and demo."""
+    # Built from a copy of what the sdist carries, so that setuptools' build/ stays out of
+    # the working tree.
+    source = tmp_path / "source"
+    shutil.copytree(PACKAGE, source / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    out = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = out.glob("tap_dataplatforms-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    tops = {name.split("/")[0] for name in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"tap_dataplatforms"}, tops
+    assert not [n for n in names if "sandbox" in n.lower()], names
+    assert "tap-dataplatforms = tap_dataplatforms.tap:main" in scripts
+    assert "sandbox" not in scripts
+    assert len([n for n in names if n.endswith(".py")]) > 20  # the tap itself is there
+
+
+def test_the_emulator_and_the_tap_do_not_import_each_other() -> None:
+    """The sandbox models the platforms' APIs, not the tap: neither package imports the
+    other (the tests, the demo and the benchmark bring them together)."""
+
+    def imports(folder: Path) -> set[str]:
+        found: set[str] = set()
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+        return found
+
+    sandbox = ROOT / "sandbox" / "dataplatforms_sandbox"
+    assert (sandbox / "server.py").exists()
+    assert "tap_dataplatforms" not in imports(sandbox)
+    assert "dataplatforms_sandbox" not in imports(PACKAGE)

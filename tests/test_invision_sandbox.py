@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import requests
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core import once
 from tap_dataplatforms.core.errors import PlatformUnavailableError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.timestamps import parse_datetime
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
 KEY = CREDENTIALS["invision"]["api_key"]

@@ -6,7 +6,7 @@ import datetime as dt
 
 from singer_sdk.testing import SuiteConfig
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.standard import tap_test_class
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.budget import KEY_PREFIX
-from tap_dataplatforms.sandbox import Sandbox
 from tests.redis_env import REDIS_URL, ensure_redis, missing
 from tests.test_e2e_postgres import (
     ROOMY,

@@ -15,11 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tap_dataplatforms.core import ratelimit
-from tap_dataplatforms.core.timestamps import parse_datetime, to_invision, to_rfc3339
-from tap_dataplatforms.dexi.files import parse_file_cell
-from tap_dataplatforms.redivis.client import encode_reference
-from tap_dataplatforms.sandbox.framework import (
+from dataplatforms_sandbox.framework import (
     RESET_ENCODINGS,
     RETRY_AFTER_FORMS,
     Platform,
@@ -28,6 +24,10 @@ from tap_dataplatforms.sandbox.framework import (
     encode_instant,
     http_date,
 )
+from tap_dataplatforms.core import ratelimit
+from tap_dataplatforms.core.timestamps import parse_datetime, to_invision, to_rfc3339
+from tap_dataplatforms.dexi.files import parse_file_cell
+from tap_dataplatforms.redivis.client import encode_reference
 
 UTC = dt.timezone.utc
 NOW = 1_800_000_000.0  # a receipt instant in 2027

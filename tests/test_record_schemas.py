@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
+from dataplatforms_sandbox import Sandbox
+from dataplatforms_sandbox.shapes import OBJECT_FIELD, SCALAR_FIELD
 from tap_dataplatforms.core.schemas import closed_objects
-from tap_dataplatforms.sandbox import Sandbox
-from tap_dataplatforms.sandbox.shapes import OBJECT_FIELD, SCALAR_FIELD
 from tests.helpers import make_tap
 from tests.record_check import checked_sync, date_time_checker
 from tests.reliability import PLATFORM_NAMES, new_sandbox, tap_config

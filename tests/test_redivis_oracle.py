@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.naming import slug
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
 ROOT = Path(__file__).resolve().parent.parent

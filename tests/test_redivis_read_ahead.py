@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core import ratelimit
 from tap_dataplatforms.core.budget import BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.redivis import prefetch
 from tap_dataplatforms.redivis.client import RedivisStream
-from tap_dataplatforms.sandbox import Sandbox
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.helpers import FakeClock, make_tap
 from tests.sandbox_env import redivis_config

@@ -10,11 +10,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.errors import SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.naming import slug
 from tap_dataplatforms.redivis.rows import to_json_ready
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
 

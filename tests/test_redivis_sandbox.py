@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tap_dataplatforms.sandbox import Sandbox
+from dataplatforms_sandbox import Sandbox
 from tests.budget_at_server import cpu_burner
 from tests.helpers import make_tap, run_sync
 from tests.sandbox_env import ROOMY_LIMITS, redivis_config, shared_sandbox

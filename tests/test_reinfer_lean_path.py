@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from singer_sdk.streams.core import Stream
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core import records
 from tap_dataplatforms.core.records import SortedRecordLoop, tune_garbage_collection
 from tap_dataplatforms.core.timestamps import UTC, to_rfc3339
 from tap_dataplatforms.reinfer import streams as reinfer_streams
 from tap_dataplatforms.reinfer.streams import CommentsStream
-from tap_dataplatforms.sandbox import Sandbox
 from tests.helpers import FakeClock, make_tap
 from tests.test_reinfer_sandbox import COMMENTS, ROOMY, only, reinfer_config, run_ordered
 from tests.test_reinfer_unit import DIRECT, comment, mock_base

@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 import requests
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox.reinfer import MAX_PREDICT_UIDS
+from dataplatforms_sandbox.shapes import with_unknown_fields
 from tap_dataplatforms.reinfer.predictions import PREDICT_BATCH_UIDS
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
-from tap_dataplatforms.sandbox.reinfer import MAX_PREDICT_UIDS
-from tap_dataplatforms.sandbox.shapes import with_unknown_fields
 from tests.helpers import make_tap, run_sync
 from tests.test_reinfer_sandbox import ROOMY, only, reinfer_config, run_ordered
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests_mock as rm
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.prefetch import PagePrefetch
-from tap_dataplatforms.sandbox import Sandbox
 from tests.helpers import FakeClock, make_tap, run_sync
 from tests.test_reinfer_sandbox import COMMENTS, ROOMY, only, reinfer_config, run_ordered
 from tests.test_reinfer_unit import DIRECT, comment, mock_base

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import requests
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox.reinfer import UIPATH_PREFIX
 from tap_dataplatforms.core.errors import PlatformAuthError, SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
-from tap_dataplatforms.sandbox.reinfer import UIPATH_PREFIX
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.helpers import make_tap, run_sync
 

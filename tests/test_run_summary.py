@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.budget import BudgetRegistry, rates_per_second
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import FakeClock, make_tap, run_sync
 from tests.sandbox_env import ROOMY_LIMITS
 

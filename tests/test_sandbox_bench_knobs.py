@@ -8,10 +8,10 @@ from urllib.parse import quote
 
 import requests
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
-from tap_dataplatforms.sandbox.reinfer import _DATA_MAPS
-from tap_dataplatforms.sandbox.server import _parse_bulk, main
-from tap_dataplatforms.sandbox.shapes import with_unknown_fields
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox.reinfer import _DATA_MAPS
+from dataplatforms_sandbox.server import _parse_bulk, main
+from dataplatforms_sandbox.shapes import with_unknown_fields
 from tests.helpers import make_tap, run_sync
 from tests.sandbox_env import redivis_config
 

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
-from tap_dataplatforms.sandbox.faults import FAULT_KINDS, FaultInjector, FaultPlan
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox.faults import FAULT_KINDS, FaultInjector, FaultPlan
 from tests.reliability import new_sandbox
 
 DEXI = CREDENTIALS["dexi"]

@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote
 import pytest
 import requests
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 
 TOKEN = CREDENTIALS["redivis"]["token"]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

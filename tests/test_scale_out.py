@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.budget import KEY_PREFIX, BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.partition import in_partition, partition_of
 from tap_dataplatforms.dexi import client as dexi_client
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.budget_at_server import cpu_burner
 from tests.helpers import make_tap, run_sync
 from tests.redis_env import ensure_redis

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tap_dataplatforms.sandbox import Sandbox
+from dataplatforms_sandbox import Sandbox
 from tests.reliability import (
     NIGHTLY,
     PLATFORM_NAMES,

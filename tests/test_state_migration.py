@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
 SAVED = Path(__file__).parent / "fixtures" / "reinfer_state_keyed_by_name.json"

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tap_dataplatforms.core.http import PlatformStream
-from tap_dataplatforms.sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap
 
 ROOMY = {name: (1_000_000, 60.0) for name in ("redivis", "dexi", "reinfer", "datalinx")}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.errors import SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
-from tap_dataplatforms.sandbox import Sandbox
 from tests.helpers import make_tap, run_sync
 from tests.reliability import canonical, new_sandbox, tap_config
 
