@@ -13,6 +13,8 @@ import pytest
 from pyrate_limiter import Rate
 
 from tap_dataplatforms.core.budget import (
+    PACING_ROOM,
+    SHARED_ROOM,
     BudgetRegistry,
     CarryOver,
     credential_fingerprint,
@@ -249,3 +251,21 @@ def test_the_real_clock_keeps_its_state_in_the_state_directory(
     # A fake clock leaves nothing on the host; shared backends keep their own state.
     assert BudgetRegistry("memory", FakeClock()).carry_over is None
     assert BudgetRegistry(f"sqlite:///{tmp_path / 'b.sqlite'}").carry_over is None
+
+
+@pytest.mark.parametrize("rate", [40, 12.25, 75])
+def test_a_shared_backend_spaces_requests_wider(tmp_path: Path, rate: float) -> None:
+    """Processes sharing a sqlite budget take turns through a file lock and then compete
+    for the CPU: their windows are stretched by SHARED_ROOM on top of the pacing room, so
+    requests bunched by up to about 100 ms at the server still fit its rolling second."""
+    shared = BudgetRegistry(f"sqlite:///{tmp_path / 'b.sqlite'}").get(
+        "p", ("cred",), rates_per_second(rate)
+    )
+    windows = shared.bucket.rates
+    # The tightest spacing any window allows, and the whole budget's second.
+    spacing_ms = min(w.interval / w.limit for w in windows if w.limit == 1)
+    assert spacing_ms >= 1000 / rate * (1 + PACING_ROOM) * (1 + SHARED_ROOM) - 1
+    whole = next(w for w in windows if w.limit == math.ceil(rate))
+    assert whole.interval >= 1000 * (1 + PACING_ROOM) * (1 + SHARED_ROOM) - 1
+    # ceil(r) + 1 requests at that spacing span more than a second by the shared room.
+    assert math.ceil(rate) * spacing_ms >= 1000 + 100 * (rate < 84)
