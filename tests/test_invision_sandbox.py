@@ -202,6 +202,31 @@ def test_an_unknown_flow_fails_its_partition_with_the_platform_message(
     assert "Data flow with id 'no-such-flow' does not exist." in str(caught.value)
 
 
+def test_an_unknown_flow_id_costs_one_start_and_fails_naming_it(sandbox: Sandbox) -> None:
+    """InVision answers an unknown data flow id with the same 500 as a lost answer; the
+    monitoring log shows no run of it, so the start is not sent a second time."""
+    unknown = "0b6f3c1e-9d2a-4e57-8a11-5c0ffee0d00d"
+    assert unknown not in sandbox.invision.flows
+    cfg = invision_config(sandbox, dataflow_ids=[unknown], trigger_dataflows=True)
+    tap = make_tap(cfg)
+    select_only(tap, "invision_dataflow_runs")
+    sandbox.clear_log()
+    out = run_sync(tap, finish=False)
+    assert out.records["invision_dataflow_runs"] == []
+    starts = [
+        e
+        for e in sandbox.request_log(platform="invision")
+        if e["method"] == "POST" and unknown in e["path"]
+    ]
+    assert len(starts) == 1
+    with pytest.raises(SyncFailedError) as caught:
+        tap.finish()
+    message = str(caught.value)
+    assert f"dataflow_id={unknown}" in message
+    assert "not sent again" in message
+    assert "InVision answers an unknown data flow id like any failure" in message
+
+
 def test_a_start_whose_answer_is_lost_is_adopted_not_sent_again(sandbox: Sandbox) -> None:
     """The default sandbox loses the answer to the first start of a flow after starting
     its run (dropped, cut mid-body, 500): each flow runs once, and its run is followed."""

@@ -424,11 +424,12 @@ def test_a_run_that_never_ends_times_out(requests_mock: rm.Mocker) -> None:
         tap.finish()
 
 
-def test_a_start_answered_500_that_started_nothing_is_sent_once_more(
+def test_a_start_answered_500_that_started_nothing_is_not_sent_again(
     requests_mock: rm.Mocker,
 ) -> None:
     # Every InVision failure is a 500, a bad id as much as a lost answer: the log is
-    # searched, shows no run of the flow, so the start is sent once more, then it fails.
+    # searched, shows no run of the flow, so the 500 is final (an unknown id costs one
+    # start, not two) and the failure names the flow.
     requests_mock.post(start_url(FLOW), status_code=500, text="Object reference not set")
     requests_mock.post(start_url(FLOW_B), json={"runId": "run-b", "status": "Succeeded"})
     requests_mock.get(MONITORING, json=[])
@@ -437,17 +438,35 @@ def test_a_start_answered_500_that_started_nothing_is_sent_once_more(
     select_only(tap, "invision_dataflow_runs")
     out = run_sync(tap, finish=False)
     posts = [r for r in requests_mock.request_history if r.method == "POST" and FLOW in r.url]
-    assert len(posts) == 2
+    assert len(posts) == 1
     assert [r["run_id"] for r in out.records["invision_dataflow_runs"]] == ["run-b"]
     # The log was searched around the instant of the start, for a grace period.
     searched = windows(requests_mock)
     assert searched[0] == ("2027.01.15 07:58:00", "2027.01.15 08:02:00")
-    assert sum(clock.sleeps) >= 2 * 10.0
+    assert 10.0 <= sum(clock.sleeps) < 2 * 10.0
     with pytest.raises(SyncFailedError) as caught:
         tap.finish()
     assert FLOW in str(caught.value)
     assert "Object reference not set" in str(caught.value)
+    assert "not sent again" in str(caught.value)
     assert FLOW_B not in str(caught.value)
+
+
+def test_a_dropped_start_that_started_nothing_is_sent_once_more(
+    requests_mock: rm.Mocker,
+) -> None:
+    # No answer at all says nothing about the id: after the log shows nothing, the
+    # start is sent once more (and only once).
+    dropped = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+    requests_mock.post(start_url(FLOW), exc=dropped)
+    requests_mock.get(MONITORING, json=[])
+    tap = make_tap(runs_config(dataflow_ids=[FLOW]), clock=FakeClock())
+    select_only(tap, "invision_dataflow_runs")
+    run_sync(tap, finish=False)
+    posts = [r for r in requests_mock.request_history if r.method == "POST"]
+    assert len(posts) == 2
+    with pytest.raises(SyncFailedError, match=FLOW):
+        tap.finish()
 
 
 RUN = "ad73a1ad-60eb-1066-4d61-1821009431b2"

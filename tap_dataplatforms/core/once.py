@@ -10,6 +10,12 @@ appears is the call sent again; when nothing can be looked up, it is not sent ag
 the item fails with a message saying so. A request that provably never left (connection
 refused, host not found, a connect timeout) or was turned away unprocessed (429) is
 simply sent again.
+
+A platform that answers a bad item (an unknown id) with the same 5xx as a passing fault
+(InVision: every failure is a 500) asks ``call_once`` with ``resend_after_error=False``:
+then a call answered with a whole 5xx, whose lookup finds nothing started, is taken as
+refused and not sent again. Only a call whose answer never came (a drop, a cut reply, a
+timeout) is sent again, so an unknown id costs one call, not two.
 """
 
 from __future__ import annotations
@@ -46,6 +52,17 @@ class LookupFailed(PartitionError):
     """What a lost request may have started cannot be looked up (the item fails)."""
 
 
+class RefusedError(PartitionError):
+    """A call answered with a whole error (5xx) that started nothing: not sent again."""
+
+
+def error_answer(exc: BaseException) -> int | None:
+    """The status of a whole 5xx answer (the server answered, and said it failed)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) and status >= 500 else None
+
+
 def never_sent(exc: BaseException) -> bool:
     """Whether the request provably never reached the server (nothing can have started)."""
     if isinstance(exc, RateLimitedError):
@@ -75,12 +92,14 @@ def call_once(
     *,
     what: str,
     grace_seconds: float | None = None,
+    resend_after_error: bool = True,
 ) -> T:
     """``send()`` once; after a lost answer, ``adopt()`` what it started, or send again.
 
     ``send`` makes exactly one request (no retries of its own). ``adopt`` returns what a
     lost ``send`` started, ``None`` while nothing shows, and raises :class:`LookupFailed`
     (or a request error) when it cannot tell. ``what`` names the call in messages.
+    ``resend_after_error=False``: a whole 5xx answer after which nothing shows is final.
     """
     clock = stream.budget.clock
     grace = GRACE_SECONDS if grace_seconds is None else grace_seconds
@@ -110,6 +129,12 @@ def call_once(
                 stream.logger.warning("%s: adopted what the lost request started", what)
                 return found
             lost += 1
+            if not resend_after_error and error_answer(exc):
+                raise RefusedError(
+                    f"{what}: answered {error_answer(exc)} and nothing it started shows "
+                    f"within {grace:.0f}s; not sent again ({reason})",
+                    error_answer(exc),
+                ) from None
             if attempt >= tries or lost > RESENDS_AFTER_LOST:
                 raise
             stream.logger.warning(

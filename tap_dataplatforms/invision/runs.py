@@ -7,8 +7,11 @@ an API"). Starting is a side effect and not idempotent, so a start is sent once
 created is looked for where the API shows it, the monitoring log, whose
 ``DataFlowExecution`` rows name the run (``... started (run <id>)``); a run id found there
 near the start's time is adopted when the status call confirms it belongs to this data
-flow. Only when none shows within the grace period is the start sent again; when the log
-cannot be read, it is not sent again and that data flow fails. ``await=true`` would hold
+flow. Only when none shows within the grace period, and the start got no answer at all
+(dropped, cut, late), is it sent again; a start answered with a 500 after which no run
+shows is not (InVision answers an unknown data flow id that way too, so an unknown id
+costs one start and fails naming it); when the log cannot be read, it is not sent again
+and that data flow fails. ``await=true`` would hold
 the request open for up to hours, so runs are polled instead.
 """
 
@@ -28,7 +31,7 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import response_json
-from tap_dataplatforms.core.once import LookupFailed, call_once
+from tap_dataplatforms.core.once import LookupFailed, RefusedError, call_once
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
@@ -265,9 +268,24 @@ class DataflowRunsStream(InVisionStream):
         def adopt() -> tuple[str, str] | None:
             return self._find_started_run(dataflow_id, sent_at, rejected)
 
-        run_id, status = call_once(
-            self, send, adopt, what=f"{self.platform_title}: starting data flow {dataflow_id}"
-        )
+        try:
+            run_id, status = call_once(
+                self,
+                send,
+                adopt,
+                what=f"{self.platform_title}: starting data flow {dataflow_id}",
+                # An unknown id is answered with the same 500 as a passing fault, and no
+                # call tells the two apart (no listing of data flows; the status call
+                # answers 500 for a bad id too): a 500 after which no run shows in the
+                # monitoring log is final, so an unknown id costs one start, not two.
+                resend_after_error=False,
+            )
+        except RefusedError as exc:
+            raise RefusedError(
+                f"{exc} (is {dataflow_id} a data flow of this installation? InVision "
+                "answers an unknown data flow id like any failure)",
+                exc.status,
+            ) from None
         with self._known_lock:
             self._known_runs.add(run_id.lower())
         return run_id, status
