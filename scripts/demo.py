@@ -68,7 +68,9 @@ class DemoPlatform:
     The tap is configured with ``<platform>.api_url`` = sandbox URL + ``base_path``, the
     sandbox's credentials for the platform (``credentials`` picks which, all by default)
     and ``settings`` (``{output}`` in a string stands for the output directory). Streams
-    in ``deselect`` are left out; the demo expects rows in each of ``streams``.
+    in ``deselect`` are left out; the demo expects rows in each of ``streams``. Streams in
+    ``skipped`` are ones the default sandbox does not serve (a route its Datalinx instance
+    lacks): the demo expects no table for them and the tap's warning naming each.
     """
 
     base_path: str
@@ -76,6 +78,7 @@ class DemoPlatform:
     settings: Mapping[str, Any] = field(default_factory=dict)
     credentials: tuple[str, ...] | None = None
     deselect: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
 
 
 # One entry per platform the tap implements; a new platform is one more entry.
@@ -122,12 +125,14 @@ PLATFORMS: dict[str, DemoPlatform] = {
                 "pipeline_runs",
                 "audiences",
                 "queries",
-                "alerts",
                 "users",
                 "roles",
                 "service_accounts",
             )
         ),
+        # The default sandbox's instance has no /alerts route (an assumed route, in no
+        # public source; dataplatforms_sandbox.datalinx.DEFAULT_MISSING_ROUTES).
+        skipped=("datalinx_alerts",),
     ),
 }
 
@@ -518,6 +523,18 @@ def summarize(counts: Mapping[str, int], elapsed: float, duckdb_path: Path) -> l
     return problems
 
 
+def skipped_problems(counts: Mapping[str, int], log: str) -> list[str]:
+    """Streams the sandbox does not serve must have no table, and the tap must have
+    said why (one warning naming each, per run of the tap)."""
+    problems = []
+    for stream in (s for platform in PLATFORMS.values() for s in platform.skipped):
+        if stream in counts:
+            problems.append(f"{stream}: loaded, though the sandbox has no route for it")
+        if not any("no route for" in line and stream in line for line in log.splitlines()):
+            problems.append(f"{stream}: skipped without the tap's warning")
+    return problems
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -617,6 +634,7 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
     counts = count_rows(duckdb_path)
     summarize_change(changes, before, (counts, table_columns(duckdb_path)))
     problems = summarize(counts, time.time() - started, duckdb_path)
+    problems += skipped_problems(counts, meltano_log.read_text(errors="replace"))
     if problems:
         print("demo failed: " + "; ".join(problems), file=sys.stderr)
         return 1

@@ -72,6 +72,26 @@ def test_parse_summary_reads_counts_and_missing_tables() -> None:
     assert parse_summary(stdout) == {"redivis_datasets": 165, "redivis_tables": 0}
 
 
+def test_demo_skips_the_streams_the_default_sandbox_does_not_serve() -> None:
+    """The demo expects no table, and the tap's warning, for each stream whose route the
+    default sandbox's Datalinx instance lacks, and rows for every other one."""
+    from dataplatforms_sandbox.datalinx import DEFAULT_MISSING_ROUTES
+
+    demo = _demo_module()
+    datalinx = demo.PLATFORMS["datalinx"]
+    assert set(datalinx.skipped) == {f"datalinx_{r}" for r in DEFAULT_MISSING_ROUTES}
+    assert not set(datalinx.skipped) & set(datalinx.streams)
+    warning = (
+        "WARNING Datalinx: the instance's OpenAPI document has no route for "
+        "datalinx_alerts (GET /alerts); not offered"
+    )
+    assert demo.skipped_problems({}, warning) == []
+    assert demo.skipped_problems({"datalinx_alerts": 3}, warning) == [
+        "datalinx_alerts: loaded, though the sandbox has no route for it"
+    ]
+    assert demo.skipped_problems({}, "") == ["datalinx_alerts: skipped without the tap's warning"]
+
+
 @pytest.mark.e2e
 def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
     if not MELTANO.exists():
@@ -103,6 +123,8 @@ def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
     for name, platform in _demo_module().PLATFORMS.items():
         for stream in platform.streams:
             assert counts.get(stream, 0) > 0, f"{name}: {stream}: no rows\n{details}"
+        for stream in platform.skipped:  # a route the sandbox's instance lacks
+            assert stream not in counts, f"{name}: {stream}: loaded\n{details}"
     assert "Sandbox stopped." in result.stdout
     assert "Run summary of the tap" in result.stdout
     # Isolation: the demo kept its bookmarks in its own environment and state directory,

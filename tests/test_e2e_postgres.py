@@ -519,6 +519,10 @@ def assert_equals_sandbox(
             f"{name}: {len(have)} keys loaded, {len(want)} in the sandbox; "
             f"missing {sorted(want - have)[:3]}, unexpected {sorted(have - want)[:3]}"
         )
+    # A route the sandbox's Datalinx instance lacks: skipped with a warning, no table.
+    for platform in demo.PLATFORMS.values():
+        for name in platform.skipped:
+            assert name not in tables, f"{name}: loaded, though the sandbox has no route for it"
     # InVision's log: the rows since 30 days before the sync start, which lies between
     # `started` and `ended`; a row in the rim between both bounds may go either way.
     rows = {str(r["rowid"]): r for r in sb.invision.execution_rows()}
