@@ -195,6 +195,7 @@ class TapDataPlatforms(Tap):
                     f"{spec.title} (streams {names})",
                     str(exc),
                     credentials=isinstance(exc, PlatformAuthError),
+                    streams=[s.name for s in self.platform_streams(spec.key)],
                 )
                 for stream in self.platform_streams(spec.key):
                     stream.selected = False
@@ -211,17 +212,22 @@ class TapDataPlatforms(Tap):
         versions.begin(mirrored, version)
         try:
             super().sync_all()
-            # After every partition of every stream, and only when none failed: a missed
-            # partition's rows must stay in the target.
-            if mirrored and not self.runtime.failures:
-                versions.activate(mirrored, version)
+            # After every partition of every stream, for the streams whose every partition
+            # was read: a missed partition's rows must stay in the target.
+            complete, held = versions.split_complete(
+                mirrored, self.runtime.failures, self.streams.values()
+            )
+            if complete:
+                versions.activate(complete, version)
                 # The run ends on a STATE, as without versions: what a target confirms
                 # last comes after the activations.
                 self.write_message(StateMessage(value=self.state))
-            elif mirrored:
+            if held:
                 self.logger.warning(
-                    "A partition failed: no table version is activated in this run, so the "
-                    "target keeps rows the source may no longer have until the next full run"
+                    "A partition failed: no table version is activated for %s in this run, "
+                    "so the target keeps rows the source may no longer have there until the "
+                    "next complete run",
+                    ", ".join(s.name for s in held),
                 )
         finally:
             # Records the writer still holds go out before the sync returns.

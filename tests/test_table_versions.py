@@ -262,10 +262,73 @@ def test_the_standard_switch_and_the_partition_default(
     assert "reinfer_comments" not in records | activated
 
 
-def test_a_failed_partition_activates_no_version(sb: Sandbox) -> None:
-    """A version activated after a partition failed would delete that partition's rows."""
+def test_a_failed_stream_holds_back_its_own_version_only(sb: Sandbox) -> None:
+    """A version activated after a partition failed would delete that partition's rows:
+    the failed stream gets none, every complete stream (its platform's too) does."""
     sb.force("reinfer", status=500, count=1000, path_contains="/streams")
-    messages = sync(reinfer_only(sb, max_retries=0))
+    cfg = reinfer_only(sb, max_retries=0)
+    cfg["dexi"] = {
+        "api_url": sb.base_url("dexi"),
+        **CREDENTIALS["dexi"],
+        "dataset_ids": list(sb.dexi.datasets),
+        "max_requests_per_second": 5000,
+    }
+    messages = sync(cfg)
     records, activated = versioned(messages)
-    assert "reinfer_sources" in records  # still versioned: the next full run replaces them
-    assert not activated
+    assert "reinfer_streams" not in activated
+    complete = {"reinfer_projects", "reinfer_datasets", "reinfer_sources", "reinfer_labellings"}
+    assert complete <= activated
+    assert {f"dexi_dataset_rows__{d.replace('-', '_')}" for d in sb.dexi.datasets} <= activated
+    assert complete <= records
+
+
+def test_a_platform_that_fails_its_check_holds_back_no_other_platform(sb: Sandbox) -> None:
+    cfg = reinfer_only(sb)
+    cfg["invision"] = {
+        "api_url": sb.base_url("invision"),
+        "api_key": "not-the-key",
+        "tables": list(sb.invision.tables),
+    }
+    tap = make_tap(cfg)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        tap.preflight()
+        tap.sync_all()
+    messages = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    # (InVision answers a wrong key with a 500: a failed check, not refused credentials.)
+    (failure,) = tap.runtime.failures
+    assert failure.streams
+    assert all(name.startswith("invision_") for name in failure.streams)
+    _, activated = versioned(messages)
+    assert {"reinfer_projects", "reinfer_datasets", "reinfer_sources", "reinfer_streams"} <= (
+        activated
+    )
+    assert not {n for n in activated if n.startswith("invision_")}
+
+
+class _Stream:
+    def __init__(self, name: str, *children: _Stream) -> None:
+        self.name = name
+        self.child_streams = list(children)
+
+
+def test_a_failed_parent_holds_back_its_children_and_an_unnamed_failure_everything() -> None:
+    from tap_dataplatforms.core import versions
+    from tap_dataplatforms.core.runtime import Failure
+
+    grandchild = _Stream("labelling_details")
+    children = [_Stream("streams"), _Stream("labellings", grandchild)]
+    parent, other = _Stream("datasets", *children), _Stream("projects")
+    every = [parent, *children, grandchild, other]
+    failed = [Failure("datasets [project=a]", "500", streams=("datasets",))]
+    complete, held = versions.split_complete(every, failed, every)
+    assert [s.name for s in complete] == ["projects"]
+    assert {s.name for s in held} == {"datasets", "streams", "labellings", "labelling_details"}
+    failed = [Failure("labellings [dataset=b]", "500", streams=("labellings",))]
+    complete, held = versions.split_complete(every, failed, every)
+    assert {s.name for s in held} == {"labellings", "labelling_details"}
+    # A failure that names no stream (not known what it missed): nothing is activated.
+    complete, held = versions.split_complete(every, [Failure("x", "y")], every)
+    assert complete == []
+    assert held == every
+    assert versions.split_complete(every, [], every) == (every, [])

@@ -572,7 +572,7 @@ class PlatformStream(RESTStream[Any]):
         message = redact(str(exc) or type(exc).__name__)
         if isinstance(exc, RetriableAPIError | requests.exceptions.RequestException):
             message = f"{message} (gave up after retries)"
-        self.runtime.record_failure(self.partition_label(context), message)
+        self.runtime.record_failure(self.partition_label(context), message, streams=[self.name])
         self.logger.error(
             "Partition failed, continuing with the rest: %s: %s",
             self.partition_label(context),

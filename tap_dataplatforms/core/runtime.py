@@ -24,6 +24,9 @@ class Failure:
     message: str
     #: The configuration or credentials are at fault (exit code 2 rather than 3).
     credentials: bool = False
+    #: The streams this failure left incomplete (their child streams are too); ``None``:
+    #: not known, so every stream counts as incomplete (core/versions.py activates none).
+    streams: tuple[str, ...] | None = None
 
 
 class Runtime:
@@ -58,9 +61,19 @@ class Runtime:
     def secret_names(self, platform: str) -> tuple[str, ...]:
         return self.specs[platform].secret_names
 
-    def record_failure(self, partition: str, message: str, *, credentials: bool = False) -> None:
+    def record_failure(
+        self,
+        partition: str,
+        message: str,
+        *,
+        credentials: bool = False,
+        streams: Iterable[str] | None = None,
+    ) -> None:
+        """A failed partition; ``streams``: the streams it leaves incomplete (a table
+        version is activated for the others, core/versions.py)."""
+        named = None if streams is None else tuple(streams)
         with self._lock:
-            self.failures.append(Failure(partition, message, credentials))
+            self.failures.append(Failure(partition, message, credentials, named))
 
     def record_skip(self, partition: str, message: str) -> None:
         with self._lock:

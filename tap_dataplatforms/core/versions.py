@@ -6,8 +6,12 @@ follows after *all* of the stream's partitions in this process (per run, executi
 dataset, workspace, ...): a target then drops, or marks deleted, the rows of older
 versions. The SDK's own switch emits the message at the start of every partition; with a
 version per stream that deletes nothing of a sibling partition, but it would empty the
-table before the new copy arrives. Here it comes last, and not at all when anything
-failed: a run that missed a partition must not delete that partition's rows.
+table before the new copy arrives. Here it comes last, and only for a stream whose every
+partition was read: a run that missed a partition must not delete that partition's rows.
+A failure names the streams it left incomplete (``Runtime.record_failure``); their child
+streams are incomplete with them (a missed parent is a missed partition of each child),
+and a failure that names none holds back every stream. A platform that failed its
+connection check has no selected stream left. Every other stream is activated.
 
 Incremental streams carry no version: they add and update, as before.
 
@@ -84,6 +88,33 @@ def mirrored_streams(streams: Iterable[Any]) -> list[Any]:
         and whole(stream)
         and RESERVED_COLUMN not in (stream.schema.get("properties") or {})
     ]
+
+
+def split_complete(
+    mirrored: Iterable[Any], failures: Iterable[Any], streams: Iterable[Any]
+) -> tuple[list[Any], list[Any]]:
+    """``mirrored`` split into (streams every partition of which was read, streams a
+    failure left incomplete). ``failures``: ``Runtime.failures``; ``streams``: every
+    stream of the tap (to find the children of a failed stream)."""
+    mirrored = list(mirrored)
+    incomplete: set[str] = set()
+    by_name = {stream.name: stream for stream in streams}
+    for failure in failures:
+        if failure.streams is None:
+            return [], mirrored
+        pending = list(failure.streams)
+        while pending:
+            name = pending.pop()
+            if name in incomplete:
+                continue
+            incomplete.add(name)
+            stream = by_name.get(name)
+            if stream is not None:
+                pending += [child.name for child in stream.child_streams]
+    return (
+        [s for s in mirrored if s.name not in incomplete],
+        [s for s in mirrored if s.name in incomplete],
+    )
 
 
 def begin(streams: Iterable[Any], version: int) -> None:

@@ -45,7 +45,9 @@ class WorkspacesStream(DatalinxStream):
         for name in self.wanted() or []:
             if name not in seen and in_partition(self.config.get("partition"), name):
                 message = f"Datalinx: workspace '{name}' not found"
-                self.runtime.record_failure(f"{self.name} [workspace={name}]", message)
+                self.runtime.record_failure(
+                    f"{self.name} [workspace={name}]", message, streams=[self.name]
+                )
                 self.logger.error("Partition failed, continuing with the rest: %s", message)
 
     def post_process(

@@ -207,7 +207,9 @@ class ExecutionsStream(DexiStream):
                 self.starter.start_and_wait(str(context["run_id"]), self)
             except TimeoutError as exc:
                 # Extracted as it is; the execution comes with a later sync once finished.
-                self.runtime.record_failure(self.partition_label(context), str(exc))
+                self.runtime.record_failure(
+                    self.partition_label(context), str(exc), streams=[self.name]
+                )
                 self.logger.error("%s", exc)
         state = self.get_context_state(context)
         start = self.replication_start(context)

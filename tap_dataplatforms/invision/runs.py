@@ -162,7 +162,7 @@ class DataflowRunsStream(InVisionStream):
     def _fail(self, dataflow_id: str, message: str) -> None:
         label = self.partition_label({"dataflow_id": dataflow_id})
         message = redact(message)
-        self.runtime.record_failure(label, message)
+        self.runtime.record_failure(label, message, streams=[self.name])
         self.logger.error("Partition failed, continuing with the rest: %s: %s", label, message)
 
     def run_dataflow(self, dataflow_id: str) -> dict[str, Any] | None:

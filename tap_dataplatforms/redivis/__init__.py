@@ -82,7 +82,8 @@ def table_row_streams(client: RedivisStream) -> list[Stream]:
             with reaching(client):
                 tables.append(describe_table(client, reference))
         except PartitionError as exc:
-            client.runtime.record_failure(f"redivis_rows [table={reference}]", str(exc))
+            # Found while discovering: the table gets no stream, so no version to hold back.
+            client.runtime.record_failure(f"redivis_rows [table={reference}]", str(exc), streams=())
             client.logger.error("Skipping table %s: %s", reference, exc)
     names = distinct_slugs(
         [(i, str(table.get("name") or "table")) for i, (table, _) in enumerate(tables)],

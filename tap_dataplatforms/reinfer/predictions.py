@@ -168,7 +168,7 @@ class PredictionsStream(ReinferStream):
             raise
         except (FatalAPIError, *_TRANSIENT_EXCEPTIONS) as exc:
             message = redact(str(exc) or type(exc).__name__)
-            self.runtime.record_failure(label, message)
+            self.runtime.record_failure(label, message, streams=[self.name])
             self.logger.error("Partition failed, continuing with the rest: %s: %s", label, message)
             return None
         versions = [

@@ -184,7 +184,7 @@ class _ConfiguredParent(ReinferStream):
                 f"{self.platform_title}: {missing} is not among the {self.list_field} "
                 "this token can see"
             )
-            self.runtime.record_failure(f"{self.setting} [{missing}]", message)
+            self.runtime.record_failure(f"{self.setting} [{missing}]", message, streams=[self.name])
             self.logger.error("%s", message)
 
 
