@@ -75,7 +75,9 @@ def result_keys(out: SyncOutput) -> list[tuple[str, int]]:
 
 
 def expected_result_keys(model: DexiData, executions: list[Any]) -> set[tuple[str, int]]:
-    return {(e.id, i) for e in executions for i in range(len(e.rows))}
+    """The result rows of ``executions`` the tap can read: a result gone for good (the
+    default sandbox has one) is skipped by the documented rule."""
+    return {(e.id, i) for e in executions if model.result_readable(e) for i in range(len(e.rows))}
 
 
 def assert_unique(keys: list[Any], what: str) -> None:
@@ -250,7 +252,7 @@ def test_files_are_streamed_to_disk_and_described(sandbox: Sandbox, tmp_path: Pa
     out = run_sync(make_tap(config))
     cells = {
         c: e.id
-        for e in model.finished_executions(run.id)
+        for e in model.readable_results(run.id)
         for row in e.rows
         for c in row
         if isinstance(c, str) and c.startswith("FILE:")
@@ -455,7 +457,7 @@ def test_a_429_on_a_file_download_is_waited_out(sandbox: Sandbox, tmp_path: Path
     out = run_sync(make_tap(config))
     expected = {
         c.rsplit(";", 1)[1]
-        for e in model.finished_executions(run.id)
+        for e in model.readable_results(run.id)
         for row in e.rows
         for c in row
         if isinstance(c, str) and c.startswith("FILE:")
@@ -492,8 +494,7 @@ def test_a_result_gone_for_good_is_named_and_the_bookmark_moves_past_it(
     tap = make_tap(config)
     caplog.set_level(logging.WARNING)
     first = run_sync(tap)  # the documented rule: not a failure
-    (skipped,) = tap.runtime.skipped
-    assert gone.id in skipped.partition
+    (skipped,) = [s for s in tap.runtime.skipped if gone.id in s.partition]
     assert "410" in skipped.message
     assert gone.id in caplog.text
     others = [e for e in model.finished_executions(gone.run_id) if e.id != gone.id]
@@ -503,6 +504,27 @@ def test_a_result_gone_for_good_is_named_and_the_bookmark_moves_past_it(
     second = run_sync(make_tap(config, state=copy.deepcopy(first.states[-1])))
     assert second.records["dexi_executions"] == []
     assert not [e for e in sandbox.request_log("dexi") if gone.id in e["path"]]
+
+
+def test_the_default_sandbox_has_a_result_gone_and_the_sync_moves_past_it(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default sandbox's oldest result of the first run has expired (410): the sync
+    names it in the log and the summary, reads every other result, and succeeds."""
+    model = sandbox.dexi
+    (gone,) = model.gone_results
+    run = model.by_id[gone].run_id
+    caplog.set_level(logging.WARNING)
+    tap = make_tap(dexi_config(sandbox, run_ids=[run]))
+    out = run_sync(tap)  # no failure
+    assert [s.partition for s in tap.runtime.skipped if gone in s.partition]
+    assert any(gone in line for line in tap.runtime.skipped_lines())
+    assert gone in caplog.text
+    assert gone in {e["_id"] for e in out.records["dexi_executions"]}
+    assert not [k for k in result_keys(out) if k[0] == gone]
+    readable = model.readable_results(run)
+    assert len(readable) == len(model.finished_executions(run)) - 1
+    assert set(result_keys(out)) == expected_result_keys(model, readable)
 
 
 def test_strict_results_fails_and_keeps_the_bookmark_before_a_gone_result(

@@ -186,7 +186,7 @@ def test_three_runs_with_deletions_rewrites_and_new_columns(mirror: Pipeline) ->
     assert kind == "numeric", kind
     want = sorted(
         float(row[7])
-        for e in sb.dexi.finished_executions(robot.id)
+        for e in sb.dexi.readable_results(robot.id)
         for row in e.rows
         if len(row) > 7 and row[7] is not None
     )

@@ -13,7 +13,8 @@ Served under ``/dexi`` (the tap's ``dexi.api_url`` is ``<sandbox>/dexi/``):
 Modelled behaviour: ``X-DexiIO-Account`` + ``X-DexiIO-Access`` (lowercase hex MD5 of account
 id then key; anything else is a 401); list bodies ``{offset, totalRows, rows}``; executions
 ``QUEUED``/``RUNNING`` with ``finished: null`` beside finished ones (``OK``, ``FAILED``,
-``STOPPED``), including a long one that started before newer finished ones; results with
+``STOPPED``), including a long one that started before newer finished ones; one result
+gone for good (``gone_results``: 410, the oldest of the first run); results with
 mixed cell types, input columns, ``FILE:`` cells and the trailing ``error`` column; the error
 body ``{"error": true, "code": N, "message": ...}``; two budgets per account: every request
 (75/s, the framework's window) and writes plus file downloads (15/s), both counted over any
@@ -146,7 +147,8 @@ class DexiData:
         self.by_id: dict[str, Execution] = {}
         self.files: dict[str, bytes] = {}
         self.datasets: dict[str, list[dict[str, Any]]] = {}
-        #: Executions whose result is gone for good (expired from storage): 410 Gone.
+        #: Executions whose result is gone for good (expired from storage): 410 Gone. By
+        #: default one: the oldest finished execution with rows of the first run.
         self.gone_results: set[str] = set()
         # run id -> executions to insert at the top when a later page is requested
         self.insert_while_paging: dict[str, int] = {}
@@ -261,6 +263,9 @@ class DexiData:
         self.add_execution(others[2], "PENDING", self.tick(), None, 0)
         # The last run has never been executed.
         self.add_run("Never executed", "listing")
+        # Results do not stay forever: the oldest one of the first run has expired.
+        expired = next(e for e in self.executions[big.id] if e.finished is not None and e.rows)
+        self.gone_results.add(expired.id)
         for n, count in enumerate((203, 5)):
             self.datasets[self.new_id()] = [
                 {"sku": f"{chr(65 + n)}-{i:03d}", "price": f"{i * 1.5:.2f}", "stock": i % 7}
@@ -272,6 +277,15 @@ class DexiData:
     def finished_executions(self, run_id: str | None = None) -> list[Execution]:
         runs = [run_id] if run_id else list(self.executions)
         return [e for r in runs for e in self.executions[r] if e.finished is not None]
+
+    def result_readable(self, execution: Execution) -> bool:
+        """Whether the result of a finished execution can still be read (not gone)."""
+        return execution.finished is not None and execution.id not in self.gone_results
+
+    def readable_results(self, run_id: str | None = None) -> list[Execution]:
+        """Finished executions whose result (and so its rows and files) can be read: the
+        tap skips the others with a warning, by its documented rule."""
+        return [e for e in self.finished_executions(run_id) if e.id not in self.gone_results]
 
     def open_executions(self) -> list[Execution]:
         return [e for r in self.executions.values() for e in r if e.finished is None]
