@@ -75,6 +75,27 @@ def test_platform_failing_its_check_with_500_does_not_stop_the_others(
     assert "Traceback" not in result.stderr
 
 
+def test_the_default_sandboxs_broken_invision_object_fails_alone(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The default installation has a data object that always answers 500 (its view reads
+    a dropped table; no knob): its stream fails, named, and everything else is written."""
+    (broken,) = sandbox.invision.broken
+    cfg = config(sandbox)
+    cfg["invision"]["tables"] = ["GL_Actuals", broken]
+    cfg["max_retries"] = 1  # two tries: the answer is the same every time
+    result = run(tmp_path, cfg)
+    assert result.returncode == EXIT_PARTIAL, result.stderr[-2000:]
+    streams, state, errors = outcome(result)
+    assert {"redivis_datasets", "redivis_tables", "redivis_variables"} <= streams
+    assert {"invision_execution_log", "invision_table__gl_actuals"} <= streams
+    assert "invision_table__forecast_view" not in streams
+    assert {"redivis_datasets", "invision_execution_log"} <= set(state["bookmarks"])
+    assert "invision_table__forecast_view" in errors
+    assert "HTTP 500" in errors
+    assert "Traceback" not in result.stderr
+
+
 def test_platform_refusing_its_key_is_a_credentials_failure_after_the_rest(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
