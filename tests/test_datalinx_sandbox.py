@@ -18,6 +18,7 @@ import pytest
 from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from dataplatforms_sandbox.datalinx import PLANS, VIEWER_API_KEY, record_key
 from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.partition import partition_of
 from tests.budget_at_server import cpu_burner
 from tests.helpers import SyncOutput, make_tap, run_sync
 
@@ -252,6 +253,43 @@ def test_partitions_split_workspaces_and_read_the_organization_once(sandbox: San
         assert parts[0] | parts[1] == sandbox.datalinx.keys(stream), stream
     assert all(out.records["datalinx_workspaces"] for out in outs)  # both have work
     assert outs[1].records["datalinx_users"] == []
+
+
+def test_a_renamed_workspace_keeps_its_partition(sandbox: Sandbox) -> None:
+    """Partitions hash the workspace id: renaming a workspace (to a name that would hash
+    elsewhere) moves neither it nor its workspace-scoped records to another process."""
+    count = 2
+    workspace = sandbox.datalinx.workspaces[0]
+    old = str(workspace["name"])
+    new = next(
+        name
+        for name in (f"{old}-{n}" for n in itertools.count())
+        if partition_of(name, count) != partition_of(old, count)
+    )
+    config = datalinx_config(sandbox, max_requests_per_second=100)
+
+    def owners() -> dict[int, set[Any]]:
+        found: dict[int, set[Any]] = {}
+        for index in range(count):
+            tap = make_tap({**config, "partition": {"index": index, "count": count}})
+            for stream in tap.streams.values():
+                stream.selected = stream.name in ("datalinx_workspaces", "datalinx_queries")
+            out = run_sync(tap)
+            found[index] = {r["id"] for r in out.records["datalinx_workspaces"]} | {
+                r["workspace"] for r in out.records["datalinx_queries"]
+            }
+        return found
+
+    before = owners()
+    sandbox.datalinx.rename_workspace(old, new)
+    after = owners()
+    home = partition_of(str(workspace["id"]), count)
+    assert {workspace["id"], old} <= before[home]
+    assert {workspace["id"], new} <= after[home]
+    assert all(workspace["id"] not in after[i] for i in range(count) if i != home)
+    # Every workspace, renamed or not, is read by exactly one process.
+    assert set.union(*after.values()) >= sandbox.datalinx.keys("workspaces")
+    assert not after[0] & after[1]
 
 
 def test_a_429_waits_until_the_reset_in_epoch_seconds(sandbox: Sandbox) -> None:

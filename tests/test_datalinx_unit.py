@@ -188,6 +188,21 @@ def test_configured_workspaces_only_and_a_missing_one_fails_its_partition(api: A
         tap.finish()
 
 
+def test_a_missing_workspace_is_reported_once_under_partition(api: Api) -> None:
+    """A configured name no workspace has has no id to hash: partition 0 alone reports it."""
+    wanted = config(workspaces=["staging", "gone"])
+    taps = [
+        make_tap({**wanted, "partition": {"index": i, "count": 3}}, clock=FakeClock())
+        for i in range(3)
+    ]
+    for tap in taps:
+        run_sync(tap, finish=False)
+    with pytest.raises(SyncFailedError, match="workspace 'gone' not found"):
+        taps[0].finish()
+    for tap in taps[1:]:
+        tap.finish()
+
+
 def test_envelope_error_is_the_message_and_the_sync_goes_on(api: Api) -> None:
     api.mocker.get(
         BASE + "/mappings",

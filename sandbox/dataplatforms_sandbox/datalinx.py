@@ -405,6 +405,20 @@ class DatalinxData:
     def workspace(self, name: str) -> dict[str, Any] | None:
         return next((ws for ws in self.workspaces if ws["name"] == name), None)
 
+    def rename_workspace(self, old: str, new: str) -> dict[str, Any]:
+        """Rename a workspace as its admin would: same id and resources, a new name (the
+        one ``X-Workspace`` must now carry), a later ``updated_at``."""
+        with self.lock:
+            ws = self.workspace(old)
+            if ws is None or self.workspace(new) is not None:
+                raise KeyError(f"cannot rename workspace {old!r} to {new!r}")
+            ws["name"] = new
+            ws["updated_at"] = self._stamp(self._tick(5))
+            self.scoped[new] = self.scoped.pop(old)
+            for name, pipeline_id in [k for k in self.runs if k[0] == old]:
+                self.runs[(new, pipeline_id)] = self.runs.pop((name, pipeline_id))
+            return ws
+
     def serves(self, stream: str) -> bool:
         """Whether the instance has the list route(s) of ``datalinx_<stream>``; a stream
         whose route is missing is skipped by the tap (one warning), not delivered."""

@@ -1,8 +1,14 @@
 """The ``partition`` setting: which parents this process extracts of ``count``.
 
-A parent is assigned by a hash of its stable identifier (an id or a configured name),
-never by its position in a list, so every process computes the same split without
-talking to the others, and a parent keeps its partition when others come and go.
+A parent is assigned by a hash of its stable identifier, never by its position in a
+list, so every process computes the same split without talking to the others, and a
+parent keeps its partition when others come and go. The identifier is the platform's id
+wherever it has one (Dexi run and dataset ids, Re:infer source and dataset ids, Redivis
+dataset ids, InVision data flow ids, Datalinx workspace ids), so that renaming a parent
+does not move it. A configured name is used only where it is the platform's sole
+identity, an InVision table (its JSON Data API addresses tables by name and lists no
+ids), and for a configured Redivis table reference, which is split before any request so
+that a process asks only about its own tables.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_dataplatforms.core.errors import PlatformAuthError
-from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.datalinx import schemas
 from tap_dataplatforms.datalinx.client import (
     AdminStream,
@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 
 
 class WorkspacesStream(DatalinxStream):
-    """Workspaces of the organization (``datalinx.workspaces`` picks some by name)."""
+    """Workspaces of the organization (``datalinx.workspaces`` picks some by name).
+
+    Under ``partition`` a workspace belongs to the process its id hashes to (doc: ``id``,
+    ``ws_`` prefix), not its name: a workspace renamed in Datalinx stays where it was.
+    A configured name that no workspace has has no id to hash; partition 0 reports it.
+    """
 
     name = "datalinx_workspaces"
     path = "/workspaces"
@@ -42,8 +47,10 @@ class WorkspacesStream(DatalinxStream):
         for record in super().request_records(context):
             seen.add(str(record.get("name")))
             yield record
+        if not first_partition(self.config.get("partition")):
+            return
         for name in self.wanted() or []:
-            if name not in seen and in_partition(self.config.get("partition"), name):
+            if name not in seen:
                 message = f"Datalinx: workspace '{name}' not found"
                 self.runtime.record_failure(
                     f"{self.name} [workspace={name}]", message, streams=[self.name]
@@ -56,13 +63,18 @@ class WorkspacesStream(DatalinxStream):
         name = str(row.get("name"))
         wanted = self.wanted()
         if (wanted is not None and name not in wanted) or not in_partition(
-            self.config.get("partition"), name
+            self.config.get("partition"), workspace_key(row)
         ):
             return None
         return super().post_process(row, context)
 
     def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
         return {"workspace": record["name"]}
+
+
+def workspace_key(row: dict[str, Any]) -> str:
+    """What a workspace is partitioned by: its id, its name only where no id is sent."""
+    return str(row.get("id") or row.get("name"))
 
 
 class ScopedStream(DatalinxStream):
