@@ -15,6 +15,7 @@ from pyrate_limiter import Rate
 from tap_dataplatforms.core.budget import (
     PACING_ROOM,
     SHARED_ROOM,
+    SYSTEM_CLOCK,
     BudgetRegistry,
     CarryOver,
     credential_fingerprint,
@@ -23,6 +24,7 @@ from tap_dataplatforms.core.budget import (
 )
 from tap_dataplatforms.core.errors import ConfigError
 from tests.helpers import FakeClock
+from tests.redis_env import ensure_redis
 
 
 def acquisition_times(budget_rate: float, count: int) -> tuple[list[float], FakeClock]:
@@ -269,3 +271,28 @@ def test_a_shared_backend_spaces_requests_wider(tmp_path: Path, rate: float) -> 
     assert whole.interval >= 1000 * (1 + PACING_ROOM) * (1 + SHARED_ROOM) - 1
     # ceil(r) + 1 requests at that spacing span more than a second by the shared room.
     assert math.ceil(rate) * spacing_ms >= 1000 + 100 * (rate < 84)
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+@pytest.mark.parametrize("rate", [0.5, 1, 12.25, 40, 75, 1000, 5000])
+@pytest.mark.parametrize("cap", [None, Rate(1000, 60_000)])  # Redivis: 1,000 a minute
+def test_every_budget_shape_makes_a_bucket_on_every_backend(
+    tmp_path: Path, backend: str, rate: float, cap: Rate | None
+) -> None:
+    """The rates a platform hands over (paced, with a documented longer cap or not) are a
+    valid rate list on each backend, shared room included; one request fits at once."""
+    if backend == "redis":
+        ensure_redis()
+    location = {
+        "memory": "memory",
+        "sqlite": f"sqlite:///{tmp_path / 'b.sqlite'}",
+        "redis": "redis://127.0.0.1:6379/0",
+    }[backend]
+    rates = rates_per_second(rate)
+    if cap is not None:
+        rates = with_cap(rates, cap)
+    credential = (f"shape-{backend}-{rate}-{cap}-{time.time_ns()}",)
+    budget = BudgetRegistry(location, FakeClock() if backend == "memory" else SYSTEM_CLOCK).get(
+        "p", credential, rates
+    )
+    assert budget.acquire() == 0

@@ -140,11 +140,20 @@ SHARED_ROOM = 0.10
 
 
 def shared_room(rates: list[Rate]) -> list[Rate]:
-    """``rates`` with ``SHARED_ROOM`` more time per window, for a shared backend."""
-    return [
-        Rate(rate.limit, math.ceil(rate.interval * (1 + SHARED_ROOM)), burst=rate.burst)
-        for rate in rates
-    ]
+    """``rates`` with ``SHARED_ROOM`` more time per window, for a shared backend.
+
+    Windows keep the order pyrate-limiter requires (longer windows, larger limits, no
+    higher density): a window whose rounding would leave it denser than the one before
+    it is widened to that one's density.
+    """
+    stretched: list[Rate] = []
+    for rate in rates:
+        interval = math.ceil(rate.interval * (1 + SHARED_ROOM))
+        if stretched:
+            before = stretched[-1]
+            interval = max(interval, math.ceil(rate.limit * before.interval / before.limit))
+        stretched.append(Rate(rate.limit, interval, burst=rate.burst))
+    return stretched
 
 
 def rates_per_second(requests_per_second: float) -> list[Rate]:
