@@ -42,6 +42,24 @@ PLATFORMS: tuple[settings.PlatformSpec, ...] = (
 )
 
 
+#: The level this module last gave the METRIC logger, so that a later tap of the same
+#: process tells it apart from a level a logging config gave.
+_METRICS_LEVEL_SET: dict[str, int] = {}
+
+
+def metrics_level(setting: str | None, configured: int) -> int:
+    """The METRIC logger's level: ``metrics_log_level`` when set; else a level a logging
+    config (``SINGER_SDK_LOG_CONFIG``) gave the ``singer_sdk.metrics`` logger; else
+    WARNING. The SDK logs every METRIC line at INFO, one per request and partition, which
+    a scheduled run's log does not need: they are off unless asked for."""
+    level = logging.getLevelName(str(setting).upper()) if setting else None
+    if not isinstance(level, int):
+        ours = _METRICS_LEVEL_SET.get("level")
+        level = configured if configured not in (logging.NOTSET, ours) else logging.WARNING
+    _METRICS_LEVEL_SET["level"] = level
+    return level
+
+
 class TapDataPlatforms(Tap):
     """Extracts Dexi.io, Re:infer, Redivis, Profitbase InVision and Datalinx AI."""
 
@@ -69,12 +87,11 @@ class TapDataPlatforms(Tap):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         install_log_redaction()
         # The SDK sets the METRIC logger to LOGLEVEL here, over a level given to it by
-        # SINGER_SDK_LOG_CONFIG: keep that one, so METRIC lines can be turned off alone.
+        # SINGER_SDK_LOG_CONFIG (or a test's caplog): that one is kept, see below.
         metrics = logging.getLogger(METRICS_LOGGER_NAME)
         configured = metrics.level
         super().__init__(*args, **kwargs)
-        if configured != logging.NOTSET:
-            metrics.setLevel(configured)
+        metrics.setLevel(metrics_level(self.config.get("metrics_log_level"), configured))
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Bookmarks written by an earlier release are read in their current form."""
@@ -100,6 +117,8 @@ class TapDataPlatforms(Tap):
         schema = copy.deepcopy(self.config_jsonschema)
         self.append_builtin_config(schema)
         settings.coerce_numbers(self._config, schema)
+        if isinstance(self._config.get("metrics_log_level"), str):  # `info` is INFO
+            self._config["metrics_log_level"] = self._config["metrics_log_level"].upper()
         schema["additionalProperties"] = False
         errors = settings.validate(
             self.config, schema, PLATFORMS, require_platform=not self.listing_only

@@ -16,7 +16,9 @@ from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_PARTIAL
 from tests.sandbox_env import redivis_config, shared_sandbox
 
 
-def run(tmp_path: Path, config: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    tmp_path: Path, config: dict[str, Any], *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return subprocess.run(
@@ -25,6 +27,7 @@ def run(tmp_path: Path, config: dict[str, Any], *args: str) -> subprocess.Comple
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -100,29 +103,41 @@ def test_connection_test_flag(tmp_path: Path) -> None:
     assert error_lines(result) == []
 
 
-QUIET_LOGGING = """\
+METRICS_ON_LOGGING = """\
 version: 1
 disable_existing_loggers: false
 loggers:
   singer_sdk.metrics:
-    level: WARNING
+    level: INFO
 """
 
 
-def test_metric_lines_turned_off_as_the_readme_shows_keeping_the_summary(tmp_path: Path) -> None:
-    quiet = tmp_path / "logging.yaml"
-    quiet.write_text(QUIET_LOGGING)
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(redivis_config(shared_sandbox(), organizations=["demo"], users=[])))
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_dataplatforms.tap", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "SINGER_SDK_LOG_CONFIG": str(quiet)},
-    )
-    assert result.returncode == 0, result.stderr[-1500:]
-    assert "METRIC" not in result.stderr
-    assert "Run summary:" in result.stderr
-    assert "redivis_variables" in result.stderr.split("Run summary:")[1]
+def metric_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "METRIC: " in line]
+
+
+def test_metric_lines_are_off_by_default_and_on_with_the_documented_switches(
+    tmp_path: Path,
+) -> None:
+    """Quiet for schedulers: a default sync logs its progress and run summary but no
+    METRIC line; `metrics_log_level: INFO` or a SINGER_SDK_LOG_CONFIG file that sets the
+    `singer_sdk.metrics` logger to INFO (the README's two switches) turn them on."""
+    config = redivis_config(shared_sandbox(), organizations=["demo"], users=[])
+    config["redivis"]["max_requests_per_second"] = 200
+    default = run(tmp_path, config)
+    assert default.returncode == 0, default.stderr[-1500:]
+    assert metric_lines(default) == []
+    assert "redivis_variables" in default.stderr.split("Run summary:")[1]
+
+    by_setting = run(tmp_path, {**config, "metrics_log_level": "info"})
+    assert by_setting.returncode == 0, by_setting.stderr[-1500:]
+    kinds = {
+        json.loads(line.split("METRIC: ", 1)[1])["metric"] for line in metric_lines(by_setting)
+    }
+    assert {"http_request_duration", "record_count"} <= kinds
+
+    logging_file = tmp_path / "logging.yaml"
+    logging_file.write_text(METRICS_ON_LOGGING)
+    by_file = run(tmp_path, config, env={"SINGER_SDK_LOG_CONFIG": str(logging_file)})
+    assert by_file.returncode == 0, by_file.stderr[-1500:]
+    assert metric_lines(by_file)

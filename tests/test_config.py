@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from singer_sdk.metrics import METRICS_LOGGER_NAME
 
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.redact import MASK, redact
@@ -144,3 +146,22 @@ def test_a_redis_password_in_the_backend_url_is_masked_like_any_secret() -> None
     assert "hunter2-backend" not in str(failed.value)
     # Registered before the backend is reached, so any later log line is masked too.
     assert redact("connecting with hunter2-backend failed") == f"connecting with {MASK} failed"
+
+
+def test_metric_lines_follow_each_taps_setting_and_default_to_off() -> None:
+    """`metrics_log_level` (any case) sets the METRIC logger; a later tap of the same
+    process without it is quiet again, and a level a logging config gave is kept."""
+    metrics = logging.getLogger(METRICS_LOGGER_NAME)
+    redivis = {"redivis": {"api_url": "https://redivis.test/api/v1", "token": "tok-level-1"}}
+    TapDataPlatforms(config={**redivis, "metrics_log_level": "info"}, parse_env_config=False)
+    assert metrics.level == logging.INFO
+    TapDataPlatforms(config=redivis, parse_env_config=False)
+    assert metrics.level == logging.WARNING
+    metrics.setLevel(logging.DEBUG)  # as SINGER_SDK_LOG_CONFIG would
+    try:
+        TapDataPlatforms(config=redivis, parse_env_config=False)
+        assert metrics.level == logging.DEBUG
+    finally:
+        metrics.setLevel(logging.WARNING)
+    with pytest.raises(ConfigError, match="metrics_log_level"):
+        TapDataPlatforms(config={**redivis, "metrics_log_level": "LOUD"}, parse_env_config=False)

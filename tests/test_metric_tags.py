@@ -28,7 +28,10 @@ def test_request_metric_tags_reach_the_duration_metric(
         json={"kind": "list", "nextPageToken": None, "results": []},
         headers={"X-Test-Timing": "12.5"},
     )
-    config = {"redivis": {"api_url": BASE, "token": "tok-metric-1", "organizations": ["demo"]}}
+    config = {
+        "metrics_log_level": "INFO",  # METRIC lines are off by default
+        "redivis": {"api_url": BASE, "token": "tok-metric-1", "organizations": ["demo"]},
+    }
     with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
         run_sync(make_tap(config, clock=FakeClock()))
     points = [

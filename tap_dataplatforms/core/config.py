@@ -17,6 +17,9 @@ from tap_dataplatforms.core.timestamps import parse_datetime
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
 
+#: Values of ``metrics_log_level``, Python's level names (the SDK logs METRIC lines at INFO).
+METRICS_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 COMMON_SETTINGS: list[th.Property] = [
     th.Property(
         "start_date",
@@ -80,6 +83,16 @@ COMMON_SETTINGS: list[th.Property] = [
         description=(
             "Verify the platforms' TLS certificates. Turn off only for a test server with a "
             "self-signed certificate: the tap then warns once."
+        ),
+    ),
+    th.Property(
+        "metrics_log_level",
+        th.StringType(allowed_values=list(METRICS_LOG_LEVELS)),
+        default="WARNING",
+        description=(
+            "Level of the SDK's METRIC lines (logger `singer_sdk.metrics`), which are logged "
+            "at INFO: the default WARNING keeps them out of the log; INFO (or DEBUG) turns "
+            "them on."
         ),
     ),
     th.Property(
