@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from singer_sdk import typing as th
+from singer_sdk.mapper import RemoveRecordTransform
 
 SETTING = "emit_activate_version_messages"
 
@@ -61,16 +62,33 @@ def new_version() -> int:
 
 #: A column the SQL targets' soft delete cannot live with: target-postgres (0.8.1, the
 #: newest) binds its ACTIVATE_VERSION update's version as a parameter named ``version``,
-#: which SQLAlchemy refuses in a table that has a column of that name, and the load fails.
+#: which SQLAlchemy refuses in a table that has a column of that name, and the load fails
+#: (its hard delete binds no such name and works). The SDK's own SQL sink, which most
+#: SDK targets use, sends the update as text and is not affected.
 RESERVED_COLUMN = "version"
+
+
+def outgoing_schemas(stream: Any) -> list[dict[str, Any]]:
+    """The schemas the stream's records leave the tap with: after its stream maps (a
+    renamed or removed property, an alias), or its own without any."""
+    maps = [m for m in stream.stream_maps if not isinstance(m, RemoveRecordTransform)]
+    return [m.transformed_schema for m in maps] if maps else [stream.schema]
+
+
+def reaches_target_as_version(stream: Any) -> bool:
+    """Whether a top-level ``version`` property leaves the tap (``RESERVED_COLUMN``).
+    ``dexi_runs`` has one (the robot's version): renamed by a stream map (e.g.
+    ``{"dexi_runs": {"robot_version": "version", "version": "__NULL__"}}``) it no longer
+    does, and the stream is mirrored."""
+    return any(RESERVED_COLUMN in (s.get("properties") or {}) for s in outgoing_schemas(stream))
 
 
 def mirrored_streams(streams: Iterable[Any]) -> list[Any]:
     """The selected streams that read their whole source each run: full-table, with no
     incremental ancestor (Dexi results and files are read for new executions only), not
-    marked ``MIRRORED = False`` (a record per run the tap itself started), and without a
-    top-level ``version`` property (``RESERVED_COLUMN``; such a stream is keyed and
-    upserted as before)."""
+    marked ``MIRRORED = False`` (a record per run the tap itself started), and whose
+    records do not leave the tap with a top-level ``version`` property
+    (``reaches_target_as_version``; such a stream is keyed and upserted as before)."""
     streams = list(streams)
     parent_of = {id(child): stream for stream in streams for child in stream.child_streams}
 
@@ -84,9 +102,7 @@ def mirrored_streams(streams: Iterable[Any]) -> list[Any]:
     return [
         stream
         for stream in streams
-        if stream.selected
-        and whole(stream)
-        and RESERVED_COLUMN not in (stream.schema.get("properties") or {})
+        if stream.selected and whole(stream) and not reaches_target_as_version(stream)
     ]
 
 
