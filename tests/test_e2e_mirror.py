@@ -1,8 +1,14 @@
 """End to end, the warehouse mirrors the source: three real ``meltano run``s into
 PostgreSQL with the sandbox changing between them (``Sandbox.change``): Dexi datasets lose
-rows and a robot gains output columns (one of them widening from integer to number),
-InVision data flows rewrite their tables with half the rows and a new column, a Redivis
-table gets a new version with a new variable and half its rows.
+rows, a robot gains output columns (one of them widening from integer to number) and an
+idle run is deleted, InVision data flows rewrite their tables with half the rows and a new
+column, a Redivis table gets a new version with a new variable and half its rows, a
+Re:infer dataset loses a stream and a labelled comment and a source goes, a Datalinx
+pipeline run is purged and a user and a role are removed.
+
+``dexi_runs`` is loaded with its ``version`` field renamed by a stream map
+(``RENAME_VERSION``): target-postgres 0.8.1 fails its soft delete in a table with a
+``version`` column, and the tap mirrors the stream once the field is renamed.
 
 After each run, for ``hard_delete`` false (rows of older versions get ``_sdc_deleted_at``)
 and true (they are deleted), the live rows of every table (``_sdc_deleted_at`` null) are
@@ -45,8 +51,35 @@ SELECT = [
     "dexi_results__*.*",
     "dexi_dataset_rows__*.*",
     "invision_table__*.*",
+    "reinfer_projects.*",
+    "reinfer_datasets.*",
+    "reinfer_sources.*",
+    "reinfer_streams.*",
+    "reinfer_labellings.*",
+    "datalinx_workspaces.*",
+    "datalinx_pipeline_runs.*",
+    "datalinx_users.*",
+    "datalinx_roles.*",
+    "datalinx_service_accounts.*",
 ]
-KEYED = ("redivis_datasets", "redivis_tables", "redivis_variables", "dexi_runs", "dexi_executions")
+KEYED = (
+    "redivis_datasets",
+    "redivis_tables",
+    "redivis_variables",
+    "dexi_runs",
+    "dexi_executions",
+    "reinfer_projects",
+    "reinfer_datasets",
+    "reinfer_sources",
+    "reinfer_streams",
+    "reinfer_labellings",
+    "datalinx_workspaces",
+    "datalinx_pipeline_runs",
+    "datalinx_users",
+    "datalinx_roles",
+    "datalinx_service_accounts",
+)
+RENAME_VERSION = {"dexi_runs": {"robot_version": "version", "version": "__NULL__"}}
 
 
 def _slug(text: str) -> str:
@@ -61,6 +94,7 @@ def mirror(
 ) -> Iterator[Pipeline]:
     sandbox = Sandbox(seed=3, scale=1, limits=ROOMY).start()
     sandbox.platform("dexi").set_write_limit(1_000_000)  # type: ignore[attr-defined]
+    sandbox.datalinx.burst = (1_000_000, 1_000_000.0)
     table = sandbox.changing_table()
     table.num_rows = ROWS
     try:
@@ -74,6 +108,7 @@ def mirror(
                 f"{prefix}DEXI_DOWNLOAD_FILES": "false",
                 f"{prefix}INVISION_TABLES": demo.json.dumps(list(sandbox.invision.tables)),
                 f"{prefix}_SELECT": demo.json.dumps(SELECT),
+                f"{prefix}STREAM_MAPS": demo.json.dumps(RENAME_VERSION),
                 "TARGET_POSTGRES_HARD_DELETE": "true" if request.param else "false",
             }
         )

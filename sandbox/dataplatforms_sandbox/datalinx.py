@@ -460,6 +460,28 @@ class DatalinxData:
                         self.add_run(ws, pipeline["id"])
             return since
 
+    def change(self, generation: int) -> list[str]:
+        """Between two syncs (``Sandbox.change``): a pipeline's oldest run is purged
+        (run history retention), a user is removed from the organization and a custom
+        role that no user holds is deleted."""
+        said: list[str] = []
+        with self.lock:
+            (ws, pipeline), runs = max(self.runs.items(), key=lambda item: len(item[1]))
+            if runs:
+                run = runs.pop()
+                said.append(f"datalinx pipeline {pipeline} ({ws}): run {run['id']} purged")
+            users = self.org["users"]
+            if len(users) > 1:
+                user = users.pop()
+                said.append(f"datalinx user {user['id']}: removed")
+            held = {name for u in users for name in u["roles"]}
+            roles = self.org["roles"]
+            free = [r for r in roles if not r["is_system"] and r["name"] not in held]
+            if free:
+                roles.remove(free[-1])
+                said.append(f"datalinx role {free[-1]['name']}: deleted")
+        return said
+
     # -- tokens -----------------------------------------------------------------------------------
 
     def issue_token(self, email: str, now: float) -> Token:

@@ -380,11 +380,18 @@ class DexiData:
 
     def change(self, generation: int) -> list[str]:
         """What changes in the account between two syncs (``Sandbox.change``): every
-        dataset loses its last third of rows, and the first run's robot gains an output
+        dataset loses its last third of rows, the first run's robot gains an output
         column (``discount``, then ``note`` with ``discount`` now fractional), seen in a
-        new finished execution."""
+        new finished execution, and a run that never executed is deleted (its results
+        stream had no rows; no other run shares its name, so no stream name moves)."""
         with self.lock:
             said: list[str] = []
+            idle = [r for r in self.runs[1:] if not self.executions.get(r.id)]
+            if idle:
+                gone = idle[-1]
+                self.runs.remove(gone)
+                del self.executions[gone.id]
+                said.append(f"dexi run {gone.id} ({gone.name}): deleted")
             for dataset_id, rows in self.datasets.items():
                 lost = max(1, len(rows) // 3) if rows else 0
                 del rows[len(rows) - lost :]

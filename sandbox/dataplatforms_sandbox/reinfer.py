@@ -526,6 +526,30 @@ class ReinferData:
 
     # -- changes -----------------------------------------------------------------------
 
+    def change(self, generation: int) -> list[str]:
+        """Between two syncs (``Sandbox.change``): a dataset's newest stream is deleted,
+        a labelled comment of it loses its labels (it leaves the labellings), and an
+        empty source that no dataset uses is deleted (its comments, none, stay)."""
+        said: list[str] = []
+        dataset = max(self.datasets.values(), key=lambda d: (len(d.streams), d.id))
+        if len(dataset.streams) > 1:
+            stream = dataset.streams.pop()
+            said.append(f"reinfer dataset {dataset.full_name}: stream {stream['name']} deleted")
+        for labellings in dataset.labellings.values():
+            if labellings:
+                lost = labellings.pop(0)
+                said.append(
+                    f"reinfer dataset {dataset.full_name}: comment {lost.comment.uid} unlabelled"
+                )
+                break
+        used = {sid for d in self.datasets.values() for sid in d.source_ids}
+        for source in list(self.sources.values()):
+            if source.id not in used and not source.comments:
+                del self.sources[source.id]
+                said.append(f"reinfer source {source.full_name}: deleted")
+                break
+        return said
+
     def advance(self, count: int = 10, sources: list[str] | None = None) -> list[tuple[str, str]]:
         """Add ``count`` new comments to each source (all, or the ``owner/name`` ones),
         timestamped after the newest; returns their ``(source_id, id)``."""

@@ -412,10 +412,13 @@ class Sandbox:
 
     def change(self) -> dict[str, Any]:
         """What a day changes on the platforms, applied between two syncs: a Dexi dataset
-        loses rows and a robot gains an output column (whose type widens from integer to
-        number at the next change), an InVision data flow rewrites its tables with half
-        their rows and a new column, a Redivis table gets a new version with a new
-        variable and half its rows. Returns the generation and a line per change."""
+        loses rows, a robot gains an output column (whose type widens from integer to
+        number at the next change) and an idle run is deleted, an InVision data flow
+        rewrites its tables with half their rows and a new column, a Redivis table gets a
+        new version with a new variable and half its rows, a Re:infer dataset loses a
+        stream and a labelled comment and an empty source goes, a Datalinx pipeline's
+        oldest run is purged and a user and a custom role are removed. Returns the
+        generation and a line per change."""
         with self._lock:
             self.generation += 1
             generation = self.generation
@@ -423,6 +426,8 @@ class Sandbox:
             *self.dexi.change(generation),
             *self.invision.change(generation),
             *self.redivis.change(self.changing_table()),
+            *self.reinfer.change(generation),
+            *self.datalinx.change(generation),
         ]
         return {"generation": generation, "changes": changes}
 
