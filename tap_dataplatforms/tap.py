@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
-from singer_sdk import Stream, Tap
+from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from singer_sdk.metrics import METRICS_LOGGER_NAME
@@ -32,6 +32,7 @@ from tap_dataplatforms.core.errors import (
 from tap_dataplatforms.core.records import MessageWriter, tune_garbage_collection
 from tap_dataplatforms.core.redact import install_log_redaction, register_secret
 from tap_dataplatforms.core.runtime import Runtime
+from tap_dataplatforms.core.sdk import SDKTap
 
 PLATFORMS: tuple[settings.PlatformSpec, ...] = (
     dexi.PLATFORM,
@@ -60,7 +61,7 @@ def metrics_level(setting: str | None, configured: int) -> int:
     return level
 
 
-class TapDataPlatforms(Tap):
+class TapDataPlatforms(SDKTap):
     """Extracts Dexi.io, Re:infer, Redivis, Profitbase InVision and Datalinx AI."""
 
     name = "tap-dataplatforms"
@@ -111,14 +112,15 @@ class TapDataPlatforms(Tap):
             versions.SETTING, versions.PROPERTY.to_dict()[versions.SETTING]
         )
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    def validate_settings(self, *, raise_errors: bool = True) -> list[str]:
         """Validate with one line per problem, each naming the setting."""
         self._register_secrets()
         schema = copy.deepcopy(self.config_jsonschema)
         self.append_builtin_config(schema)
-        settings.coerce_numbers(self._config, schema)
-        if isinstance(self._config.get("metrics_log_level"), str):  # `info` is INFO
-            self._config["metrics_log_level"] = self._config["metrics_log_level"].upper()
+        config = self.mutable_config
+        settings.coerce_numbers(config, schema)
+        if isinstance(config.get("metrics_log_level"), str):  # `info` is INFO
+            config["metrics_log_level"] = config["metrics_log_level"].upper()
         schema["additionalProperties"] = False
         errors = settings.validate(
             self.config, schema, PLATFORMS, require_platform=not self.listing_only

@@ -117,7 +117,7 @@ def test_failed_partitions_fail_as_in_a_sequential_sync(sandbox: Sandbox) -> Non
 def test_children_of_several_datasets_are_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     in_flight, peak = 0, 0
     lock = threading.Lock()
-    send = PlatformStream._request
+    send = PlatformStream.send_prepared
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal in_flight, peak
@@ -130,7 +130,7 @@ def test_children_of_several_datasets_are_read_at_once(monkeypatch: pytest.Monke
             with lock:
                 in_flight -= 1
 
-    monkeypatch.setattr(PlatformStream, "_request", counted)
+    monkeypatch.setattr(PlatformStream, "send_prepared", counted)
     with Sandbox(seed=4, scale=2, limits=ROOMY, latency_ms=30) as sb:
         started = time.monotonic()
         sync(sb, 4, *METADATA)

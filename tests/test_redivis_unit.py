@@ -262,7 +262,7 @@ def test_replication_start_applies_lookback() -> None:
     assert isinstance(stream, PlatformStream)
     # Full-table streams have no bookmark: start_date, moved back by the lookback.
     stream.replication_key = "updatedAt"
-    stream._write_starting_replication_value(None)  # what the SDK does as a sync begins
+    stream.write_starting_replication_value(None)  # what the SDK does as a sync begins
     start = stream.replication_start(None)
     assert start is not None
     assert start.isoformat() == "2024-05-01T09:58:30+00:00"

@@ -11,11 +11,11 @@ import pytest
 import requests_mock as rm
 from hypothesis import given
 from hypothesis import strategies as st
-from singer_sdk.streams.core import Stream
 
 from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core import records
 from tap_dataplatforms.core.records import SortedRecordLoop, tune_garbage_collection
+from tap_dataplatforms.core.sdk import SDKStream
 from tap_dataplatforms.core.timestamps import UTC, to_rfc3339
 from tap_dataplatforms.reinfer import streams as reinfer_streams
 from tap_dataplatforms.reinfer.streams import CommentsStream
@@ -150,7 +150,7 @@ def test_a_stream_with_children_or_a_record_limit_takes_the_sdk_loop(
     monkeypatch.setattr(CommentsStream, "check_sorted", True)
     assert not comments._lean_loop_fits(context, True)
     # The loop is the SDK's own otherwise: the override is there, not a copy of it.
-    assert SortedRecordLoop._sync_records is not Stream._sync_records
+    assert SortedRecordLoop.sync_partition is not SDKStream.sync_partition
 
 
 TIMESTAMPS = [

@@ -36,10 +36,8 @@ from singer_sdk.exceptions import (
     MaxRecordsLimitException,
     RetriableAPIError,
 )
-from singer_sdk.helpers._state import reset_state_progress_markers
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.jsonpath import extract_jsonpath
-from singer_sdk.streams import RESTStream
 
 from tap_dataplatforms import __version__
 from tap_dataplatforms.core import ratelimit
@@ -55,6 +53,7 @@ from tap_dataplatforms.core.jsonbody import describe_start
 from tap_dataplatforms.core.progress import Progress
 from tap_dataplatforms.core.records import boolean_text_fixer
 from tap_dataplatforms.core.redact import redact, redact_url
+from tap_dataplatforms.core.sdk import SDKStream, reset_progress_markers
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -116,7 +115,7 @@ def json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-class PlatformStream(RESTStream[Any]):
+class PlatformStream(SDKStream):
     """Base of every stream: a platform's settings, budget and request discipline."""
 
     #: The settings block of the platform (``redivis``, ``dexi``, ...).
@@ -143,8 +142,6 @@ class PlatformStream(RESTStream[Any]):
     #: Full-table children keep no per-parent state (it would grow with every parent).
     state_partitioning_keys: ClassVar[list[str] | None] = []
 
-    _LOG_REQUEST_METRIC_URLS = False
-
     def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
         # ``--test`` stops each stream at its first record by raising an abort, which the
         # SDK logs as "An unhandled error" at ERROR although the test succeeded.
@@ -156,7 +153,7 @@ class PlatformStream(RESTStream[Any]):
 
     @property
     def runtime(self) -> Runtime:
-        return cast("Runtime", self._tap.runtime)  # type: ignore[attr-defined]
+        return cast("Runtime", self.tap.runtime)  # type: ignore[attr-defined]
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -274,29 +271,9 @@ class PlatformStream(RESTStream[Any]):
                 message = f"{self.where(response)}: unreadable JSON body ({detail})"
                 raise RetriableAPIError(message, response) from exc
 
-    # -- partitions found at sync time -------------------------------------------
-
-    def sync_contexts(self, context: Any) -> Iterable[Any] | None:
-        """The partitions to sync in place of ``context``, or ``None`` for ``context``
-        itself. For a stream whose partitions are only known once its parent's context is
-        read (Re:infer predictions: one per source, at the model version asked for then)."""
-        return None
-
-    def _sync_records(
-        self, context: Any = None, *, write_messages: bool = True
-    ) -> Generator[dict[str, Any], Any, Any]:
-        # The SDK has no public hook that turns one context into several partitions, each
-        # with its own state; this is the one place that goes through its record loop.
-        parts = self.sync_contexts(context)
-        if parts is None:
-            yield from super()._sync_records(context, write_messages=write_messages)
-            return
-        for part in parts:
-            yield from super()._sync_records(part, write_messages=write_messages)
-
     # -- sending ------------------------------------------------------------------
 
-    def _request(
+    def send_prepared(
         self,
         prepared_request: requests.PreparedRequest,
         context: Context | None,
@@ -335,7 +312,7 @@ class PlatformStream(RESTStream[Any]):
                     budget.pause_until(window[1], reason="X-RateLimit-Remaining is 0")
             finally:
                 budget.done()
-            self._write_request_duration_log(
+            self.log_request_duration(
                 endpoint=self.path or "",
                 response=response,
                 context=context,
@@ -385,7 +362,7 @@ class PlatformStream(RESTStream[Any]):
             giveup=is_permanent,
             on_backoff=self.backoff_handler,
             logger=None,
-        )(self._request)
+        )(self.send_prepared)
         return cast("requests.Response", send(prepared, context, stream=stream))
 
     def _rate_limit_wait(
@@ -481,14 +458,6 @@ class PlatformStream(RESTStream[Any]):
         # (core/versions.py, TapDataPlatforms.sync_all).
         return False
 
-    def _write_schema_message(self) -> None:
-        # The SDK announces a child's schema once per parent; targets re-check their
-        # tables on every SCHEMA message, so a stream announces its schema once.
-        if getattr(self, "_schema_announced", False):
-            return
-        super()._write_schema_message()
-        self._schema_announced = True
-
     def where(self, response: requests.Response) -> str:
         """``<Platform>: <METHOD> <url>``, the start of a message about one answer."""
         request = response.request
@@ -580,7 +549,7 @@ class PlatformStream(RESTStream[Any]):
         )
         # The partition's bookmark must not move past records it never delivered.
         state = self.get_context_state(context)
-        reset_state_progress_markers(state)
+        reset_progress_markers(state)
 
     @property
     def progress(self) -> Progress | None:

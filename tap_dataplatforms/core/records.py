@@ -18,6 +18,7 @@ deselected properties popped only when the catalog deselects any.
 from __future__ import annotations
 
 import atexit
+import datetime
 import gc
 import logging
 import math
@@ -29,12 +30,12 @@ from typing import Any, ClassVar, cast
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.contrib.msgspec import encoder as _ENCODER
-from singer_sdk.helpers._catalog import pop_deselected_record_properties
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.encoding.simple import Message
+
+from tap_dataplatforms.core.sdk import pop_deselected_properties
 
 #: Allocations of container objects between two young-generation collections; decoded
 #: records are many small dicts and lists, and almost never hold cycles.
@@ -43,6 +44,11 @@ GC_YOUNG_THRESHOLD = 10_000
 FLUSH_SECONDS = 1.0
 #: Records are written out in pieces of about this size.
 BUFFER_BYTES = 1 << 16
+
+
+def utc_now() -> datetime.datetime:
+    """The ``time_extracted`` of a record written now."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def tune_garbage_collection() -> None:
@@ -263,8 +269,8 @@ class ConformedRecords:
     mask: Any
     stream_maps: list[Any]
     logger: logging.Logger
-    _stream_version: int | None
-    _tap: Any
+    stream_version: int | None
+    tap: Any
     state_manager: Any
     child_streams: list[Any]
 
@@ -290,31 +296,31 @@ class ConformedRecords:
 
     def _fit(self, record: dict[str, Any], deselected: bool, conformer: Conformer | None) -> None:
         if deselected:
-            pop_deselected_record_properties(record, self.schema, self.mask)
+            pop_deselected_properties(record, self.schema, self.mask)
         if conformer is not None:
             unmapped: set[str] = set()
             conformer(record, unmapped)
             if unmapped:
                 self._warn_unmapped(unmapped)
 
-    def _write_record_message(self, record: dict[str, Any]) -> None:
+    def write_record_message(self, record: dict[str, Any]) -> None:
         deselected, conformer, identity = self._record_path()
         if identity is None:  # stream maps or flattening: the SDK's path
             self._fit(record, deselected, conformer)
             for message in self._mapped_messages(record):
-                self._tap.write_message(message)
+                self.tap.write_message(message)
         else:
             # No map to apply: one message, without the generator and map call per record.
             self._fit(record, deselected, conformer)
-            writer = self._tap.message_writer
+            writer = self.tap.message_writer
             if isinstance(writer, MessageWriter):
-                writer.write_record(identity, record, self._stream_version, utc_now())
+                writer.write_record(identity, record, self.stream_version, utc_now())
             else:
-                self._tap.write_message(
+                self.tap.write_message(
                     RecordMessage(
                         stream=identity,
                         record=record,
-                        version=self._stream_version,
+                        version=self.stream_version,
                         time_extracted=utc_now(),
                     )
                 )
@@ -326,9 +332,7 @@ class ConformedRecords:
             return ()
         return cast("Iterable[Any]", super().generate_child_contexts(record, context))  # type: ignore[misc]
 
-    def _generate_record_messages(
-        self, record: dict[str, Any]
-    ) -> Generator[RecordMessage, None, None]:
+    def record_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
         deselected, conformer, _ = self._record_path()
         self._fit(record, deselected, conformer)
         yield from self._mapped_messages(record)
@@ -340,7 +344,7 @@ class ConformedRecords:
                 yield RecordMessage(
                     stream=stream_map.stream_alias,
                     record=mapped,
-                    version=self._stream_version,
+                    version=self.stream_version,
                     time_extracted=utc_now(),
                 )
 
@@ -359,7 +363,7 @@ class ConformedRecords:
 
 class SortedRecordLoop:
     """Mixin (before ``ConformedRecords``) for a sorted incremental child stream without
-    children of its own: the SDK's per-record loop (``Stream._sync_records``), less the
+    children of its own: the SDK's per-record loop (``SDKStream.sync_partition``), less the
     work such a stream does not need.
 
     Per record the SDK looks the partition's state up again, converts both bookmark values
@@ -378,11 +382,11 @@ class SortedRecordLoop:
     # Attributes of the SDK stream this mixin is combined with.
     ABORT_AT_RECORD_COUNT: int | None
     STATE_MSG_FREQUENCY: int
-    _write_record_message: Callable[[dict[str, Any]], None]
+    write_record_message: Callable[[dict[str, Any]], None]
     replication_key: str | None
     child_streams: list[Any]
     state_manager: Any
-    _tap: Any
+    tap: Any
 
     def _lean_loop_fits(self, context: Any, write_messages: bool) -> bool:
         stream = cast("Any", self)
@@ -399,15 +403,15 @@ class SortedRecordLoop:
             and not stream.check_sorted
             and stream.state_partitioning_keys is None
             and stream._record_path()[2] is not None
-            and isinstance(self._tap.message_writer, MessageWriter)
-            and type(self)._write_record_message is ConformedRecords._write_record_message
+            and isinstance(self.tap.message_writer, MessageWriter)
+            and type(self).write_record_message is ConformedRecords.write_record_message
         )
 
-    def _sync_records(
-        self, context: Any = None, *, write_messages: bool = True
+    def sync_partition(
+        self, context: Any, *, write_messages: bool = True
     ) -> Generator[dict[str, Any], Any, Any]:
         if not self._lean_loop_fits(context, write_messages):
-            yield from super()._sync_records(context, write_messages=write_messages)  # type: ignore[misc]
+            yield from super().sync_partition(context, write_messages=write_messages)  # type: ignore[misc]
             return
         stream = cast("Any", self)
         key = cast("str", self.replication_key)
@@ -417,16 +421,16 @@ class SortedRecordLoop:
         with record_counter, timer:
             record_counter.with_context(context)
             timer.with_context(context)
-            partition = stream._get_state_partition_context(context)
-            stream._write_starting_replication_value(context)
+            partition = stream.state_partition_context(context)
+            stream.write_starting_replication_value(context)
             # What the SDK's _process_record adds: the partition's values a record lacks.
             fill = list((partition or {}).items())
             state: dict[str, Any] | None = None
-            # ConformedRecords._write_record_message, worked out once per partition.
+            # ConformedRecords.write_record_message, worked out once per partition.
             deselected, conformer, identity = stream._record_path()
             fit = stream._fit if deselected or conformer is not None else None
-            write = self._tap.message_writer.write_record
-            version = stream._stream_version
+            write = self.tap.message_writer.write_record
+            version = stream.stream_version
             state_manager = self.state_manager
             post_process = stream.post_process
             index = counted = 0
@@ -449,10 +453,10 @@ class SortedRecordLoop:
                         state["replication_key"] = key
                         state["replication_key_value"] = value
                     else:  # null or not a string: the SDK's conversions and warning
-                        stream._increment_stream_state(record, context=context)
+                        stream.increment_stream_state(record, context)
                     index += 1
                     if index % frequency == 0:
-                        stream._write_state_message()
+                        stream.write_state_message()
                         # The record count goes up a page at a time (its log is periodic).
                         record_counter.increment(index - counted)
                         counted = index
@@ -460,5 +464,5 @@ class SortedRecordLoop:
             finally:
                 record_counter.increment(index - counted)
             if context == partition:
-                stream._finalize_state(stream.get_context_state(context))
-        stream._write_state_message()
+                stream.finalize_state(stream.get_context_state(context))
+        stream.write_state_message()

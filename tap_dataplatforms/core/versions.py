@@ -136,12 +136,12 @@ def split_complete(
 def begin(streams: Iterable[Any], version: int) -> None:
     """Put ``version`` on every record of these streams, in every partition."""
     for stream in streams:
-        stream._stream_version = version
+        stream.stream_version = version
 
 
 def activate(streams: Iterable[Any], version: int) -> None:
     """One ACTIVATE_VERSION per stream, after all its partitions; a SCHEMA first for a
     stream that wrote none (no parent, no record), so its table is emptied too."""
     for stream in streams:
-        stream._write_schema_message()  # announced once per stream: no repeat
-        stream._write_activate_version_message(version)
+        stream.write_schema_message()  # announced once per stream: no repeat
+        stream.write_activate_version_message(version)

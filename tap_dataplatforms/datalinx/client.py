@@ -153,7 +153,7 @@ class DatalinxStream(PlatformStream):
         body = {"email": self.settings["email"], "password": self.settings["password"]}
         return self.send("POST", self.url_base + LOGIN_PATH, json_body=body, max_tries=1)
 
-    def _request(
+    def send_prepared(
         self,
         prepared_request: requests.PreparedRequest,
         context: Context | None,
@@ -162,14 +162,14 @@ class DatalinxStream(PlatformStream):
     ) -> requests.Response:
         auth = self.authenticator
         try:
-            response = super()._request(prepared_request, context, stream=stream)
+            response = super().send_prepared(prepared_request, context, stream=stream)
         except TokenRejectedError:
             if not isinstance(auth, JWTLogin) or not auth.renew_after_401(
                 bearer_of(prepared_request)
             ):
                 raise
             self.logger.info("Datalinx: the token was refused (401); logged in again")
-            response = super()._request(prepared_request, context, stream=stream)
+            response = super().send_prepared(prepared_request, context, stream=stream)
         if isinstance(auth, JWTLogin):
             auth.confirm(bearer_of(prepared_request))
         return response

@@ -153,7 +153,7 @@ class PipelineRunsStream(ScopedStream):
     written_schema = schemas.PIPELINE_RUNS
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        lister = self._tap.streams[PipelinesStream.name]
+        lister = self.tap.streams[PipelinesStream.name]
         assert isinstance(lister, PipelinesStream)
         try:
             ids = [str(p["id"]) for p in lister.request_records(context) if p.get("id")]

@@ -176,7 +176,7 @@ class DexiStream(PlatformStream):
             headers=self.http_headers,
             data=None if body is None else json.dumps(body),
         )
-        send = self.request_decorator(self._request)
+        send = self.request_decorator(self.send_prepared)
         return cast("requests.Response", send(prepared, None))
 
     def fetch_json(

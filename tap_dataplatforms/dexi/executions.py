@@ -79,14 +79,14 @@ class ThrottledState:
     STATE_EVERY_SECONDS: ClassVar[float] = 2.0
     state_clock: StateClock | None = None
 
-    def _write_state_message(self) -> None:
+    def state_message_due(self) -> bool:
         clock = self.state_clock
         if clock is not None:
             now = time.monotonic()
             if now - clock.last < self.STATE_EVERY_SECONDS:
-                return
+                return False
             clock.last = now
-        super()._write_state_message()  # type: ignore[misc]
+        return True
 
 
 def settle_bookmark(

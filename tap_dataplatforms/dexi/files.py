@@ -57,7 +57,7 @@ def download_file(
         + f"executions/{encode_segment(execution_id)}/file/{encode_file_id(file_id)}"
     )
     prepared = stream.build_prepared_request(method="GET", url=url, headers=stream.http_headers)
-    response = stream._request(prepared, None)
+    response = stream.send_prepared(prepared, None)
     target = local_path(files_dir, file_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()

@@ -308,7 +308,7 @@ class ExecutionsStream(DexiStream):
         run_id = context["run_id"] if context else record.get("runId")
         return {"run_id": run_id, "execution_id": record["_id"]}
 
-    def _sync_children(self, child_context: Context | None) -> None:
+    def sync_children(self, child_context: Context | None) -> None:
         # One results stream per run: an execution concerns only its own run's stream
         # (and the files stream, which comes after it).
         children = self.child_streams
@@ -327,7 +327,7 @@ class ExecutionsStream(DexiStream):
                 "run --discover again to extract its results"
             )
         try:
-            super()._sync_children(child_context)
+            super().sync_children(child_context)
         finally:
             self.child_streams = children
 
@@ -360,7 +360,7 @@ def skip_gone(stream: DexiStream, context: Context | None, exc: BaseException) -
 
 
 def notify_parent(stream: DexiStream, context: Context | None) -> None:
-    parent = stream._tap.streams.get("dexi_executions")
+    parent = stream.tap.streams.get("dexi_executions")
     if isinstance(parent, ExecutionsStream) and context and "execution_id" in context:
         parent.child_failed(str(context["execution_id"]))
 
@@ -422,7 +422,7 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
             return
         execution_id = str(context["execution_id"])
         cells: list[str] | None = [] if self.files and self.files.wanted else None
-        parent = self._tap.streams.get("dexi_executions")
+        parent = self.tap.streams.get("dexi_executions")
         prefetch = getattr(parent, "prefetch", None)
         future = prefetch.take(execution_id) if prefetch is not None else None
         try:
@@ -668,7 +668,7 @@ class FilesStream(ThrottledState, DexiStream):
         execution_id = str(context["execution_id"])
         cells = self.pending.pop(execution_id, None)
         if cells is None:  # the run's results stream is not selected: read the result here
-            reader = self._tap.streams["dexi_executions"]
+            reader = self.tap.streams["dexi_executions"]
             assert isinstance(reader, DexiStream)
             try:
                 body = reader.fetch_rows(

@@ -122,7 +122,7 @@ class DataflowRunsStream(InVisionStream):
         #: Runs this sync started or adopted: never another flow's lost start.
         self._known_runs: set[str] = set()
         self._known_lock = threading.Lock()
-        self.lookup = MonitoringLookup(self._tap)
+        self.lookup = MonitoringLookup(self.tap)
 
     def dataflow_ids(self) -> list[str]:
         ids = dict.fromkeys(str(i) for i in self.settings.get("dataflow_ids") or [])
@@ -243,7 +243,7 @@ class DataflowRunsStream(InVisionStream):
             nonlocal prepared, retried_media_type, sent_at
             sent_at = clock.time()
             try:
-                response = self._request(prepared, context)
+                response = self.send_prepared(prepared, context)
             except PartitionError as exc:
                 # A known issue reports 415 from the start call; one more try with a
                 # JSON media type and an empty object as the body.
@@ -252,7 +252,7 @@ class DataflowRunsStream(InVisionStream):
                 retried_media_type = True
                 prepared = self._prepared("POST", path, json={})
                 sent_at = clock.time()
-                response = self._request(prepared, context)
+                response = self.send_prepared(prepared, context)
             body = response_json(response)
             run_id = _field(body, "runId")
             if not isinstance(run_id, str) or not run_id:

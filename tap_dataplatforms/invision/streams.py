@@ -161,7 +161,7 @@ class ExecutionLogStream(InVisionStream):
         if self._rows_since_state:
             # Every row of the previous window is written and counted: a STATE now lets
             # an interrupted sync resume at this window instead of the first one.
-            self._write_state_message()
+            self.write_state_message()
             self._rows_since_state = 0
         rows = []
         wanted = self.log_event_type.lower()
@@ -242,7 +242,7 @@ class TableStream(InVisionStream):
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         return {}
 
-    def _request(
+    def send_prepared(
         self,
         prepared_request: requests.PreparedRequest,
         context: Context | None,
@@ -250,7 +250,7 @@ class TableStream(InVisionStream):
         stream: bool = False,
     ) -> requests.Response:
         # A whole table is one body (no pagination): read it as it arrives.
-        return super()._request(prepared_request, context, stream=True)
+        return super().send_prepared(prepared_request, context, stream=True)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for row in self.read_rows(context):

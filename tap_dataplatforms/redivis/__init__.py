@@ -92,7 +92,7 @@ def table_row_streams(client: RedivisStream) -> list[Stream]:
     )
     streams: list[Stream] = [
         TableRowsStream(
-            client._tap, name=f"redivis_rows__{names[i]}", table=table, variables=variables
+            client.tap, name=f"redivis_rows__{names[i]}", table=table, variables=variables
         )
         for i, (table, variables) in enumerate(tables)
     ]

@@ -85,7 +85,7 @@ class PredictionsStream(ReinferStream):
     def window_end(self) -> str:
         """The upper end of the comment window: the one ``reinfer_comments`` uses, fixed
         once per sync, so both streams read the same comments."""
-        comments = self._tap.streams.get(CommentsStream.name)
+        comments = self.tap.streams.get(CommentsStream.name)
         if isinstance(comments, CommentsStream):
             return comments.window_end
         return self._own_window_end
@@ -124,7 +124,7 @@ class PredictionsStream(ReinferStream):
             return None
         return super().get_replication_key_signpost(context)
 
-    def _write_request_duration_log(
+    def log_request_duration(
         self,
         endpoint: str,
         response: requests.Response,
@@ -137,7 +137,7 @@ class PredictionsStream(ReinferStream):
             if path.endswith(tail):
                 endpoint = template
                 break
-        super()._write_request_duration_log(endpoint, response, context, extra_tags)
+        super().log_request_duration(endpoint, response, context, extra_tags)
 
     def _url(self, template: str, **values: Any) -> str:
         return self.url_base + template.format(

@@ -251,7 +251,7 @@ class SourcesStream(_ConfiguredParent):
         if self.is_wanted(record):
             # Keyed by the source's id alone: its bookmark survives a rename. The
             # project and name the comments route needs are looked up by id.
-            comments = self._tap.streams.get(CommentsStream.name)
+            comments = self.tap.streams.get(CommentsStream.name)
             if isinstance(comments, CommentsStream):
                 comments.source_names[str(record["id"])] = (record.get("owner"), record.get("name"))
             yield {"source_id": record["id"]}
@@ -328,7 +328,7 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
         try:
             firsts = {}
             for c in contexts:
-                self._write_starting_replication_value(c)
+                self.write_starting_replication_value(c)
                 firsts[str(c["source_id"])] = (self.get_url(c), self.get_url_params(c, None), c)
         finally:
             state.clear()
