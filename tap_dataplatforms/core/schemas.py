@@ -10,6 +10,7 @@ rather than one guess.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from singer_sdk import typing as th
@@ -24,6 +25,35 @@ OBJECT_OR_LIST = th.CustomType({"type": ["object", "array", "null"], "additional
 OBJECT = th.ObjectType(additional_properties=True)
 OBJECTS = th.ArrayType(OBJECT)
 STRINGS = th.ArrayType(th.StringType)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def value_kind(value: Any, *, formats: bool = False) -> str | None:
+    """The JSON-Schema type of a decoded value (``None`` for null), for platforms whose
+    answers carry no column types. With ``formats``, text that is an ISO date or
+    date-time is ``"date"`` or ``"date-time"`` (the ``format`` it would have)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if formats and isinstance(value, str):
+        if _DATETIME.match(value):
+            return "date-time"
+        if _DATE.match(value):
+            return "date"
+    return "string"
 
 
 def opened(schema: dict[str, Any]) -> dict[str, Any]:

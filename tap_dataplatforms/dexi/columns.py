@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tap_dataplatforms.core.naming import slug
+from tap_dataplatforms.core.schemas import value_kind
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
@@ -51,22 +52,6 @@ def run_slugs(
     return names
 
 
-def _kind(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
-
-
 def merge_kinds(kinds: Iterable[str | None]) -> str | None:
     found = {k for k in kinds if k is not None}
     if not found:
@@ -99,7 +84,7 @@ def infer_columns(headers: Sequence[str], rows: Iterable[Any]) -> dict[str, str 
         if isinstance(row, dict):
             row = [row.get(h) for h in headers]
         for header, value in zip(headers, row, strict=False):
-            kinds[header].add(_kind(value))
+            kinds[header].add(value_kind(value))
     return {h: merge_kinds(k) for h, k in kinds.items()}
 
 
@@ -108,7 +93,7 @@ def infer_objects(rows: Iterable[dict[str, Any]]) -> dict[str, str | None]:
     kinds: dict[str, set[str | None]] = {}
     for row in rows:
         for name, value in row.items():
-            kinds.setdefault(name, set()).add(_kind(value))
+            kinds.setdefault(name, set()).add(value_kind(value))
     return {n: merge_kinds(k) for n, k in kinds.items()}
 
 

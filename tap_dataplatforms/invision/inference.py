@@ -7,34 +7,10 @@ they arrive by ``core.jsonbody``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|z|[+-]\d{2}:?\d{2})?$"
-)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        if _DATETIME.match(value):
-            return "date-time"
-        if _DATE.match(value):
-            return "date"
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "string"
+from tap_dataplatforms.core.schemas import value_kind
 
 
 def _column_schema(kinds: set[str]) -> dict[str, Any]:
@@ -59,7 +35,8 @@ def infer_schema(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         for name, value in row.items():
             seen = kinds.setdefault(name, set())
-            if value is not None:
-                seen.add(_kind(value))
+            kind = value_kind(value, formats=True)
+            if kind is not None:
+                seen.add(kind)
     properties = {name: _column_schema(seen) for name, seen in kinds.items()}
     return {"type": "object", "properties": properties}
