@@ -37,7 +37,6 @@ PRIVATE_USES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
         ("record", "schema", "mask"),
     ),
     ("singer_sdk.helpers._state", "reset_state_progress_markers", ("stream_or_partition_state",)),
-    ("singer_sdk.streams.RESTStream", "_LOG_REQUEST_METRIC_URLS", None),
     ("singer_sdk.streams.RESTStream", "_tap", None),
     ("singer_sdk.streams.RESTStream", "_stream_version", None),
     ("singer_sdk.streams.RESTStream", "_request", ("prepared_request", "context")),
@@ -90,12 +89,6 @@ class SDKStream(RESTStream[Any]):
     Platform code overrides and calls the public names below, never the SDK's private
     ones, so the whole contact surface with the SDK internals is this class.
     """
-
-    # The SDK's request metric would carry each request's URL, which for some platforms
-    # holds tokens in its query; the tap tags its own (redacted) endpoint instead.
-    # Private: ``RESTStream._LOG_REQUEST_METRIC_URLS``, a class switch with no setting.
-    # Upstream: a public class attribute (``log_request_metric_urls``).
-    _LOG_REQUEST_METRIC_URLS = False
 
     # -- the tap and the table version ------------------------------------------------
 
