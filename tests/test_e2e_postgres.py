@@ -8,9 +8,12 @@ and so its state, lives in PostgreSQL as well (``MELTANO_DATABASE_URI``): each t
 database of its own, dropped at the end. Every check reads the loaded tables.
 
 - ``test_full_then_incremental_run``: the first run's tables equal the sandbox's data by
-  key for every stream; the sandbox then gains Dexi executions, Re:infer comments, InVision
-  log rows and changed Datalinx objects, and the second run writes only those (read from
-  the rows' ``_sdc_batched_at``) and leaves exactly one row per key.
+  key for every stream the shipped definition selects, the per-object ones included (a
+  Redivis table's rows, every Dexi dataset's rows, every InVision table's data, set
+  through ``TAP_DATAPLATFORMS_*`` variables); the sandbox then gains Dexi executions,
+  Re:infer comments, InVision log rows and changed Datalinx objects, and the second run
+  writes only those (read from the rows' ``_sdc_batched_at``) and leaves exactly one row
+  per key.
 - ``test_killed_tap_resumes``: the tap is SIGKILLed mid-run; the next run completes and the
   tables equal the sandbox's data, one row per key.
 
@@ -42,6 +45,7 @@ from typing import Any
 import pytest
 
 from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from tap_dataplatforms.core.naming import slug
 from tests.reliability import sandbox_secrets, secret_hits
 from tests.test_demo import _demo_module
 
@@ -328,11 +332,14 @@ def pipeline(database: str, tmp_path: Path) -> Iterator[Pipeline]:
     sandbox = Sandbox(seed=3, scale=1, limits=ROOMY).start()
     sandbox.datalinx.burst = (1_000_000, 1_000_000.0)
     try:
-        # Redivis rows too (one redivis_rows__<table> stream), kept small.
+        # The per-object streams too: a Redivis table's rows (kept small), every Dexi
+        # dataset's rows and every InVision table's data.
         table = rows_table(sandbox)
         table.num_rows = ROWS_TABLE_SIZE
         env = meltano_env(sandbox, database, tmp_path)
         env["TAP_DATAPLATFORMS_REDIVIS_TABLES"] = json.dumps([table.qualified_reference])
+        env["TAP_DATAPLATFORMS_DEXI_DATASET_IDS"] = json.dumps(list(sandbox.dexi.datasets))
+        env["TAP_DATAPLATFORMS_INVISION_TABLES"] = json.dumps(list(sandbox.invision.tables))
         log = tmp_path / "meltano.log"
         ensure_plugins(env, log)
         yield Pipeline(sandbox, database, env, log)
@@ -358,6 +365,19 @@ def rows_table(sb: Sandbox) -> Any:
         if ds.may("data")
         for table in ds.current_tables
     )
+
+
+def object_row_keys(sb: Sandbox) -> dict[str, set[tuple[str, ...]]]:
+    """The tables of the per-object streams the ``pipeline`` fixture configures: each Dexi
+    dataset's rows by ``_row_index``; each InVision table (no key) as its live rows'
+    numbers 1..n (see ``loaded``), so that its row count is what is compared."""
+    keys: dict[str, set[tuple[str, ...]]] = {
+        f"dexi_dataset_rows__{slug(dataset)}": {(str(i),) for i in range(len(rows))}
+        for dataset, rows in sb.dexi.datasets.items()
+    }
+    for table, rows in sb.invision.tables.items():
+        keys[f"invision_table__{slug(table)}"] = {(str(n),) for n in range(1, len(rows) + 1)}
+    return keys
 
 
 def expected_keys(sb: Sandbox) -> dict[str, set[tuple[str, ...]]]:
@@ -422,6 +442,11 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def key_columns(table: str) -> tuple[str, ...]:
+    """The key columns of a loaded table; none for a keyless one (an InVision table)."""
+    if table.startswith("dexi_dataset_rows__"):
+        return ("_row_index",)
+    if table.startswith("invision_table__"):
+        return ()
     group = _group(table)
     return KEY_COLUMNS.get(group, ("workspace", "id"))
 
@@ -471,11 +496,18 @@ def loaded(url: str, since: dt.datetime | None = None, schema: str = SCHEMA) -> 
     statements: list[tuple[str, list[Any]]] = []
     for name in names:
         cols = ", ".join(f'"{c}"' for c in key_columns(name))
-        statements.append((f'select {cols} from "{schema}"."{name}"', []))  # noqa: S608
+        live = ""
+        if not cols:
+            # A keyless table is replaced each run (ACTIVATE_VERSION): its live rows, by
+            # number, stand for its content.
+            cols, live = "row_number() over ()", " and _sdc_deleted_at is null"
+        statements.append(
+            (f'select {cols} from "{schema}"."{name}" where true{live}', [])  # noqa: S608
+        )
         statements.append(
             (
                 f'select {cols} from "{schema}"."{name}" '  # noqa: S608
-                "where _sdc_batched_at > %s::timestamp",
+                f"where _sdc_batched_at > %s::timestamp{live}",
                 [stamp.replace(tzinfo=None).isoformat()],
             )
         )
@@ -503,17 +535,21 @@ def grouped(tables: Mapping[str, Any]) -> dict[str, list[tuple[str, ...]]]:
 
 
 def assert_equals_sandbox(
-    sb: Sandbox, got: Loaded, started: float, ended: float, *, redivis_rows: bool = True
+    sb: Sandbox, got: Loaded, started: float, ended: float, *, object_rows: bool = True
 ) -> None:
     """Every stream's table holds exactly the sandbox's keys, one row each.
 
     ``started`` and ``ended`` bound the sync that first read InVision's log;
-    ``redivis_rows``: whether the run was configured with the Redivis rows table."""
+    ``object_rows``: whether the run was configured with the per-object streams (a
+    Redivis table's rows, the Dexi datasets' rows, the InVision tables), as by the
+    ``pipeline`` fixture."""
     tables = grouped(got.keys)
     for name, keys in tables.items():
         dupes = [k for k, n in Counter(keys).items() if n > 1]
         assert not dupes, f"{name}: {len(dupes)} keys on more than one row, e.g. {dupes[:3]}"
     expected = expected_keys(sb)
+    if object_rows:
+        expected.update(object_row_keys(sb))
     for name, want in expected.items():
         have = set(tables.get(name, []))
         assert want, f"{name}: the sandbox has no data for it (test setup)"
@@ -541,7 +577,7 @@ def assert_equals_sandbox(
     # Redivis rows: every row of the configured table, once (no duplicate key, above).
     # The row numbers follow the read streams' split, so the count is what is compared
     # here; tests/test_redivis_oracle.py compares the rows themselves.
-    if not redivis_rows:
+    if not object_rows:
         assert set(tables) == {*expected, "invision_execution_log"}
         return
     rows_loaded = tables.get("redivis_rows__*", [])
@@ -783,7 +819,7 @@ def test_killed_tap_resumes(pipeline: Pipeline) -> None:
     assert proc.returncode != 0, pipeline.details()
     partial = loaded(pipeline.url)
     assert sum(len(v) for v in partial.keys.values()) < sum(
-        len(v) for v in expected_keys(sb).values()
+        len(v) for v in (expected_keys(sb) | object_row_keys(sb)).values()
     ), "the killed run loaded everything: the kill came too late"
     assert sum(len(v) for v in partial.keys.values()) > 0, "the target flushed nothing"
     # What the target confirmed before the tap died is Meltano's (incremental) state.

@@ -110,8 +110,8 @@ def test_dagster_runs_the_partitions_at_once_and_they_load_the_whole_sandbox(
 
         parts = [loaded(database, schema=f"tap_dataplatforms_p{i}") for i in range(PARTITIONS)]
         assert all(p.keys for p in parts), [sorted(p.keys) for p in parts]
-        # No redivis.tables here: the partitions are compared on every listed stream.
-        assert_equals_sandbox(sb, union(parts), started, ended, redivis_rows=False)
+        # No per-object streams here: the partitions are compared on every listed stream.
+        assert_equals_sandbox(sb, union(parts), started, ended, object_rows=False)
 
         (states,) = sql(database, "select state_id from state order by state_id")
         assert [s for (s,) in states] == [
