@@ -421,7 +421,7 @@ class SortedRecordLoop:
         with record_counter, timer:
             record_counter.with_context(context)
             timer.with_context(context)
-            partition = stream.state_partition_context(context)
+            partition = self.state_manager.get_state_partition_context(context)
             stream.write_starting_replication_value(context)
             # What the SDK's _process_record adds: the partition's values a record lacks.
             fill = list((partition or {}).items())
@@ -453,7 +453,7 @@ class SortedRecordLoop:
                         state["replication_key"] = key
                         state["replication_key_value"] = value
                     else:  # null or not a string: the SDK's conversions and warning
-                        stream.increment_stream_state(record, context)
+                        state_manager.increment_state(record, context=context, replication_key=key)
                     index += 1
                     if index % frequency == 0:
                         stream.write_state_message()
@@ -464,5 +464,5 @@ class SortedRecordLoop:
             finally:
                 record_counter.increment(index - counted)
             if context == partition:
-                stream.finalize_state(stream.get_context_state(context))
+                state_manager.finalize_state(stream.get_context_state(context))
         stream.write_state_message()

@@ -53,10 +53,6 @@ PRIVATE_USES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("singer_sdk.streams.RESTStream", "_write_schema_message", ()),
     ("singer_sdk.streams.RESTStream", "_write_activate_version_message", ("full_table_version",)),
     ("singer_sdk.streams.RESTStream", "_write_state_message", ()),
-    ("singer_sdk.streams.RESTStream", "_get_state_partition_context", ("context",)),
-    ("singer_sdk.streams.RESTStream", "_write_starting_replication_value", ("context",)),
-    ("singer_sdk.streams.RESTStream", "_increment_stream_state", ("latest_record", "context")),
-    ("singer_sdk.streams.RESTStream", "_finalize_state", ("state",)),
     ("singer_sdk.Tap", "_config", None),
     ("singer_sdk.Tap", "_validate_config", ("raise_errors",)),
 )
@@ -207,38 +203,18 @@ class SDKStream(RESTStream[Any]):
         """Sync the child streams for one context (the SDK's way unless overridden)."""
         super()._sync_children(child_context=child_context)
 
-    def state_partition_context(self, context: Context | None) -> Context | None:
-        """The context the stream's state is kept under for ``context``.
-
-        Private: ``Stream._get_state_partition_context``; used by the lean record loop.
-        Upstream: a public record loop (see ``_sync_records``).
-        """
-        return cast("Context | None", self._get_state_partition_context(context=context))
-
     def write_starting_replication_value(self, context: Context | None) -> None:
-        """Note the bookmark a partition starts from in its state, as a sync does first.
-
-        Private: ``Stream._write_starting_replication_value``; used by the lean record
-        loop and by read-ahead, which works out a partition's first request early.
-        Upstream: a public record loop (see ``_sync_records``).
-        """
-        self._write_starting_replication_value(context=context)
-
-    def increment_stream_state(self, record: dict[str, Any], context: Context | None) -> None:
-        """Advance the partition's bookmark to a delivered record.
-
-        Private: ``Stream._increment_stream_state``; used by the lean record loop.
-        Upstream: a public record loop (see ``_sync_records``).
-        """
-        self._increment_stream_state(latest_record=record, context=context)
-
-    def finalize_state(self, state: dict[str, Any] | None) -> None:
-        """Promote a finished partition's progress markers to its bookmark.
-
-        Private: ``Stream._finalize_state``; used by the lean record loop.
-        Upstream: a public record loop (see ``_sync_records``).
-        """
-        self._finalize_state(state=state)
+        """Note the bookmark a partition starts from in its state, as a sync does first
+        (the SDK's ``_write_starting_replication_value``, through the public state
+        manager); for the lean record loop and for read-ahead, which works out a
+        partition's first request early."""
+        self.state_manager.write_starting_replication_value(
+            context=context,
+            replication_method=self.replication_method,
+            replication_key=self.replication_key,
+            config=dict(self.config),
+            compare_start_date_fn=self.compare_start_date,
+        )
 
     # -- messages ---------------------------------------------------------------------
 
