@@ -292,7 +292,6 @@ CALLED_FROM = {
     (Stream, "_sync_records"): (Stream, "sync"),
     (Stream, "_sync_children"): (Stream, "_process_record"),
     (Stream, "_write_record_message"): (Stream, "_sync_records"),
-    (Stream, "_generate_record_messages"): (Stream, "_write_record_message"),
     (Stream, "_write_schema_message"): (Stream, "sync"),
     (Stream, "_write_state_message"): (Stream, "_sync_records"),
     (PluginBase, "_validate_config"): (PluginBase, "__init__"),

@@ -332,11 +332,6 @@ class ConformedRecords:
             return ()
         return cast("Iterable[Any]", super().generate_child_contexts(record, context))  # type: ignore[misc]
 
-    def record_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
-        deselected, conformer, _ = self._record_path()
-        self._fit(record, deselected, conformer)
-        yield from self._mapped_messages(record)
-
     def _mapped_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
-    from singer_sdk.singerlib import RecordMessage
 
 #: Every private SDK name this module uses: (where it lives, its name, the parameters
 #: passed to it by name; ``None`` for an attribute rather than a method).
@@ -49,7 +48,6 @@ PRIVATE_USES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("singer_sdk.streams.RESTStream", "_sync_records", ("context", "write_messages")),
     ("singer_sdk.streams.RESTStream", "_sync_children", ("child_context",)),
     ("singer_sdk.streams.RESTStream", "_write_record_message", ("record",)),
-    ("singer_sdk.streams.RESTStream", "_generate_record_messages", ("record",)),
     ("singer_sdk.streams.RESTStream", "_write_schema_message", ()),
     ("singer_sdk.streams.RESTStream", "_write_activate_version_message", ("full_table_version",)),
     ("singer_sdk.streams.RESTStream", "_write_state_message", ()),
@@ -229,17 +227,6 @@ class SDKStream(RESTStream[Any]):
     def write_record_message(self, record: dict[str, Any]) -> None:
         """Write one record's RECORD message(s): the SDK's way unless overridden."""
         super()._write_record_message(record=record)
-
-    def _generate_record_messages(
-        self, record: dict[str, Any]
-    ) -> Generator[RecordMessage, None, None]:
-        # Private: ``Stream._generate_record_messages``; as ``_write_record_message``.
-        # Upstream: a public ``generate_record_messages(record)`` hook.
-        yield from self.record_messages(record)
-
-    def record_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
-        """The RECORD messages of one record: the SDK's unless overridden."""
-        yield from super()._generate_record_messages(record=record)
 
     def _write_schema_message(self) -> None:
         # Private: ``Stream._write_schema_message``; the SDK announces a child's schema
