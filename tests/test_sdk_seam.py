@@ -228,20 +228,17 @@ def _instance_attributes(cls: type) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize(
-    ("where", "name", "passed"), sdk.PRIVATE_USES, ids=[u[1] for u in sdk.PRIVATE_USES]
-)
-def test_each_private_use_still_exists_with_its_parameters(
-    where: str, name: str, passed: tuple[str, ...] | None
-) -> None:
-    owner = _resolve(where)
+def contract_problems(owner: Any, name: str, passed: tuple[str, ...] | None) -> list[str]:
+    """What keeps the seam's use of ``owner.<name>`` (with the parameters it passes by
+    name; ``None`` for an attribute) from working against the installed SDK."""
     if passed is None:  # an attribute: a class attribute or one the SDK sets on self
-        assert hasattr(owner, name) or name in _instance_attributes(owner), (where, name)
-        return
-    target = getattr(owner, name)
+        found = hasattr(owner, name) or name in _instance_attributes(owner)
+        return [] if found else [f"{name} is gone"]
+    target = getattr(owner, name, None)
+    if target is None:
+        return [f"{name} is gone"]
     parameters = inspect.signature(target).parameters
-    accepted = {n for n, p in parameters.items() if n not in {"self", "cls"}}
-    assert set(passed) <= accepted, f"{where}.{name} no longer takes {set(passed) - accepted}"
+    accepted = {n for n in parameters if n not in {"self", "cls"}}
     required = {
         n
         for n, p in parameters.items()
@@ -249,7 +246,38 @@ def test_each_private_use_still_exists_with_its_parameters(
         and p.default is inspect.Parameter.empty
         and p.kind not in {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
     }
-    assert required <= set(passed), f"{where}.{name} now requires {required - set(passed)}"
+    problems = [f"{name} no longer takes {n}" for n in sorted(set(passed) - accepted)]
+    problems += [f"{name} now requires {n}" for n in sorted(required - set(passed))]
+    return problems
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "passed"), sdk.PRIVATE_USES, ids=[u[1] for u in sdk.PRIVATE_USES]
+)
+def test_each_private_use_still_exists_with_its_parameters(
+    where: str, name: str, passed: tuple[str, ...] | None
+) -> None:
+    assert contract_problems(_resolve(where), name, passed) == []
+
+
+def test_the_contract_fails_on_a_renamed_or_reshaped_method() -> None:
+    class NextRelease:  # an SDK release that renamed one method and reshaped two
+        def _send_request(self, prepared_request: Any, context: Any) -> Any: ...
+
+        def _prepare_request(self, *, context: Any, page: Any, extra: Any) -> Any: ...
+
+        def _sync_records(self, partition: Any = None) -> Any: ...
+
+    uses = {name: passed for _, name, passed in sdk.PRIVATE_USES}
+    assert contract_problems(NextRelease, "_request", uses["_request"]) == ["_request is gone"]
+    assert contract_problems(NextRelease, "_prepare_request", uses["_prepare_request"]) == [
+        "_prepare_request now requires extra"
+    ]
+    assert contract_problems(NextRelease, "_sync_records", uses["_sync_records"]) == [
+        "_sync_records no longer takes context",
+        "_sync_records no longer takes write_messages",
+    ]
+    assert contract_problems(NextRelease, "_stream_version", None) == ["_stream_version is gone"]
 
 
 def test_private_uses_lists_every_private_name_of_the_seam(
