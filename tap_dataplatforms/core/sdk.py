@@ -254,7 +254,8 @@ class SDKStream(RESTStream[Any]):
 
     def _write_state_message(self) -> None:
         # Private: ``Stream._write_state_message``; the SDK writes the whole tap state
-        # after every child sync, and no public hook paces STATE messages.
+        # after every child sync, and no public hook paces STATE messages (Dexi results
+        # and files: dexi/executions.py, ThrottledState).
         # Upstream: a public ``STATE_MSG_FREQUENCY``-like pacing hook for child syncs.
         if self.state_message_due():
             super()._write_state_message()
@@ -286,8 +287,9 @@ class SDKTap(Tap):
     def mutable_config(self) -> dict[str, Any]:
         """The config the tap was given, as the SDK holds it (``config`` is read-only).
 
-        Private: ``PluginBase._config``; numbers given as text are made numbers in place
-        before validation, so every later read of ``config`` sees the number.
+        Private: ``PluginBase._config``; settings given in a looser form (numbers as
+        text, a log level in lower case) are normalised in place before validation, so
+        every later read of ``config`` sees the normal form.
         Upstream: a public config-coercion hook before validation.
         """
         return cast("dict[str, Any]", self._config)
