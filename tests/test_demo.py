@@ -29,6 +29,11 @@ from tap_dataplatforms.core.config import coerce_numbers
 from tap_dataplatforms.tap import TapDataPlatforms
 from tests.reliability import credential_secrets, secret_hits
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest brings tomli on 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "demo.py"
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
@@ -242,6 +247,67 @@ def test_hub_definition_matches_meltano_yml() -> None:
     for key in ("name", "namespace", "executable", "capabilities", "select", "settings"):
         assert hub[key] == extractor[key], key
     assert hub["settings_group_validation"] == extractor["settings_group_validation"]
+
+
+#: Meltano Hub's values of ``maintenance_status``.
+MAINTENANCE_STATUSES = {"active", "beta", "development", "inactive", "unknown"}
+
+
+def _about() -> dict[str, Any]:
+    """What ``tap-dataplatforms --about --format=json`` prints (the installed executable)."""
+    executable = Path(sys.executable).parent / "tap-dataplatforms"
+    command = (
+        [str(executable)]
+        if executable.exists()
+        else [sys.executable, "-m", "tap_dataplatforms.tap"]
+    )
+    result = subprocess.run(
+        [*command, "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    about: dict[str, Any] = json.loads(result.stdout)
+    return about
+
+
+def test_hub_definition_has_its_links_and_matches_the_taps_about() -> None:
+    """The Hub definition says where the tap lives and how it is kept, and declares what
+    ``--about`` reports: every capability, every setting (platform blocks as dotted
+    names) with a kind that survives an environment variable, secrets sensitive."""
+    hub = yaml.safe_load(HUB_DEFINITION.read_text())
+    assert hub["maintenance_status"] in MAINTENANCE_STATUSES
+    assert hub["docs"] == _extractor()["docs"]
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("urls", {})
+    repository = urls.get("Repository")
+    if repository is None:
+        # No public location recorded: no invented one; the docs are the README's path.
+        assert "repo" not in hub
+        assert hub["docs"] == "README.md"
+        assert (ROOT / hub["docs"]).is_file()
+    else:
+        assert hub["repo"] == repository
+        assert hub["docs"].startswith(repository)
+
+    about = _about()
+    assert sorted(hub["capabilities"]) == sorted(about["capabilities"])
+    declared = {s["name"]: s for s in hub["settings"]}
+    blocks = {name.split(".")[0] for name in declared if "." in name}
+    reported: dict[str, dict[str, Any]] = {}
+    for name, schema in about["settings"]["properties"].items():
+        if name in blocks:
+            for child, child_schema in schema["properties"].items():
+                reported[f"{name}.{child}"] = child_schema
+        else:
+            reported[name] = schema
+    assert sorted(declared) == sorted(reported)
+    for name, schema in reported.items():
+        setting = declared[name]
+        # Not `decimal`/`float`: Meltano 4.4 crashes on one read from the environment.
+        assert setting["kind"] not in ("decimal", "float"), name
+        assert setting["kind"] == _expected_kind(schema), name
+        assert bool(setting.get("sensitive")) == bool(schema.get("secret")), name
 
 
 def test_every_plugin_installs_from_a_pinned_package() -> None:
