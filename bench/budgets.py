@@ -66,7 +66,7 @@ def main() -> int:
 
     print("Server-side peak per rolling second against the configured budget")
     print(HEADER)
-    sandbox = Sandbox(seed=1, scale=1).start()
+    sandbox = Sandbox(seed=1, scale=1, glitches=False).start()
     busy = cpu_burner() if args.busy else contextlib.nullcontext()
     exceeded = False
     try:

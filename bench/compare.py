@@ -83,6 +83,9 @@ class Sandbox:
 
     def __init__(self, bulk: dict[str, str], limits: dict[str, int], latency_ms: float) -> None:
         args = [str(SANDBOX), "--port", "0", "--seed", "1", "--latency-ms", str(latency_ms)]
+        # No passing HTML or empty answers: the floor and the other tools do not retry them,
+        # and the figures measure reading, not recovering.
+        args.append("--no-glitches")
         for name, spec in bulk.items():
             args += ["--bulk", f"{name}={spec}"]
         for name, limit in limits.items():

@@ -83,7 +83,9 @@ def test_the_same_requests_as_a_sequential_sync(sandbox: Sandbox) -> None:
     for workers in (1, 4):
         sandbox.clear_log()
         sync(sandbox, workers, *METADATA)
-        paths[workers] = sorted(e["path"] for e in sandbox.request_log("redivis"))
+        # An answer the default sandbox spoiled once (HTML, empty) is asked for again.
+        log = sandbox.request_log("redivis")
+        paths[workers] = sorted(e["path"] for e in log if not e.get("glitch"))
     assert paths[4] == paths[1]
     assert sum("/variables" in p for p in paths[4]) > 20
 

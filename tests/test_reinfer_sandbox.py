@@ -112,7 +112,13 @@ def test_full_sync_equals_the_sandbox_by_key(
     assert out.records[COMMENTS][0]["timestamp"].endswith("+00:00")
 
     # The requests: limit 256, one fixed upper bound, the cursor after the first page.
-    calls = [e for e in shared.request_log("reinfer") if e["path"].endswith("/comments")]
+    # (An answer the default sandbox spoiled once, an HTML page or an empty body, is read
+    # again: the page counts once.)
+    calls = [
+        e
+        for e in shared.request_log("reinfer")
+        if e["path"].endswith("/comments") and not e.get("glitch")
+    ]
     assert all(e["status"] == 200 for e in calls)
     assert {e["query"]["limit"] for e in calls} == {"256"}
     assert len({e["query"]["to_timestamp"] for e in calls}) == 1

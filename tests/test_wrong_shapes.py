@@ -42,6 +42,26 @@ def sync(sb: Sandbox, platform: str, work: Path):  # type: ignore[no-untyped-def
     return run_sync(make_tap(tap_config(sb, platform, work)))
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for every comparable sync (Dexi's file records carry their path)."""
+    return tmp_path_factory.mktemp("syncs")
+
+
+_CLEAN: dict[tuple[int, str], dict[str, list[str]]] = {}
+
+
+def clean_records(sb: Sandbox, platform: str, work: Path) -> dict[str, list[str]]:
+    """The records of a sync without any wrong shape (read once per platform)."""
+    if (id(sb), platform) not in _CLEAN:
+        sb.set_glitches(False)
+        try:
+            _CLEAN[id(sb), platform] = canonical(sync(sb, platform, work).records)
+        finally:
+            sb.set_glitches(True)  # the default, its count from zero
+    return _CLEAN[id(sb), platform]
+
+
 @pytest.mark.parametrize("shape", ["bare-list", "no-member"])
 @pytest.mark.parametrize(("platform", "path", "member", "title"), LISTS)
 def test_a_list_answer_of_the_wrong_shape_fails_naming_it(
@@ -75,14 +95,14 @@ def test_a_list_answer_of_the_wrong_shape_fails_naming_it(
 @pytest.mark.parametrize("shape", ["html", "empty"])
 @pytest.mark.parametrize("platform", ["redivis", "dexi"])
 def test_an_html_page_or_empty_body_once_is_read_again(
-    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture, platform: str, shape: str
+    sandbox: Sandbox, work: Path, caplog: pytest.LogCaptureFixture, platform: str, shape: str
 ) -> None:
     caplog.set_level(logging.ERROR)
-    clean = sync(sandbox, platform, tmp_path / "clean")
+    clean = clean_records(sandbox, platform, work)
     path = {"redivis": "/datasets", "dexi": "/result"}[platform]
     sandbox.force_shape(platform, shape, count=1, path_contains=path)
-    again = sync(sandbox, platform, tmp_path / "clean")
-    assert canonical(again.records) == canonical(clean.records)
+    again = sync(sandbox, platform, work)
+    assert canonical(again.records) == clean
     assert any(e.get("shape") == shape for e in sandbox.request_log(platform))
 
 
@@ -99,3 +119,21 @@ def test_an_html_page_that_stays_fails_naming_it(
     assert "Redivis: GET " in str(info.value)
     assert "/users/jdoe/datasets" in str(info.value)
     assert "unreadable JSON body (an HTML page)" in str(info.value)
+
+
+@pytest.mark.parametrize("platform", ["dexi", "reinfer", "redivis", "invision", "datalinx"])
+def test_the_default_sandboxs_passing_html_and_empty_answers_are_read_again(
+    sandbox: Sandbox, work: Path, caplog: pytest.LogCaptureFixture, platform: str
+) -> None:
+    """By default one read endpoint per platform answers now and then with an HTML page
+    or an empty body (status 200), once: the records equal those of a sync without."""
+    caplog.set_level(logging.ERROR)
+    clean = clean_records(sandbox, platform, work)
+    sandbox.set_glitches(True)  # the default, its count from zero
+    sandbox.clear_log()
+    glitched = sync(sandbox, platform, work)
+    assert canonical(glitched.records) == clean
+    shapes = [e["shape"] for e in sandbox.request_log(platform) if e.get("glitch")]
+    assert "html" in shapes, shapes
+    if platform == "dexi":  # enough answers for both kinds
+        assert "empty" in shapes, shapes

@@ -25,6 +25,10 @@ Control endpoints (outside every platform prefix, never rate limited, never logg
 - ``POST /_sandbox/limits``  body: ``{"platform", "limit", "window_seconds"}`` (limit null = off)
 - ``GET  /_sandbox/faults``  -> ``{"rate", "seed", "kinds", "counts": {platform: {kind: n}}}``
 - ``POST /_sandbox/faults``  body: the arguments of :meth:`Sandbox.set_faults`
+
+By default one read endpoint per platform answers now and then with an HTML error page or
+an empty body and status 200, once (``GLITCHES``); ``Sandbox(glitches=False)`` or
+``--no-glitches`` turns that off.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import contextlib
 import importlib
 import json
 import pkgutil
+import re
 import signal
 import socket
 import ssl
@@ -277,6 +282,7 @@ class Sandbox:
         bulk: dict[str, tuple[int, int | None]] | None = None,
         faults: float = 0.0,
         fault_seed: int = 0,
+        glitches: bool = True,
     ) -> None:
         if scale < 1:
             raise ValueError("scale must be >= 1")
@@ -293,6 +299,11 @@ class Sandbox:
         self._log: list[dict[str, Any]] = []
         self._faults: dict[str, list[ForcedFault]] = {}
         self._shapes: dict[str, list[list[Any]]] = {}
+        # Transient wrong shapes, on by default (see GLITCHES): matching answers so far.
+        self._glitches: dict[str, re.Pattern[str]] = dict(GLITCHES) if glitches else {}
+        self._glitch_seen: dict[str, int] = {}
+        #: Answers a glitch replaced: (platform, path, shape).
+        self.glitched: list[tuple[str, str, str]] = []
         self._limiters: dict[str, FixedWindowLimiter | None] = {}
         self._platforms: dict[str, Platform] = {}
         for name, cls in load_platform_classes().items():
@@ -489,6 +500,26 @@ class Sandbox:
                     return str(shape)
         return None
 
+    def set_glitches(self, on: bool) -> None:
+        """Turn the default transient wrong shapes (``GLITCHES``) on or off."""
+        with self._lock:
+            self._glitches = dict(GLITCHES) if on else {}
+            self._glitch_seen.clear()
+
+    def _take_glitch(self, platform: Platform, req: Request) -> str | None:
+        """The shape a default glitch gives this 200 answer, if its turn has come."""
+        pattern = self._glitches.get(platform.name)
+        if pattern is None or not platform.is_read_only(req) or not pattern.search(req.path):
+            return None
+        with self._lock:
+            seen = self._glitch_seen.get(platform.name, 0) + 1
+            self._glitch_seen[platform.name] = seen
+            if seen % GLITCH_EVERY != GLITCH_AT % GLITCH_EVERY:
+                return None
+            shape = TRANSIENT_SHAPES[(seen // GLITCH_EVERY) % len(TRANSIENT_SHAPES)]
+            self.glitched.append((platform.name, req.path, shape))
+            return shape
+
     def set_faults(
         self,
         rate: float,
@@ -580,6 +611,11 @@ class Sandbox:
         shape = self._take_shape(platform.name, req) if resp.status == 200 else None
         if shape is not None and _reshape(resp, shape):
             extra["shape"] = shape
+        elif kind is None and resp.status == 200 and "json" in (resp.content_type or ""):
+            glitch = self._take_glitch(platform, req)
+            if glitch is not None and _reshape(resp, glitch):
+                extra["shape"] = glitch
+                extra["glitch"] = True
         if kind == "slow":
             extra["fault"] = kind
         elif (
@@ -784,6 +820,22 @@ def _truncate(resp: Response) -> bool:
 
 #: Shapes ``Sandbox.force_shape`` can give a 200 JSON answer.
 WRONG_SHAPES = ("bare-list", "no-member", "html", "empty")
+#: Wrong shapes a gateway gives once in a while, gone when asked again.
+TRANSIENT_SHAPES = ("html", "empty")
+#: On by default (``Sandbox(glitches=False)``, ``set_glitches``, ``--no-glitches`` turn them
+#: off): on one read endpoint per platform, the GLITCH_AT-th matching 200 JSON answer, then
+#: every GLITCH_EVERY-th, is a gateway's HTML error page or an empty body (in turn) with
+#: status 200, once: a client reads it again and gets the real answer. Paths are relative
+#: to the platform's prefix.
+GLITCHES: dict[str, re.Pattern[str]] = {
+    "dexi": re.compile(r"^/executions/[^/]+/result$"),
+    "redivis": re.compile(r"^/datasets/[^/]+/tables$"),
+    "reinfer": re.compile(r"^/api/_private/sources/[^/]+/[^/]+/comments$"),
+    "invision": re.compile(r"^/api/pub/v1/db/(tables|objects)/[^/]+/data$"),
+    "datalinx": re.compile(r"^/pipelines/[^/]+/runs$"),
+}
+GLITCH_AT = 3
+GLITCH_EVERY = 100
 _HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
     b"<body><h1>Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>"
@@ -913,6 +965,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N")
     parser.add_argument(
+        "--no-glitches",
+        action="store_true",
+        help="no transient HTML or empty answers (on by default on one endpoint a platform)",
+    )
+    parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay added to every platform request"
     )
     parser.add_argument(
@@ -945,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
             bulk=dict(args.bulk),
             faults=args.faults,
             fault_seed=args.fault_seed,
+            glitches=not args.no_glitches,
         )
         sandbox.start(host=args.host, port=args.port)
     except (ValueError, OSError) as exc:
