@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import sys
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 from singer_sdk import Stream
@@ -33,6 +31,7 @@ from tap_dataplatforms.core.records import MessageWriter, tune_garbage_collectio
 from tap_dataplatforms.core.redact import install_log_redaction, register_secret
 from tap_dataplatforms.core.runtime import Runtime
 from tap_dataplatforms.core.sdk import SDKTap
+from tap_dataplatforms.core.settings import Settings, parse
 
 PLATFORMS: tuple[settings.PlatformSpec, ...] = (
     dexi.PLATFORM,
@@ -92,7 +91,11 @@ class TapDataPlatforms(SDKTap):
         metrics = logging.getLogger(METRICS_LOGGER_NAME)
         configured = metrics.level
         super().__init__(*args, **kwargs)
-        metrics.setLevel(metrics_level(self.config.get("metrics_log_level"), configured))
+        common = self.settings_object.common
+        given = (
+            common.metrics_log_level if "metrics_log_level" in self.settings_object.given else None
+        )
+        metrics.setLevel(metrics_level(given, configured))
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Bookmarks written by an earlier release are read in their current form."""
@@ -117,37 +120,39 @@ class TapDataPlatforms(SDKTap):
         self._register_secrets()
         schema = copy.deepcopy(self.config_jsonschema)
         self.append_builtin_config(schema)
-        config = self.mutable_config
-        settings.coerce_numbers(config, schema)
-        if isinstance(config.get("metrics_log_level"), str):  # `info` is INFO
-            config["metrics_log_level"] = config["metrics_log_level"].upper()
+        settings.normalize(self.mutable_config, schema)
         schema["additionalProperties"] = False
         errors = settings.validate(
             self.config, schema, PLATFORMS, require_platform=not self.listing_only
         )
+        if not errors:
+            # Parsed once, here: the typed settings every stream reads.
+            self.__dict__.pop("settings_object", None)
+            try:
+                self.settings_object  # noqa: B018
+            except ConfigError as exc:
+                errors.append(str(exc))
         if errors and raise_errors:
             raise ConfigError("invalid configuration: " + "; ".join(errors))
         return errors
 
     def _register_secrets(self) -> None:
-        backend = self.config.get("rate_limit_backend")
-        if isinstance(backend, str) and "@" in backend:
-            # redis://user:password@host: the password is as secret as an API key.
-            with contextlib.suppress(ValueError):
-                register_secret(urlsplit(backend).password)
-        for spec in PLATFORMS:
-            block = self.config.get(spec.key)
-            if isinstance(block, dict):
-                for name in spec.secret_names:
-                    register_secret(block.get(name))
+        # Before validation: a config too broken to parse still keeps its secrets out.
+        for secret in settings.secret_values(self.config, PLATFORMS):
+            register_secret(secret)
+
+    @cached_property
+    def settings_object(self) -> Settings:
+        """The configuration parsed into typed settings (core/settings.py), once."""
+        return parse(self.config, PLATFORMS)
 
     @cached_property
     def runtime(self) -> Runtime:
         self._register_secrets()
-        return Runtime(self.config, PLATFORMS)
+        return Runtime(self.settings_object, PLATFORMS)
 
     def enabled_platforms(self) -> list[settings.PlatformSpec]:
-        return [spec for spec in PLATFORMS if spec.key in self.runtime.blocks]
+        return [spec for spec in PLATFORMS if spec.key in self.runtime.settings.platforms]
 
     #: True in discovery (``--discover``): without any platform configured, the catalog
     #: lists every platform's static streams (``meltano select --list`` needs no
@@ -227,7 +232,7 @@ class TapDataPlatforms(SDKTap):
     def sync_all(self) -> None:  # type: ignore[misc]
         self.state_before = copy.deepcopy(dict(self.state or {}))
         mirrored: list[Stream] = []
-        if versions.mirroring(self.config):
+        if self.runtime.settings.common.mirroring:
             mirrored = versions.mirrored_streams(self.streams.values())
         version = versions.new_version()
         versions.begin(mirrored, version)
@@ -272,9 +277,9 @@ class TapDataPlatforms(SDKTap):
         self.logger.info("Run summary:")
         for line in summary.table_lines(rows):
             self.logger.info("  %s", line)
-        path = self.config.get("run_summary_path")
+        path = self.runtime.settings.common.run_summary_path
         if path:
-            summary.write_json(str(path), rows, self.runtime)
+            summary.write_json(path, rows, self.runtime)
 
     def finish(self) -> None:
         """End non-zero, naming each failed partition, if any partition failed."""

@@ -128,6 +128,19 @@ def test_a_cut_stream_resumes_at_its_offset(sandbox: Sandbox) -> None:
     assert tap.runtime.counters["redivis.retries"] >= 2
 
 
+def test_max_retries_zero_fails_a_cut_stream_instead_of_resuming(sandbox: Sandbox) -> None:
+    # The read streams' resumptions count against max_retries like any retry: a valid 0
+    # is 0 (it was once read as "unset" and became 7).
+    table = find_table(sandbox, rows=16_000, skip=1)
+    sessions = sandbox.platform("redivis").read_sessions
+    sessions.cut_next_reads(after_rows=5_000, count=1)
+    settings = config(sandbox, [table.qualified_reference], read_streams=1)
+    tap = make_tap({**settings, "max_retries": 0})
+    with pytest.raises(SyncFailedError, match="kept breaking"):
+        run_sync(tap)
+    assert tap.runtime.counters["redivis.retries"] == 0
+
+
 def test_an_expired_session_is_renewed_and_reading_resumes(sandbox: Sandbox) -> None:
     table = find_table(sandbox, rows=16_000, skip=1)
     sessions = sandbox.platform("redivis").read_sessions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from tap_dataplatforms.core.timestamps import parse_datetime
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
+
+    from tap_dataplatforms.core.settings import PlatformSettings
 
 #: Values of ``metrics_log_level``, Python's level names (the SDK logs METRIC lines at INFO).
 METRICS_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -132,6 +135,8 @@ class PlatformSpec:
     key: str
     title: str
     settings: tuple[th.Property, ...]
+    #: The typed form of the block (core/settings.py), naming exactly ``settings``.
+    settings_class: type[PlatformSettings]
     # The block is complete when every setting of at least one group is set.
     credential_groups: tuple[tuple[str, ...], ...]
     build_streams: Callable[[Tap], list[Stream]] | None = None
@@ -172,13 +177,29 @@ def resolved_block(spec: PlatformSpec, config: Mapping[str, Any]) -> dict[str, A
     return {**spec.defaults(), **{k: v for k, v in block.items() if v is not None}}
 
 
-def common_value(config: Mapping[str, Any], name: str) -> Any:
-    value = config.get(name)
-    if value is None:
-        for prop in COMMON_SETTINGS:
-            if prop.name == name:
-                return prop.to_dict()[name].get("default")
-    return value
+def secret_values(config: Mapping[str, Any], platforms: Iterable[PlatformSpec]) -> list[str]:
+    """Every secret the raw config holds, read before validation so that no message, not
+    even one about a broken config, can show one: the platforms' secret settings and a
+    password in ``rate_limit_backend`` (``redis://user:password@host``)."""
+    secrets: list[str] = []
+    backend = config.get("rate_limit_backend")
+    if isinstance(backend, str) and "@" in backend:
+        with contextlib.suppress(ValueError):
+            secrets.append(str(urlsplit(backend).password or ""))
+    for spec in platforms:
+        block = config.get(spec.key)
+        if isinstance(block, dict):
+            secrets += [str(block[name]) for name in spec.secret_names if block.get(name)]
+    return [s for s in secrets if s]
+
+
+def normalize(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """What Meltano and users write loosely, in place, before validation: numbers as text
+    (``coerce_numbers``) and ``metrics_log_level`` in any case (`info` is INFO)."""
+    coerce_numbers(config, schema)
+    level = config.get("metrics_log_level")
+    if isinstance(level, str):
+        config["metrics_log_level"] = level.upper()
 
 
 def _setting_path(path: Iterable[Any]) -> str:

@@ -42,7 +42,6 @@ from singer_sdk.helpers.jsonpath import extract_jsonpath
 from tap_dataplatforms import __version__
 from tap_dataplatforms.core import ratelimit
 from tap_dataplatforms.core.budget import Budget, rates_per_second
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import (
     PartitionError,
     PlatformAuthError,
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_dataplatforms.core.runtime import Runtime
+    from tap_dataplatforms.core.settings import CommonSettings, PlatformSettings
 
 USER_AGENT = f"tap-dataplatforms/{__version__}"
 CONNECT_TIMEOUT_SECONDS = 30.0
@@ -156,23 +156,29 @@ class PlatformStream(SDKStream):
         return cast("Runtime", self.tap.runtime)  # type: ignore[attr-defined]
 
     @property
-    def settings(self) -> dict[str, Any]:
-        """The platform block, defaults applied."""
-        return self.runtime.block(self.platform)
+    def settings(self) -> PlatformSettings:
+        """The platform block, defaults applied (each platform narrows the type)."""
+        return self.runtime.settings.platform(self.platform)
+
+    @property
+    def common(self) -> CommonSettings:
+        """The settings every platform shares."""
+        return self.runtime.settings.common
 
     @property
     def url_base(self) -> str:
-        return str(self.settings["api_url"]).rstrip("/")
+        return self.settings.api_url.rstrip("/")
 
     def credential(self) -> tuple[str, ...]:
         """What identifies the account whose budget requests spend."""
         return tuple(
-            str(self.settings.get(name, "")) for name in self.runtime.secret_names(self.platform)
+            str(getattr(self.settings, name) or "")
+            for name in self.runtime.secret_names(self.platform)
         )
 
     def budget_rates(self, kind: str | None = None) -> list[Rate]:
         """The rates of the platform's budget ``kind`` (default: this stream's own)."""
-        return rates_per_second(float(self.settings["max_requests_per_second"]))
+        return rates_per_second(self.settings.max_requests_per_second)
 
     def budget_of(self, kind: str) -> Budget:
         return self.runtime.budgets.get(
@@ -196,7 +202,7 @@ class PlatformStream(SDKStream):
     @property
     def requests_session(self) -> requests.Session:
         session = super().requests_session
-        if not common_value(self.config, "verify_tls"):
+        if not self.common.verify_tls:
             session.verify = False
             warn_unverified_tls(self.logger)
         return session
@@ -207,10 +213,7 @@ class PlatformStream(SDKStream):
 
     @property
     def request_timeout(self) -> tuple[float, float]:
-        return (
-            CONNECT_TIMEOUT_SECONDS,
-            float(common_value(self.config, "request_timeout_seconds")),
-        )
+        return (CONNECT_TIMEOUT_SECONDS, self.common.request_timeout_seconds)
 
     # -- errors ---------------------------------------------------------------------
 
@@ -392,7 +395,7 @@ class PlatformStream(SDKStream):
     # -- retries ------------------------------------------------------------------
 
     def backoff_max_tries(self) -> int:
-        return int(common_value(self.config, "max_retries")) + 1
+        return self.common.max_retries + 1
 
     def _retry_waits(self) -> Generator[float, Any, None]:
         """Exponential backoff with jitter; a server's ``Retry-After`` on a 5xx wins."""
@@ -448,7 +451,7 @@ class PlatformStream(SDKStream):
             return None
         if start.tzinfo is None:
             start = start.replace(tzinfo=datetime.timezone.utc)
-        lookback = int(common_value(self.config, "lookback_seconds") or 0)
+        lookback = self.common.lookback_seconds
         return start - datetime.timedelta(seconds=lookback)
 
     @property

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tap_dataplatforms.core.settings import Partition
 
 
 def partition_of(key: str, count: int) -> int:
@@ -24,13 +27,20 @@ def partition_of(key: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def in_partition(partition: Mapping[str, Any] | None, key: str) -> bool:
+def _index_count(partition: Partition | Mapping[str, Any]) -> tuple[int, int]:
+    if isinstance(partition, Mapping):
+        return int(partition["index"]), int(partition["count"])
+    return partition.index, partition.count
+
+
+def in_partition(partition: Partition | Mapping[str, Any] | None, key: str) -> bool:
     """Whether the parent ``key`` is this process's share (always, without a partition)."""
     if not partition:
         return True
-    return partition_of(key, int(partition["count"])) == int(partition["index"])
+    index, count = _index_count(partition)
+    return partition_of(key, count) == index
 
 
-def first_partition(partition: Mapping[str, Any] | None) -> bool:
+def first_partition(partition: Partition | Mapping[str, Any] | None) -> bool:
     """Whether this process reads what has no parent to split by (partition 0 does)."""
-    return not partition or int(partition["index"]) == 0
+    return not partition or _index_count(partition)[0] == 0

@@ -12,8 +12,9 @@ from typing import Any
 import requests
 
 from tap_dataplatforms.core.budget import SYSTEM_CLOCK, BudgetRegistry, Clock
-from tap_dataplatforms.core.config import PlatformSpec, common_value, resolved_block
+from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_PARTIAL
+from tap_dataplatforms.core.settings import Settings, parse
 
 logger = logging.getLogger("tap-dataplatforms")
 
@@ -34,17 +35,16 @@ class Runtime:
 
     def __init__(
         self,
-        config: Mapping[str, Any],
+        config: Settings | Mapping[str, Any],
         platforms: Iterable[PlatformSpec],
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.specs = {spec.key: spec for spec in platforms}
-        self.blocks = {
-            key: block
-            for key, spec in self.specs.items()
-            if (block := resolved_block(spec, config)) is not None
-        }
-        self.budgets = BudgetRegistry(str(common_value(config, "rate_limit_backend")), clock)
+        #: The typed settings (a raw config is parsed here, as the tap does once).
+        self.settings = (
+            config if isinstance(config, Settings) else parse(config, self.specs.values())
+        )
+        self.budgets = BudgetRegistry(self.settings.common.rate_limit_backend, clock)
         self.failures: list[Failure] = []
         #: Items skipped by a documented rule (a Dexi result that is gone): named in the
         #: final summary, not failures.
@@ -54,9 +54,6 @@ class Runtime:
         self.stream_counters: dict[str, Counter[str]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-
-    def block(self, platform: str) -> dict[str, Any]:
-        return self.blocks[platform]
 
     def secret_names(self, platform: str) -> tuple[str, ...]:
         return self.specs[platform].secret_names

@@ -25,7 +25,7 @@ partitioned extractors do): each schema then mirrors that partition's slice.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from singer_sdk import typing as th
@@ -45,14 +45,6 @@ PROPERTY = th.Property(
 )
 
 FULL_TABLE = "FULL_TABLE"
-
-
-def mirroring(config: Mapping[str, Any]) -> bool:
-    """Whether full-table streams are versioned in this run."""
-    value = config.get(SETTING)
-    if value is None:
-        return not config.get("partition")
-    return bool(value)
 
 
 def new_version() -> int:

@@ -6,38 +6,18 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import requests
-from singer_sdk import typing as th
 
-from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import PlatformAuthError
 from tap_dataplatforms.core.http import check_connection, response_json
 from tap_dataplatforms.datalinx.client import DatalinxStream
 from tap_dataplatforms.datalinx.openapi import OpenApiDocument
 from tap_dataplatforms.datalinx.schemas import merged
+from tap_dataplatforms.datalinx.settings import SETTINGS, DatalinxSettings
 from tap_dataplatforms.datalinx.streams import STREAMS, WorkspacesStream
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
-
-SETTINGS = (
-    url_setting(None, "https://acme.datalinx.ai/api"),
-    th.Property(
-        "api_key", th.StringType, secret=True, description="Service-account key (`X-API-Key`)."
-    ),
-    th.Property(
-        "email", th.StringType, description="User login email (JWT), used when no api_key is set."
-    ),
-    th.Property(
-        "password",
-        th.StringType,
-        secret=True,
-        description="User login password, used with `email`.",
-    ),
-    th.Property(
-        "workspaces", th.ArrayType(th.StringType), description="Workspace names (default: all)."
-    ),
-    budget_setting(1, "requests per second (60 a minute, burst 10, Free tier)"),
-)
 
 
 #: Where an instance publishes its API description, under the base URL (doc).
@@ -120,6 +100,7 @@ PLATFORM = PlatformSpec(
     key="datalinx",
     title="Datalinx",
     settings=SETTINGS,
+    settings_class=DatalinxSettings,
     credential_groups=(("api_url", "api_key"), ("api_url", "email", "password")),
     build_streams=build_streams,
     static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],

@@ -28,6 +28,7 @@ from tap_dataplatforms.datalinx.auth import (
     bearer_of,
     is_login,
 )
+from tap_dataplatforms.datalinx.settings import DatalinxSettings
 
 if TYPE_CHECKING:
     import requests
@@ -128,12 +129,16 @@ class DatalinxStream(PlatformStream):
     # -- credentials -------------------------------------------------------------------
 
     @property
+    def settings(self) -> DatalinxSettings:
+        return self.runtime.settings.of(DatalinxSettings, self.platform)
+
+    @property
     def session(self) -> _Session:
         with _SESSIONS_LOCK:
             session = _SESSIONS.get(self.runtime)
             if session is None:
-                if self.settings.get("api_key"):
-                    auth: ApiKeyAuth | JWTLogin = ApiKeyAuth(str(self.settings["api_key"]))
+                if self.settings.api_key:
+                    auth: ApiKeyAuth | JWTLogin = ApiKeyAuth(self.settings.api_key)
                 else:
                     auth = JWTLogin(self.send_login, self.runtime.budgets.clock)
                 session = _Session(auth)
@@ -150,7 +155,7 @@ class DatalinxStream(PlatformStream):
         Not retried on its own: a transient failure fails the request that needed the
         token, which its own retries repeat, login included.
         """
-        body = {"email": self.settings["email"], "password": self.settings["password"]}
+        body = {"email": self.settings.email, "password": self.settings.password}
         return self.send("POST", self.url_base + LOGIN_PATH, json_body=body, max_tries=1)
 
     def send_prepared(
@@ -201,7 +206,7 @@ class DatalinxStream(PlatformStream):
     def budget_rates(self, kind: str | None = None) -> list[Rate]:
         """Paced like every budget: the plans' per-minute limits and bursts (doc) are
         then never reached by a budget at or below their per-minute rate."""
-        return rates_per_second(float(self.settings["max_requests_per_second"]))
+        return rates_per_second(self.settings.max_requests_per_second)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """A route the instance lacks is warned about once and its stream skipped; a

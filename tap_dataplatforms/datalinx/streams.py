@@ -39,7 +39,7 @@ class WorkspacesStream(DatalinxStream):
     written_schema = schemas.WORKSPACES
 
     def wanted(self) -> list[str] | None:
-        names = self.settings.get("workspaces")
+        names = self.settings.workspaces
         return list(dict.fromkeys(names)) if names else None
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -47,7 +47,7 @@ class WorkspacesStream(DatalinxStream):
         for record in super().request_records(context):
             seen.add(str(record.get("name")))
             yield record
-        if not first_partition(self.config.get("partition")):
+        if not first_partition(self.common.partition):
             return
         for name in self.wanted() or []:
             if name not in seen:
@@ -63,7 +63,7 @@ class WorkspacesStream(DatalinxStream):
         name = str(row.get("name"))
         wanted = self.wanted()
         if (wanted is not None and name not in wanted) or not in_partition(
-            self.config.get("partition"), workspace_key(row)
+            self.common.partition, workspace_key(row)
         ):
             return None
         return super().post_process(row, context)
@@ -194,8 +194,7 @@ class OrganizationStream(AdminStream):
     primary_keys = ("id",)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        partition = self.config.get("partition")
-        if partition and int(partition["index"]) != 0:
+        if not first_partition(self.common.partition):
             return
         yield from super().request_records(context)
 

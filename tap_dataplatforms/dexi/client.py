@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
@@ -16,6 +15,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from tap_dataplatforms.core.budget import rates_per_second
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.redact import register_secret
+from tap_dataplatforms.dexi.settings import DexiSettings
 
 if TYPE_CHECKING:
     import requests
@@ -93,13 +93,17 @@ class DexiStream(PlatformStream):
     parent_fields: ClassVar[tuple[str, ...]] = ()
 
     @property
+    def settings(self) -> DexiSettings:
+        return self.runtime.settings.of(DexiSettings, self.platform)
+
+    @property
     def url_base(self) -> str:
         # Paths have no leading slash and are appended to a base ending in "/".
-        return str(self.settings["api_url"]).rstrip("/") + "/"
+        return self.settings.api_url.rstrip("/") + "/"
 
     @cached_property
     def authenticator(self) -> DexiAuthenticator:
-        return DexiAuthenticator(str(self.settings["account_id"]), str(self.settings["api_key"]))
+        return DexiAuthenticator(self.settings.account_id, self.settings.api_key)
 
     @property
     def http_headers(self) -> dict[str, Any]:
@@ -112,11 +116,6 @@ class DexiStream(PlatformStream):
         if (kind or self.budget_kind) == WRITES:
             return rates_per_second(WRITE_RATE_PER_SECOND)
         return super().budget_rates(kind)
-
-    @property
-    def partition_setting(self) -> Mapping[str, int] | None:
-        value = self.config.get("partition")
-        return value if isinstance(value, Mapping) else None
 
     def get_url(self, context: Context | None) -> str:
         values = {k: encode_segment(str(v)) for k, v in (context or {}).items()}

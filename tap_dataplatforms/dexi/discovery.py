@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import requests
 from singer_sdk.exceptions import RetriableAPIError
 
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.core.partition import in_partition
@@ -147,17 +146,17 @@ def discover(tap: Tap) -> list[Stream]:
     lister.whole_account = True
     every_run = list_runs(lister)
     run_list = [r for r in every_run if runs.owns(str(r["_id"]))]
-    if runs.settings.get("execute_runs"):
+    if runs.settings.execute_runs:
         executions.starter = RunStarter(tap, [str(r["_id"]) for r in run_list])
     every_slug = run_slugs(
         [(str(r["_id"]), str(r.get("name") or "")) for r in every_run],
-        runs.settings.get("result_stream_names") or {},
+        runs.settings.result_stream_names,
     )
     slugs = {str(r["_id"]): every_slug[str(r["_id"])] for r in run_list}
     ordered = sorted(slugs.items(), key=lambda item: item[1])
     unknown = [run_id for run_id, slug in ordered if RESULTS_PREFIX + slug not in known]
     # One or more requests per run: read several runs at once, inside the budget.
-    workers = max(1, min(int(common_value(tap.config, "max_concurrency") or 1), len(unknown)))
+    workers = max(1, min(runs.common.max_concurrency, len(unknown)))
     with ThreadPoolExecutor(workers, thread_name_prefix="dexi-discover") as pool:
         columns_of = pool.map(lambda run_id: latest_columns(executions, run_id), unknown)
         found = dict(zip(unknown, columns_of, strict=True))
@@ -170,10 +169,10 @@ def discover(tap: Tap) -> list[Stream]:
         results.state_clock = files.state_clock
         streams.append(results)
 
-    for dataset_id in dict.fromkeys(runs.settings.get("dataset_ids") or []):
+    for dataset_id in dict.fromkeys(runs.settings.dataset_ids or ()):
         # A dataset is a parent of its own: under `partition` one process reads its rows
         # (and announces its stream), so that n processes emit each row once.
-        if not in_partition(runs.partition_setting, str(dataset_id)):
+        if not in_partition(runs.common.partition, str(dataset_id)):
             continue
         name = DATASET_PREFIX + (slugify(dataset_id) or "dataset")
         columns = known.get(name)

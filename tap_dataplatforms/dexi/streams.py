@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import requests
 from singer_sdk import typing as th
 
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
 from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, BrokenBody, WrongShape, iter_body
@@ -83,11 +82,11 @@ class RunsStream(DexiStream):
     whole_account = False
 
     def owns(self, run_id: str) -> bool:
-        return self.whole_account or in_partition(self.partition_setting, run_id)
+        return self.whole_account or in_partition(self.common.partition, run_id)
 
     @property
     def partitions(self) -> list[dict[str, Any]] | None:
-        run_ids = self.settings.get("run_ids")
+        run_ids = self.settings.run_ids
         if not run_ids:
             return None
         # A configured run that was deleted answers 404: that partition fails, not the sync.
@@ -202,7 +201,7 @@ class ExecutionsStream(DexiStream):
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         assert context is not None
-        if self.settings.get("execute_runs") and self.starter is not None:
+        if self.settings.execute_runs and self.starter is not None:
             try:
                 self.starter.start_and_wait(str(context["run_id"]), self)
             except TimeoutError as exc:
@@ -257,7 +256,7 @@ class ExecutionsStream(DexiStream):
             state[OPEN_SINCE] = next_mark
 
     def _start_prefetch(self, run_id: str, emit: list[dict[str, Any]]) -> ResultPrefetch | None:
-        workers = int(common_value(self.config, "max_concurrency") or 1)
+        workers = self.common.max_concurrency
         results = [
             c
             for c in self.child_streams
@@ -313,7 +312,7 @@ class ExecutionsStream(DexiStream):
         # (and the files stream, which comes after it).
         children = self.child_streams
         run_id = (child_context or {}).get("run_id")
-        files = bool(self.settings.get("download_files"))
+        files = self.settings.download_files
         self.child_streams = [
             c
             for c in children
@@ -345,7 +344,7 @@ def skip_gone(stream: DexiStream, context: Context | None, exc: BaseException) -
     so that the next sync reads it again.
     """
     gone = isinstance(exc, PartitionError) and exc.status in GONE_STATUSES
-    if gone and not stream.settings.get("strict_results"):
+    if gone and not stream.settings.strict_results:
         label = stream.partition_label(context)
         message = redact(str(exc))
         stream.runtime.record_skip(label, message)
@@ -644,7 +643,7 @@ class FilesStream(ThrottledState, DexiStream):
 
     @property
     def wanted(self) -> bool:
-        return bool(self.settings.get("download_files")) and self.selected
+        return self.settings.download_files and self.selected
 
     @property
     def requests_session(self) -> requests.Session:
@@ -663,7 +662,7 @@ class FilesStream(ThrottledState, DexiStream):
             notify_parent(self, context)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        if not context or not self.settings.get("download_files"):
+        if not context or not self.settings.download_files:
             return
         execution_id = str(context["execution_id"])
         cells = self.pending.pop(execution_id, None)
@@ -680,7 +679,7 @@ class FilesStream(ThrottledState, DexiStream):
                 self.logger.warning("Skipping a vanished execution's files: %s", exc)
                 return
             cells = [c for row in body.get("rows") or [] for c in file_cells(row)]
-        files_dir = str(self.settings.get("files_dir") or "dexi-files")
+        files_dir = self.settings.files_dir
         wanted: dict[str, str | None] = {}  # file id -> mime type from the cell
         for cell in cells:
             parsed = parse_file_cell(cell)
@@ -696,7 +695,7 @@ class FilesStream(ThrottledState, DexiStream):
             )
 
         # Downloads overlap (max_concurrency), still at most 15 a second; order is kept.
-        workers = max(1, min(int(common_value(self.config, "max_concurrency") or 1), len(wanted)))
+        workers = max(1, min(self.common.max_concurrency, len(wanted)))
         with ThreadPoolExecutor(workers, thread_name_prefix="dexi-file") as pool:
             for file_id, (path, size, sha256, content_type) in zip(
                 wanted, pool.map(fetch, wanted), strict=True

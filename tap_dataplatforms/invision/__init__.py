@@ -8,70 +8,21 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from singer_sdk import typing as th
-
-from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import PlatformAuthError
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.core.settings import of_tap
 from tap_dataplatforms.core.timestamps import to_invision
 from tap_dataplatforms.invision import schemas
 from tap_dataplatforms.invision.inference import infer_schema
+from tap_dataplatforms.invision.settings import SETTINGS, InvisionSettings
 from tap_dataplatforms.invision.streams import DataflowRunsStream, ExecutionLogStream, TableStream
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
 
-SETTINGS = (
-    url_setting(None, "https://host/invision"),
-    th.Property(
-        "api_key",
-        th.StringType,
-        secret=True,
-        description="Data Flow Execution / API key, sent as the `x-api-key` header.",
-    ),
-    th.Property("dataflow_ids", th.ArrayType(th.StringType), description="Data flows to trigger."),
-    th.Property(
-        "trigger_dataflows",
-        th.BooleanType,
-        default=False,
-        description="Start each data flow and wait for it (a side effect: off by default).",
-    ),
-    th.Property(
-        "await_timeout_seconds",
-        th.IntegerType(minimum=1),
-        default=3600,
-        description="Give up waiting for a run after this many seconds.",
-    ),
-    th.Property(
-        "poll_interval_seconds",
-        th.NumberType(exclusive_minimum=0),
-        default=5,
-        description="First status poll interval; it grows with backoff.",
-    ),
-    th.Property(
-        "tables",
-        th.ArrayType(th.StringType),
-        description="Tables whose data to read through the JSON Data API.",
-    ),
-    th.Property(
-        "monitoring_api_key",
-        th.StringType,
-        secret=True,
-        description=(
-            "Key from the Monitoring tab, for the execution log and for finding the run "
-            "a start whose answer was lost created (default: api_key)."
-        ),
-    ),
-    th.Property(
-        "data_api_key",
-        th.StringType,
-        secret=True,
-        description="Key from the Data tab, for table data (default: api_key).",
-    ),
-    budget_setting(5, "requests per second"),
-)
 
 #: Rows of a table read at discovery to type its columns.
 SAMPLE_ROWS = 200
@@ -120,13 +71,14 @@ def sampled_schema(stream: TableStream) -> dict[str, Any] | None:
 
 
 def build_streams(tap: Tap) -> list[Stream]:
-    block = tap.runtime.block("invision")  # type: ignore[attr-defined]
+    parsed = of_tap(tap)
+    block = parsed.of(InvisionSettings, "invision")
     streams: list[Stream] = [DataflowRunsStream(tap), ExecutionLogStream(tap)]
     # Names come from every configured table, so that a partition's stream has the name
     # a full sync gives it (a slug shared with a table of another partition included).
-    names = table_stream_names(list(dict.fromkeys(block.get("tables") or [])))
+    names = table_stream_names(list(dict.fromkeys(block.tables or ())))
     for table, name in names.items():
-        if not in_partition(tap.config.get("partition"), table):
+        if not in_partition(parsed.common.partition, table):
             continue
         schema = catalog_schema(tap, name)
         if schema is None:
@@ -169,6 +121,7 @@ PLATFORM = PlatformSpec(
     key="invision",
     title="InVision",
     settings=SETTINGS,
+    settings_class=InvisionSettings,
     credential_groups=(("api_url", "api_key"),),
     build_streams=build_streams,
     static_streams=lambda tap: [DataflowRunsStream(tap), ExecutionLogStream(tap)],

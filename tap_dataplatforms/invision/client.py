@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import requests
 
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.http import PlatformStream, response_json
+from tap_dataplatforms.invision.settings import InvisionSettings
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -70,8 +70,12 @@ class InVisionStream(PlatformStream):
     key_setting: ClassVar[str] = "api_key"
 
     @property
+    def settings(self) -> InvisionSettings:
+        return self.runtime.settings.of(InvisionSettings, self.platform)
+
+    @property
     def api_key(self) -> str:
-        return str(self.settings.get(self.key_setting) or self.settings["api_key"])
+        return str(getattr(self.settings, self.key_setting) or self.settings.api_key)
 
     @cached_property
     def authenticator(self) -> ApiKeyHeader:
@@ -79,7 +83,7 @@ class InVisionStream(PlatformStream):
         return ApiKeyHeader(self.api_key)
 
     def backoff_max_tries(self) -> int:
-        retries = min(int(common_value(self.config, "max_retries")), MAX_RETRIES)
+        retries = min(self.common.max_retries, MAX_RETRIES)
         return retries + 1
 
     def get_url(self, context: Context | None) -> str:

@@ -28,7 +28,6 @@ from urllib.parse import quote, urlencode
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.once import LookupFailed, RefusedError, call_once
@@ -125,12 +124,12 @@ class DataflowRunsStream(InVisionStream):
         self.lookup = MonitoringLookup(self.tap)
 
     def dataflow_ids(self) -> list[str]:
-        ids = dict.fromkeys(str(i) for i in self.settings.get("dataflow_ids") or [])
-        return [i for i in ids if in_partition(self.config.get("partition"), i)]
+        ids = dict.fromkeys(self.settings.dataflow_ids or ())
+        return [i for i in ids if in_partition(self.common.partition, i)]
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         ids = self.dataflow_ids()
-        if not self.settings.get("trigger_dataflows"):
+        if not self.settings.trigger_dataflows:
             if ids:
                 self.logger.info(
                     "Not starting %d InVision data flow(s): trigger_dataflows is false", len(ids)
@@ -142,7 +141,7 @@ class DataflowRunsStream(InVisionStream):
             return
         if not ids:
             return
-        workers = max(1, min(int(common_value(self.config, "max_concurrency")), len(ids)))
+        workers = max(1, min(self.common.max_concurrency, len(ids)))
         self._stopping = threading.Event()
         pool = ThreadPoolExecutor(workers, thread_name_prefix="invision-run")
         try:
@@ -177,8 +176,8 @@ class DataflowRunsStream(InVisionStream):
         clock = self.budget.clock
         started_at = clock.time()
         self.logger.info("InVision: data flow %s started, run %s (%s)", dataflow_id, run_id, status)
-        deadline = clock.monotonic() + float(self.settings["await_timeout_seconds"])
-        interval = float(self.settings["poll_interval_seconds"])
+        deadline = clock.monotonic() + self.settings.await_timeout_seconds
+        interval = self.settings.poll_interval_seconds
         polls = 0
         problem: str | None = None
         while status not in FINAL_STATUSES:
@@ -204,7 +203,7 @@ class DataflowRunsStream(InVisionStream):
         timed_out = not finished and problem is None
         if timed_out:
             problem = (
-                f"run {run_id} still {status} after {self.settings['await_timeout_seconds']}s "
+                f"run {run_id} still {status} after {self.settings.await_timeout_seconds}s "
                 "(await_timeout_seconds); it keeps running in InVision"
             )
             status = TIMED_OUT

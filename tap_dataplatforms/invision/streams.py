@@ -129,7 +129,7 @@ class ExecutionLogStream(InVisionStream):
         self._lower_bound = self.window_start(context)
         self._previous_rowids: set[Any] = set()
         self._rows_since_state = 0
-        if not first_partition(self.config.get("partition")):
+        if not first_partition(self.common.partition):
             return  # the log has no parent to split: the first process reads it
         if self._lower_bound >= self.sync_until():
             return

@@ -4,42 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk import typing as th
-
-from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection, reaching
 from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
 from tap_dataplatforms.redivis.rows import TableRowsStream
+from tap_dataplatforms.redivis.settings import SETTINGS, RedivisSettings
 from tap_dataplatforms.redivis.streams import STREAMS
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
-
-SETTINGS = (
-    url_setting("https://redivis.com/api/v1", "https://redivis.com/api/v1"),
-    th.Property("token", th.StringType, secret=True, description="API token (Bearer)."),
-    th.Property(
-        "organizations",
-        th.ArrayType(th.StringType),
-        description="Organizations whose datasets to list.",
-    ),
-    th.Property("users", th.ArrayType(th.StringType), description="Users whose datasets to list."),
-    th.Property(
-        "tables",
-        th.ArrayType(th.StringType),
-        description="Table references whose rows to extract, e.g. `owner.dataset:v1_0.table`.",
-    ),
-    th.Property(
-        "read_streams",
-        th.IntegerType(minimum=1),
-        default=4,
-        description="Parallel read streams per table.",
-    ),
-    budget_setting(16, "requests per second (the API allows about 1,000 a minute)"),
-)
 
 
 def describe_table(
@@ -75,8 +51,8 @@ def table_row_streams(client: RedivisStream) -> list[Stream]:
     and reported in the sync's failure summary.
     """
     tables: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    partition = client.config.get("partition")
-    references = [t for t in client.settings.get("tables") or [] if in_partition(partition, t)]
+    partition = client.common.partition
+    references = [t for t in client.settings.tables or () if in_partition(partition, t)]
     for reference in dict.fromkeys(references):
         try:
             with reaching(client):
@@ -104,12 +80,12 @@ def check(tap: Tap) -> None:
     stream = tap.streams["redivis_datasets"]
     assert isinstance(stream, RedivisStream)
     block = stream.settings
-    if block.get("organizations"):
-        path = f"/organizations/{encode_reference(block['organizations'][0])}/datasets"
-    elif block.get("users"):
-        path = f"/users/{encode_reference(block['users'][0])}/datasets"
-    elif block.get("tables"):
-        path = f"/tables/{encode_reference(block['tables'][0])}"
+    if block.organizations:
+        path = f"/organizations/{encode_reference(block.organizations[0])}/datasets"
+    elif block.users:
+        path = f"/users/{encode_reference(block.users[0])}/datasets"
+    elif block.tables:
+        path = f"/tables/{encode_reference(block.tables[0])}"
     else:
         return
     check_connection(stream, path, {"maxResults": 1} if "datasets" in path else None)
@@ -119,6 +95,7 @@ PLATFORM = PlatformSpec(
     key="redivis",
     title="Redivis",
     settings=SETTINGS,
+    settings_class=RedivisSettings,
     credential_groups=(("token",),),
     build_streams=build_streams,
     static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],

@@ -14,6 +14,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from tap_dataplatforms.core.budget import rates_per_second, with_cap
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.timestamps import to_rfc3339
+from tap_dataplatforms.redivis.settings import RedivisSettings
 
 if TYPE_CHECKING:
     import requests
@@ -58,12 +59,16 @@ class RedivisStream(PlatformStream):
     #: Context values copied onto every record (the parent's ids, for joins).
     parent_fields: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def settings(self) -> RedivisSettings:
+        return self.runtime.settings.of(RedivisSettings, self.platform)
+
     @cached_property
     def authenticator(self) -> BearerTokenAuthenticator:
-        return BearerTokenAuthenticator(token=self.settings["token"])
+        return BearerTokenAuthenticator(token=self.settings.token)
 
     def budget_rates(self, kind: str | None = None) -> list[Rate]:
-        rates = rates_per_second(float(self.settings["max_requests_per_second"]))
+        rates = rates_per_second(self.settings.max_requests_per_second)
         return with_cap(rates, DOCUMENTED_RATE)
 
     def get_url(self, context: Context | None) -> str:

@@ -98,7 +98,7 @@ class TableRowsStream(ConformedRecords, RedivisStream):
         body = {
             "format": "arrow",
             "selectedVariables": [v["name"] for v in selected],
-            "requestedStreamCount": int(self.settings["read_streams"]),
+            "requestedStreamCount": self.settings.read_streams,
         }
         payload = self.send("POST", url, json_body=body).json()
         streams = payload.get("streams") or []
@@ -144,7 +144,7 @@ class TableRowsStream(ConformedRecords, RedivisStream):
         count = len(layout.stream_ids)
         if count == 0 or layout.num_rows == 0:
             return
-        workers = max(1, min(count, int(self.config.get("max_concurrency") or 4), self.workers_cap))
+        workers = max(1, min(count, self.common.max_concurrency, self.workers_cap))
         batches: queue.Queue[Any] = queue.Queue(maxsize=workers * BATCH_QUEUE_PER_WORKER)
         stop = threading.Event()
         done = object()
@@ -197,7 +197,7 @@ class TableRowsStream(ConformedRecords, RedivisStream):
 
         offset = 0
         breaks = 0
-        max_breaks = int(self.config.get("max_retries") or 7)
+        max_breaks = self.common.max_retries
         while not stop.is_set():
             with self._layout_lock:
                 layout = self._layout

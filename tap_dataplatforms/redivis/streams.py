@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
 
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.redivis import schemas
 from tap_dataplatforms.redivis.client import RedivisStream
@@ -32,10 +31,9 @@ class DatasetsStream(RedivisStream):
     @property
     def partitions(self) -> list[dict[str, Any]]:
         owners = [
-            ("organizations", name)
-            for name in dict.fromkeys(self.settings.get("organizations") or [])
+            ("organizations", name) for name in dict.fromkeys(self.settings.organizations or ())
         ]
-        owners += [("users", name) for name in dict.fromkeys(self.settings.get("users") or [])]
+        owners += [("users", name) for name in dict.fromkeys(self.settings.users or ())]
         return [{"owner_kind": kind, "owner": name} for kind, name in owners]
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -45,7 +43,7 @@ class DatasetsStream(RedivisStream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         tables = next((c for c in self.child_streams if isinstance(c, TablesStream)), None)
-        workers = int(common_value(self.config, "max_concurrency") or 1)
+        workers = self.common.max_concurrency
         if not context or tables is None or workers < 2 or not read_ahead_fits(self, tables):
             yield from super().get_records(context)
             return
@@ -68,7 +66,7 @@ class DatasetsStream(RedivisStream):
     def owns(self, row: dict[str, Any]) -> bool:
         # Under `partition` a dataset, and with it its tables and variables, belongs to
         # one process: every process lists the owners, each keeps its share.
-        return in_partition(self.config.get("partition"), str(row.get("id")))
+        return in_partition(self.common.partition, str(row.get("id")))
 
     def post_process(  # type: ignore[override]
         self, row: dict[str, Any], context: Context | None = None

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk import typing as th
-
-from tap_dataplatforms.core.config import PlatformSpec, budget_setting, url_setting
+from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.reinfer.client import CHECK_PATH, ReinferStream
 from tap_dataplatforms.reinfer.predictions import PredictionsStream
+from tap_dataplatforms.reinfer.settings import SETTINGS, ReinferSettings
 from tap_dataplatforms.reinfer.streams import STREAMS as LISTING_STREAMS
 from tap_dataplatforms.reinfer.streams import CommentsStream
 
@@ -18,25 +17,6 @@ STREAMS = (*LISTING_STREAMS, PredictionsStream)
 
 if TYPE_CHECKING:
     from singer_sdk import Stream, Tap
-
-SETTINGS = (
-    url_setting(None, "https://acme.reinfer.io"),
-    th.Property("token", th.StringType, secret=True, description="API token (Bearer)."),
-    th.Property(
-        "sources",
-        th.ArrayType(th.StringType),
-        description="`project/source` names whose comments to extract (default: all visible).",
-    ),
-    th.Property(
-        "datasets",
-        th.ArrayType(th.StringType),
-        description=(
-            "`project/dataset` names for streams, labellings and predictions "
-            "(default: all visible)."
-        ),
-    ),
-    budget_setting(10, "requests per second"),
-)
 
 
 def build_streams(tap: Tap) -> list[Stream]:
@@ -83,6 +63,7 @@ PLATFORM = PlatformSpec(
     key="reinfer",
     title="Re:infer",
     settings=SETTINGS,
+    settings_class=ReinferSettings,
     credential_groups=(("api_url", "token"),),
     build_streams=build_streams,
     static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],

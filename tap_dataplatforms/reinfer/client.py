@@ -14,6 +14,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.timestamps import to_rfc3339
+from tap_dataplatforms.reinfer.settings import ReinferSettings
 
 if TYPE_CHECKING:
     import requests
@@ -116,9 +117,13 @@ class ReinferStream(PlatformStream):
     def records_jsonpath(self) -> str:
         return f"$.{self.list_field}[*]"
 
+    @property
+    def settings(self) -> ReinferSettings:
+        return self.runtime.settings.of(ReinferSettings, self.platform)
+
     @cached_property
     def authenticator(self) -> BearerTokenAuthenticator:
-        return BearerTokenAuthenticator(token=self.settings["token"])
+        return BearerTokenAuthenticator(token=self.settings.token)
 
     def get_url(self, context: Context | None) -> str:
         values = {k: quote(str(v), safe="") for k, v in (context or {}).items()}

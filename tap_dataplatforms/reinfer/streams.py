@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_dataplatforms.core.config import common_value
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.prefetch import PagePrefetch
@@ -142,7 +141,7 @@ class ProjectsStream(ReinferStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         # Projects have no parent to split by: under `partition` the first process reads
         # them, so that n processes emit each project once, as one would.
-        if first_partition(self.config.get("partition")):
+        if first_partition(self.common.partition):
             yield from super().get_records(context)
 
 
@@ -153,21 +152,21 @@ class _ConfiguredParent(ReinferStream):
 
     @cached_property
     def wanted(self) -> list[str] | None:
-        return configured_names(self.settings.get(self.setting))
+        return configured_names(getattr(self.settings, self.setting))
 
     def is_wanted(self, record: Record) -> bool:
         """Configured (or all visible), and this process's share under ``partition``."""
         wanted = self.wanted
         if wanted is not None and f"{record.get('owner')}/{record.get('name')}" not in wanted:
             return False
-        return in_partition(self.config.get("partition"), str(record["id"]))
+        return in_partition(self.common.partition, str(record["id"]))
 
     def post_process(  # type: ignore[override]
         self, row: dict[str, Any], context: Context | None = None
     ) -> dict[str, Any] | None:
         # Each listed source or dataset is emitted by the one process that owns it, so
         # n partitioned syncs together hold each record once, as one full sync does.
-        if not in_partition(self.config.get("partition"), str(row["id"])):
+        if not in_partition(self.common.partition, str(row["id"])):
             return None
         return super().post_process(row, context)
 
@@ -313,7 +312,7 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
 
     @property
     def workers(self) -> int:
-        return int(common_value(self.config, "max_concurrency") or 1)
+        return self.common.max_concurrency
 
     def start_prefetch(self, contexts: list[dict[str, Any]]) -> None:
         """Read the comment pages of these sources ahead, in this order (the sync's)."""
