@@ -725,7 +725,8 @@ def at_bookmarks(sb: Sandbox, bookmarks: Mapping[str, Any]) -> dict[str, set[tup
         name = stream.removeprefix("datalinx_")
         if "partitions" not in bookmarks.get(stream, {}):
             continue
-        marks = _partition_marks(bookmarks[stream], "workspace")
+        by_id = _partition_marks(bookmarks[stream], "workspace_id")
+        marks = {ws["name"]: by_id[ws["id"]] for ws in sb.datalinx.workspaces if ws["id"] in by_id}
         out[stream] = {
             (ws, record_key(name, r))
             for ws, resources in sb.datalinx.scoped.items()

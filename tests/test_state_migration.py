@@ -1,7 +1,10 @@
 """Stable identity: Re:infer comment bookmarks are keyed by the source's id, and a state
 written by the previous release (tests/fixtures/reinfer_state_keyed_by_name.json: the
 final STATE of a full Re:infer sync of Sandbox(seed=1) by that release, whose partitions
-carry the source's project and name too) is read correctly."""
+carry the source's project and name too) is read correctly. Datalinx bookmarks are keyed
+by the workspace's id, and a state keyed by workspace name
+(tests/fixtures/datalinx_state_keyed_by_name.json: the final STATE of a full Datalinx sync
+of Sandbox(seed=5) by the release before) is read correctly."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from dataplatforms_sandbox import CREDENTIALS, Sandbox
 from tests.helpers import make_tap, run_sync
 
 SAVED = Path(__file__).parent / "fixtures" / "reinfer_state_keyed_by_name.json"
+SAVED_DATALINX = Path(__file__).parent / "fixtures" / "datalinx_state_keyed_by_name.json"
 
 
 @pytest.fixture
@@ -72,3 +76,32 @@ def test_renaming_a_source_does_not_read_its_comments_again(sandbox: Sandbox) ->
     )
     assert all(r["timestamp"] == mark for r in renamed), f"{len(renamed)} of {everything} again"
     assert {r["source_name"] for r in renamed} <= {"inbox-2024"}
+
+
+def test_a_datalinx_state_keyed_by_workspace_name_resumes_by_id() -> None:
+    sb = Sandbox(seed=5, scale=1, limits={"datalinx": (100_000, 60.0)}).start()
+    try:
+        saved = json.loads(SAVED_DATALINX.read_text())
+        block = {
+            "api_url": sb.base_url("datalinx"),
+            "api_key": CREDENTIALS["datalinx"]["api_key"],
+            "max_requests_per_second": 500,
+        }
+        out = run_sync(make_tap({"datalinx": block}, state=copy.deepcopy(saved)))
+        ids = {ws["name"]: ws["id"] for ws in sb.datalinx.workspaces}
+        for stream, bookmark in saved["bookmarks"].items():
+            marks = {
+                p["context"]["workspace"]: p.get("replication_key_value")
+                for p in bookmark.get("partitions", [])
+            }
+            if not marks:
+                continue
+            # Only the records sitting on each bookmark come again (inclusive bound).
+            again = out.records[stream]
+            assert all(r["updated_at"] == marks[r["workspace"]] for r in again), stream
+            partitions = out.states[-1]["bookmarks"][stream]["partitions"]
+            assert [p["context"] for p in partitions] == [
+                {"workspace_id": ids[name]} for name in marks
+            ], stream
+    finally:
+        sb.stop()

@@ -188,12 +188,23 @@ class DatalinxStream(PlatformStream):
 
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         request = super().get_http_request(page=page)
-        context = page.stream_context or {}
-        if self.workspace_scoped and context.get("workspace"):
+        name = self.workspace_name(page.stream_context)
+        if self.workspace_scoped and name:
             # The workspace's name, never its id; only on scoped routes (assumed policy).
-            value = header_value(str(context["workspace"]))
+            value = header_value(name)
             request.headers["X-Workspace"] = cast("str", value)  # requests sends bytes as-is
         return request
+
+    def workspace_name(self, context: Context | None) -> str | None:
+        """The name of the context's workspace. A workspace-scoped partition is keyed by
+        the workspace id alone (its bookmarks survive a rename, and the SDK finalizes a
+        bookmark only where the context is the partition); the name, which X-Workspace
+        and the records carry, is the one the workspace list gave for that id."""
+        if not context or "workspace_id" not in context:
+            return None
+        lister = self._tap.streams.get("datalinx_workspaces")
+        names: dict[str, str] = getattr(lister, "names", {})
+        return names.get(str(context["workspace_id"]))
 
     def get_new_paginator(self) -> EnvelopePaginator:
         return EnvelopePaginator()
@@ -309,8 +320,10 @@ class DatalinxStream(PlatformStream):
             if name.endswith("_at") and isinstance(value, str | int | float):
                 with contextlib.suppress(ValueError):  # kept as sent rather than lost
                     row[name] = to_rfc3339(value, epoch_unit="s")
-        if self.workspace_scoped and context and "workspace" in context:
-            row["workspace"] = context["workspace"]
+        workspace = self.workspace_name(context) if self.workspace_scoped else None
+        if workspace is not None and context is not None:
+            row["workspace"] = workspace
+            row["workspace_id"] = context["workspace_id"]
         return self.keep_if_changed(row, context)
 
     def keep_if_changed(

@@ -18,13 +18,15 @@ from tap_dataplatforms.core.schemas import ANY_JSON, OBJECT, OBJECTS, SCALAR, ST
 
 TIMESTAMP = th.DateTimeType
 TIMES = (th.Property("created_at", TIMESTAMP), th.Property("updated_at", TIMESTAMP))
-#: Properties the tap adds to a workspace's records: the workspace's name (the key).
+#: Properties the tap adds to a workspace's records: the workspace's name (the key) and
+#: its id (what joins to datalinx_workspaces, and what bookmarks are kept by).
 SCOPED_KEY = (
     th.Property("workspace", th.StringType, required=True, description="Workspace name."),
     th.Property("id", th.StringType, required=True),
+    th.Property("workspace_id", th.StringType, description="Workspace id."),
 )
 #: Properties the tap sets itself, whatever an OpenAPI document says of them.
-TAP_FIELDS = frozenset({"workspace", "pipeline_id"})
+TAP_FIELDS = frozenset({"workspace", "workspace_id", "pipeline_id"})
 
 # Workspace (doc: id, name, created_at; config as in the documented create body).
 WORKSPACES = record_schema(

@@ -38,6 +38,11 @@ class WorkspacesStream(DatalinxStream):
     primary_keys = ("id",)
     written_schema = schemas.WORKSPACES
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Workspace id -> name, of the workspaces listed in this sync.
+        self.names: dict[str, str] = {}
+
     def wanted(self) -> list[str] | None:
         names = self.settings.workspaces
         return list(dict.fromkeys(names)) if names else None
@@ -69,12 +74,42 @@ class WorkspacesStream(DatalinxStream):
         return super().post_process(row, context)
 
     def get_child_context(self, record: Record, context: Context | None) -> dict[str, Any]:
-        return {"workspace": record["name"]}
+        # The id is the partition (bookmarks); the name goes into X-Workspace and the
+        # records, looked up by id (DatalinxStream.workspace_name).
+        workspace_id = workspace_key(record)
+        self.names[workspace_id] = str(record["name"])
+        adopt_bookmarks_by_name(self._tap, str(record["name"]), workspace_id)
+        return {"workspace_id": workspace_id}
 
 
 def workspace_key(row: dict[str, Any]) -> str:
-    """What a workspace is partitioned by: its id, its name only where no id is sent."""
+    """What a workspace is partitioned and bookmarked by: its id, its name only where no
+    id is sent."""
     return str(row.get("id") or row.get("name"))
+
+
+def adopt_bookmarks_by_name(tap: Any, name: str, workspace_id: str) -> None:
+    """Bookmarks were keyed by the workspace's name until they were keyed by its id (a
+    renamed workspace must not be read again from the start). A state of that release
+    holds partitions ``{"workspace": <name>}``, and only the workspace list can say which
+    id a name has: when a workspace is listed, its name's partition becomes its id's,
+    unless the id has one already."""
+    bookmarks = tap.state.get("bookmarks") if isinstance(tap.state, dict) else None
+    if not isinstance(bookmarks, dict):
+        return
+    old, new = {"workspace": name}, {"workspace_id": workspace_id}
+    for stream_name, stream in bookmarks.items():
+        if not stream_name.startswith("datalinx_"):
+            continue
+        partitions = stream.get("partitions") if isinstance(stream, dict) else None
+        if not isinstance(partitions, list):
+            continue
+        contexts = [p.get("context") for p in partitions if isinstance(p, dict)]
+        if new in contexts or old not in contexts:
+            continue
+        for partition in partitions:
+            if isinstance(partition, dict) and partition.get("context") == old:
+                partition["context"] = dict(new)
 
 
 class ScopedStream(DatalinxStream):
@@ -83,6 +118,14 @@ class ScopedStream(DatalinxStream):
     parent_stream_type = WorkspacesStream
     workspace_scoped = True
     primary_keys = ("workspace", "id")
+
+    def partition_label(self, context: Context | None) -> str:
+        # Named as users know it: by the workspace's name, not its id.
+        shown = dict(context or {})
+        if "workspace_id" in shown:
+            shown = {"workspace": self.workspace_name(context) or shown.pop("workspace_id")}
+            shown.update({k: v for k, v in (context or {}).items() if k != "workspace_id"})
+        return super().partition_label(shown)
 
 
 class IncrementalScopedStream(ScopedStream):
@@ -93,7 +136,9 @@ class IncrementalScopedStream(ScopedStream):
 
     replication_key = "updated_at"
     is_sorted = False
-    state_partitioning_keys: ClassVar[list[str] | None] = ["workspace"]
+    # The whole context, the workspace id: a workspace renamed in Datalinx keeps its
+    # bookmark.
+    state_partitioning_keys: ClassVar[list[str] | None] = None
 
 
 class SourcesStream(IncrementalScopedStream):
