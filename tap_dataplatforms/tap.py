@@ -18,7 +18,7 @@ from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_dataplatforms import datalinx, dexi, invision, redivis, reinfer
 from tap_dataplatforms.core import config as settings
-from tap_dataplatforms.core import inputs, summary, versions
+from tap_dataplatforms.core import inputs, readahead, summary, versions
 from tap_dataplatforms.core.errors import (
     EXIT_INTERNAL,
     ConfigError,
@@ -92,6 +92,7 @@ class TapDataPlatforms(SDKTap):
         configured = metrics.level
         super().__init__(*args, **kwargs)
         common = self.settings_object.common
+        readahead.configure(common.max_concurrency)  # the one pool's size
         given = (
             common.metrics_log_level if "metrics_log_level" in self.settings_object.given else None
         )
@@ -260,6 +261,7 @@ class TapDataPlatforms(SDKTap):
             flush = getattr(self.message_writer, "flush", None)
             if flush is not None:
                 flush()
+            readahead.shutdown()
 
     state_before: dict[str, Any] | None = None
 

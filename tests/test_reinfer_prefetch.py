@@ -14,7 +14,7 @@ import requests_mock as rm
 
 from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.http import PlatformStream
-from tap_dataplatforms.core.prefetch import PagePrefetch
+from tap_dataplatforms.core.readahead import PagePrefetch
 from tests.helpers import FakeClock, make_tap, run_sync
 from tests.test_reinfer_sandbox import COMMENTS, ROOMY, only, reinfer_config, run_ordered
 from tests.test_reinfer_unit import DIRECT, comment, mock_base
@@ -100,7 +100,7 @@ def test_workers_never_closed_do_not_keep_the_process_alive() -> None:
     # A sync that dies without closing its read-ahead (an unexpected error whose
     # traceback Python keeps) must still exit: blocked workers end at shutdown.
     code = (
-        "from tap_dataplatforms.core.prefetch import PagePrefetch\n"
+        "from tap_dataplatforms.core.readahead import PagePrefetch\n"
         "import time\n"
         "def read(key):\n"
         "    yield from range(1000)\n"

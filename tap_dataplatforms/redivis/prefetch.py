@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from singer_sdk.mapper import SameRecordTransform
 
-from tap_dataplatforms.core.prefetch import PagePrefetch
+from tap_dataplatforms.core.readahead import PagePrefetch
 
 if TYPE_CHECKING:
     import requests

@@ -15,7 +15,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition, in_partition
-from tap_dataplatforms.core.prefetch import PagePrefetch
+from tap_dataplatforms.core.readahead import PagePrefetch
 from tap_dataplatforms.core.records import ConformedRecords, SortedRecordLoop
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_iso8601, to_rfc3339
 from tap_dataplatforms.reinfer import schemas

@@ -1,0 +1,174 @@
+"""The process's one worker pool (core.readahead) and its read-ahead."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tap_dataplatforms.core import readahead
+from tap_dataplatforms.core.readahead import PagePrefetch
+
+
+@pytest.fixture(autouse=True)
+def small_pool() -> Iterator[None]:
+    readahead.shutdown()
+    before = readahead.size()
+    readahead.configure(2)
+    readahead.stats.reset()
+    yield
+    readahead.shutdown()
+    readahead.configure(before)
+
+
+def test_read_ahead_keeps_order_and_bounds_the_work_in_flight() -> None:
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    def work(n: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01 * (n % 3))
+        with lock:
+            running -= 1
+        return n * n
+
+    assert list(readahead.read_ahead(range(20), work, 2)) == [n * n for n in range(20)]
+    assert peak <= 3  # two workers, and the consumer running one it took back
+    assert readahead.stats.threads_started <= 2
+    assert readahead.stats.pools_created == 1
+
+
+def test_an_error_is_raised_at_its_item_and_the_work_after_it_is_dropped() -> None:
+    seen: list[int] = []
+
+    def work(n: int) -> int:
+        seen.append(n)
+        if n == 3:
+            raise ValueError("item 3")
+        return n
+
+    results = readahead.read_ahead(range(100), work, 2)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="item 3"):
+        next(results)
+    assert max(seen) < 10  # not every item was started
+
+
+def test_nested_use_from_a_worker_runs_inline_and_does_not_starve() -> None:
+    # Every pool thread runs a task that waits for work of its own: without the inline
+    # rule each would wait for a task queued behind it, forever.
+    in_pool: list[bool] = []
+
+    def outer(n: int) -> list[int]:
+        in_pool.append(readahead.in_worker())
+        time.sleep(0.01)  # both pool threads are taken before any nested work is asked
+        return list(readahead.read_ahead(range(n, n + 3), lambda m: m * 10, 2))
+
+    lane = readahead.Lane(2)
+    futures = [lane.start(outer, n) for n in range(6)]
+    done = [f.result(timeout=10) for f in futures]
+    assert all(in_pool)
+    assert len(in_pool) == 6
+    assert done == [[m * 10 for m in range(n, n + 3)] for n in range(6)]
+    assert readahead.stats.threads_started <= 2
+
+
+def test_a_consumer_takes_back_work_the_busy_pool_has_not_started() -> None:
+    # Another use holds every pool thread until the consumer below is done.
+    release = threading.Event()
+    hog = readahead.Lane(2)
+    held = [hog.start(release.wait, 10) for _ in range(2)]
+    done: list[int] = []
+    thread = threading.Thread(
+        target=lambda: done.extend(readahead.read_ahead(range(5), lambda n: n + 1, 2)), daemon=True
+    )
+    thread.start()
+    thread.join(10)
+    release.set()
+    assert not thread.is_alive(), "read-ahead waited for a busy pool"
+    assert done == [1, 2, 3, 4, 5]
+    hog.close()
+    assert all(f.done() for f in held)
+
+
+def test_page_prefetch_reads_a_partition_itself_when_the_pool_is_busy() -> None:
+    release = threading.Event()
+    hog = readahead.Lane(2)
+    for _ in range(2):
+        hog.start(release.wait, 10)
+    prefetch = PagePrefetch(lambda key: iter([f"{key}-1", f"{key}-2"]), ["a", "b"], 2, 4)
+    try:
+        pages = [page for key in ("a", "b") for page in prefetch.pages(key)]
+    finally:
+        release.set()
+        prefetch.close()
+        hog.close()
+    assert pages == ["a-1", "a-2", "b-1", "b-2"]
+
+
+def test_page_prefetch_failure_fails_its_own_partition() -> None:
+    def read(key: str) -> Iterator[str]:
+        if key == "b":
+            raise RuntimeError("b broke")
+        yield key
+
+    prefetch = PagePrefetch(read, ["a", "b", "c"], 2, 4)
+    try:
+        assert list(prefetch.pages("a")) == ["a"]
+        with pytest.raises(RuntimeError, match="b broke"):
+            list(prefetch.pages("b"))
+        assert list(prefetch.pages("c")) == ["c"]
+    finally:
+        prefetch.close()
+
+
+def test_a_lane_runs_at_most_its_width_and_in_order() -> None:
+    lock = threading.Lock()
+    started: list[int] = []
+    running = 0
+    peak = 0
+
+    def work(n: int) -> None:
+        nonlocal running, peak
+        with lock:
+            started.append(n)
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.005)
+        with lock:
+            running -= 1
+
+    readahead.configure(4)
+    lane = readahead.Lane(2)
+    futures = [lane.start(work, n) for n in range(10)]
+    for future in futures:
+        future.result(timeout=10)
+    lane.close(wait=True)
+    assert peak <= 2
+    assert sorted(started) == list(range(10))
+    assert sorted(started[:2]) == [0, 1]
+
+
+def test_closing_a_lane_drops_what_has_not_started() -> None:
+    release = threading.Event()
+    lane = readahead.Lane(1)
+    first = lane.start(release.wait, 10)
+    queued = [lane.start(lambda: None) for _ in range(3)]
+    release.set()
+    lane.close(wait=True)
+    assert first.result() is True
+    assert all(f.cancelled() or f.done() for f in queued)
+
+
+def test_shutdown_ends_the_pool_and_the_next_use_makes_a_new_one() -> None:
+    assert list(readahead.read_ahead([1, 2], lambda n: n, 2)) == [1, 2]
+    readahead.shutdown()
+    assert not [t for t in threading.enumerate() if t.name.startswith(readahead.THREAD_PREFIX)]
+    assert list(readahead.read_ahead([3, 4], lambda n: n, 2)) == [3, 4]
+    assert readahead.stats.pools_created == 2
