@@ -13,6 +13,7 @@ import pytest
 import requests
 import requests_mock as rm
 
+from tap_dataplatforms.core import readahead
 from tap_dataplatforms.core.errors import (
     PlatformAuthError,
     PlatformUnavailableError,
@@ -523,7 +524,7 @@ def test_results_are_read_ahead_in_parallel_in_emission_order(
         (f"ex-{n}", v) for n in range(1, 21) for v in (n, n * 10)
     ]
     sync_threads = threads[-20:]
-    ahead = [t for t in sync_threads if t.startswith("dexi-result")]
+    ahead = [t for t in sync_threads if t.startswith(readahead.THREAD_PREFIX)]
     assert (len(ahead) > 0) == (concurrency > 1)
     assert account.listing_offsets() == ["0"]
 

@@ -9,7 +9,6 @@ SCHEMA it announces is the one the catalog declared).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -18,6 +17,7 @@ from singer_sdk.exceptions import RetriableAPIError
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import check_connection
 from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.core.readahead import read_ahead
 from tap_dataplatforms.dexi.client import PAGE_SIZE, encode_segment
 from tap_dataplatforms.dexi.columns import (
     infer_columns,
@@ -157,9 +157,8 @@ def discover(tap: Tap) -> list[Stream]:
     unknown = [run_id for run_id, slug in ordered if RESULTS_PREFIX + slug not in known]
     # One or more requests per run: read several runs at once, inside the budget.
     workers = max(1, min(runs.common.max_concurrency, len(unknown)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="dexi-discover") as pool:
-        columns_of = pool.map(lambda run_id: latest_columns(executions, run_id), unknown)
-        found = dict(zip(unknown, columns_of, strict=True))
+    columns_of = read_ahead(unknown, lambda run_id: latest_columns(executions, run_id), workers)
+    found = dict(zip(unknown, columns_of, strict=True))
     for run_id, slug in ordered:
         name = RESULTS_PREFIX + slug
         columns = known.get(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import requests
@@ -14,6 +13,7 @@ from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
 from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, BrokenBody, WrongShape, iter_body
 from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.core.readahead import read_ahead
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import to_rfc3339
@@ -696,16 +696,15 @@ class FilesStream(ThrottledState, DexiStream):
 
         # Downloads overlap (max_concurrency), still at most 15 a second; order is kept.
         workers = max(1, min(self.common.max_concurrency, len(wanted)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="dexi-file") as pool:
-            for file_id, (path, size, sha256, content_type) in zip(
-                wanted, pool.map(fetch, wanted), strict=True
-            ):
-                yield {
-                    "file_id": file_id,
-                    "execution_id": execution_id,
-                    "run_id": context.get("run_id"),
-                    "mime_type": wanted[file_id] or content_type,
-                    "size": size,
-                    "path": path,
-                    "sha256": sha256,
-                }
+        for file_id, (path, size, sha256, content_type) in zip(
+            wanted, read_ahead(wanted, fetch, workers), strict=True
+        ):
+            yield {
+                "file_id": file_id,
+                "execution_id": execution_id,
+                "run_id": context.get("run_id"),
+                "mime_type": wanted[file_id] or content_type,
+                "size": size,
+                "path": path,
+                "sha256": sha256,
+            }
