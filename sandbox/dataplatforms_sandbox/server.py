@@ -516,7 +516,9 @@ class Sandbox:
             self._glitch_seen[platform.name] = seen
             if seen % GLITCH_EVERY != GLITCH_AT % GLITCH_EVERY:
                 return None
-            shape = TRANSIENT_SHAPES[(seen // GLITCH_EVERY) % len(TRANSIENT_SHAPES)]
+            # In turn, starting with HTML or empty by platform, so that both are met.
+            turn = seen // GLITCH_EVERY + list(GLITCHES).index(platform.name)
+            shape = TRANSIENT_SHAPES[turn % len(TRANSIENT_SHAPES)]
             self.glitched.append((platform.name, req.path, shape))
             return shape
 
@@ -827,9 +829,11 @@ TRANSIENT_SHAPES = ("html", "empty")
 #: every GLITCH_EVERY-th, is a gateway's HTML error page or an empty body (in turn) with
 #: status 200, once: a client reads it again and gets the real answer. Paths are relative
 #: to the platform's prefix.
+#: Each is a list read a few times a sync, so that a sync meets about one (each costs
+#: the client a retry's wait).
 GLITCHES: dict[str, re.Pattern[str]] = {
-    "dexi": re.compile(r"^/executions/[^/]+/result$"),
-    "redivis": re.compile(r"^/datasets/[^/]+/tables$"),
+    "dexi": re.compile(r"^/runs/[^/]+/executions$"),
+    "redivis": re.compile(r"^/(organizations|users)/[^/]+/datasets$"),
     "reinfer": re.compile(r"^/api/_private/sources/[^/]+/[^/]+/comments$"),
     "invision": re.compile(r"^/api/pub/v1/db/(tables|objects)/[^/]+/data$"),
     "datalinx": re.compile(r"^/pipelines/[^/]+/runs$"),
