@@ -78,8 +78,12 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# First the tests that measure time or rate at the sandbox, alone on the machine; then the
+# rest in two pytest processes side by side, one a core (many of them wait on budgets and
+# on Meltano): those that run Meltano in this directory, and all the others.
 pytest: $(VENV)/.installed $(MELTANO) $(DAGSTER) $(ORACLE)
-	$(BIN)/pytest
+	$(BIN)/pytest -m timing
+	scripts/pytest-side-by-side.sh
 
 # The oldest and newest Python that pyproject.toml claims (requires-python, classifiers):
 # the fast unit tests in .venv-py310 and .venv-py313; a missing interpreter fails under
