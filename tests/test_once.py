@@ -146,3 +146,29 @@ def test_when_nothing_can_be_looked_up_it_is_not_sent_again(failure: Exception) 
     assert message.startswith("starting run r1: the answer was lost")
     assert "cannot be looked up" in message
     assert "not sent again" in message
+
+
+def server_error(status: int = 500) -> RetriableAPIError:
+    response = requests.Response()
+    response.status_code = status
+    return RetriableAPIError(f"HTTP {status}", response)
+
+
+def test_a_whole_5xx_answer_that_started_nothing_is_final_when_the_platform_says_so() -> None:
+    # InVision answers an unknown id with the 500 of any failure: not sent again.
+    calls = Calls([server_error()], [None])
+    with pytest.raises(PartitionError, match="answered 500 and nothing it started shows"):
+        call_once(Stream(), calls.send, calls.adopt, what="start", resend_after_error=False)
+    assert calls.sent == 1
+    assert calls.looked >= 1  # it may have started all the same: looked for first
+    # Without an answer at all, nothing is said about the item: sent once more.
+    dropped = requests.exceptions.ConnectionError("Connection aborted")
+    calls = Calls([dropped, "run-1"], [None])
+    assert call_once(Stream(), calls.send, calls.adopt, what="s", resend_after_error=False) == (
+        "run-1"
+    )
+    assert calls.sent == 2
+    # By default (Dexi) a 5xx that started nothing is sent once more.
+    calls = Calls([server_error(502), "run-1"], [None])
+    assert call_once(Stream(), calls.send, calls.adopt, what="start") == "run-1"
+    assert calls.sent == 2
