@@ -34,6 +34,7 @@ TIMING_FILES = frozenset(
         "test_invision_sandbox.py",
         "test_sandbox_redivis.py",
         "test_sandbox_faults.py",
+        "test_sandbox_bench_knobs.py",
         "test_reinfer_predictions.py",
         "test_reinfer_prefetch.py",
         "test_redivis_read_ahead.py",

@@ -296,3 +296,33 @@ def test_every_budget_shape_makes_a_bucket_on_every_backend(
         "p", credential, rates
     )
     assert budget.acquire() == 0
+    if backend == "redis":  # a log of requests keeps no expiry: leave none behind
+        import redis
+
+        client = redis.Redis.from_url(location)
+        for key in client.scan_iter(f"*{credential_fingerprint(*credential)}*"):
+            client.delete(key)
+
+
+def test_one_credential_with_a_budget_of_each_form_on_redis() -> None:
+    """A process that counts Redivis's capped budget as windows (a sorted set in redis)
+    and one that paces a lower budget as a token bucket (a hash) use the same credential:
+    each finds a key of its own form, never one of the other type."""
+    ensure_redis()
+    import redis
+
+    credential = (f"forms-{time.time_ns()}",)
+    backend = "redis://127.0.0.1:6379/0"
+    capped = with_cap(rates_per_second(1000), Rate(1000, 60_000))
+    paced = rates_per_second(10)
+    client = redis.Redis.from_url(backend)
+    try:
+        for rates in (capped, paced, capped):
+            budget = BudgetRegistry(backend).get("redivis", credential, rates)
+            assert budget.acquire() >= 0
+    finally:
+        keys = list(client.scan_iter(f"*{credential_fingerprint(*credential)}*"))
+        kinds = sorted(client.type(k).decode() for k in keys)
+        for key in keys:
+            client.delete(key)
+    assert kinds == ["hash", "zset"], kinds

@@ -352,7 +352,10 @@ def make_bucket(
                 f"setting rate_limit_backend: cannot use {parsed.describe()} ({exc})"
             ) from None
     client = redis_client if redis_client is not None else connect_redis(parsed)
-    redis_key = f"{KEY_PREFIX}:budget:{key}"
+    # The key names its form, a log of requests (a sorted set) or a token bucket's state
+    # (a hash): the same credential with another budget setting (Redivis's documented cap
+    # binds above about 16 a second) never meets a key of the other type (WRONGTYPE).
+    redis_key = f"{KEY_PREFIX}:budget:{key}:{'log' if window else 'bucket'}"
     if window:
         return cast("AbstractBucket", RedisBucket.init(as_windows(rates), client, redis_key))
     # Wall time: the state is shared between machines, where monotonic clocks differ.
