@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from tap_dataplatforms.core import readahead
 from tap_dataplatforms.core.errors import SyncFailedError
 from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.naming import slug
@@ -114,6 +117,32 @@ def test_rows_equal_the_table_typed_from_variables(sandbox: Sandbox, read_stream
     assert max(len(s.streams) for s in sessions) == read_streams
 
 
+def test_rows_are_read_when_the_shared_pool_is_busy_elsewhere(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another use holds every thread of the one pool for the whole sync: the table's
+    # read streams are read by the sync's own thread instead of waited for.
+    table = find_table(sandbox, rows=3_000, skip=2)
+    tap = make_tap(config(sandbox, [table.qualified_reference], read_streams=3))
+    monkeypatch.setattr(readahead, "shutdown", lambda wait=True: None)
+    release = threading.Event()
+    hog = readahead.Lane(readahead.size())
+    held = [hog.start(release.wait, 30) for _ in range(readahead.size())]
+    started = time.monotonic()
+    try:
+        out = run_sync(tap)
+        # Not after the other use let go (30 s).
+        assert time.monotonic() - started < 20
+    finally:
+        release.set()
+        hog.close()
+        monkeypatch.undo()
+        readahead.shutdown()
+    assert all(f.result() for f in held)
+    key = table.variables[0].name
+    assert rows_by_id(out.records[stream_name(table)], key) == expected_rows(sandbox, table)
+
+
 def test_a_cut_stream_resumes_at_its_offset(sandbox: Sandbox) -> None:
     table = find_table(sandbox, rows=16_000, skip=1)
     sessions = sandbox.platform("redivis").read_sessions
@@ -145,7 +174,9 @@ def test_an_expired_session_is_renewed_and_reading_resumes(sandbox: Sandbox) -> 
     table = find_table(sandbox, rows=16_000, skip=1)
     sessions = sandbox.platform("redivis").read_sessions
     before = len(sessions.sessions)
-    sessions.cut_next_reads(after_rows=3_000, count=1, expire=True)
+    # Fewer rows than either stream holds, even one that ends early: whichever stream
+    # asks first is cut, and the session expires.
+    sessions.cut_next_reads(after_rows=1_000, count=1, expire=True)
     tap = make_tap(config(sandbox, [table.qualified_reference], read_streams=2))
     out = run_sync(tap)
     key = table.variables[0].name

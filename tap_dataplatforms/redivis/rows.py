@@ -1,9 +1,9 @@
 """Table rows: one stream per configured table, read through a read session.
 
 A read session splits the table into read streams; each is an Arrow IPC stream read
-concurrently (inside the Redivis budget), converted batch by batch, never the whole
-table at once. Columns are typed from the table's variables, not from the Arrow schema,
-which can disagree (notes, pitfall 4).
+concurrently on the one read-ahead pool (``core.readahead``, inside the Redivis budget),
+converted batch by batch, never the whole table at once. Columns are typed from the
+table's variables, not from the Arrow schema, which can disagree (notes, pitfall 4).
 
 A read is complete only when the platform says so: every request asks for the end-of-stream
 marker (``eosSentinel=true``, as the official clients do), and a stream is finished only
@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -28,6 +28,7 @@ from urllib.parse import quote
 import requests
 
 from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.readahead import Lane
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
@@ -42,6 +43,8 @@ BATCH_QUEUE_PER_WORKER = 2
 # Rows converted to Python at a time: what sits in the queue is bounded by this.
 SLICE_ROWS = 2048
 MAX_SESSION_RENEWALS = 3
+#: How long the reader waits for a batch before it looks for a stream no worker took up.
+IDLE_WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -159,12 +162,23 @@ class TableRowsStream(ConformedRecords, RedivisStream):
 
         emitted = 0
         finished = 0
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.name}-read")
+        lane = Lane(workers)
+        tasks: list[Future[None] | None] = [lane.start(work, index) for index in range(count)]
         try:
-            for index in range(count):
-                pool.submit(work, index)
             while finished < count:
-                item = batches.get()
+                try:
+                    item = batches.get(timeout=IDLE_WAIT_SECONDS)
+                except queue.Empty:
+                    index = self._unstarted(lane, tasks)
+                    if index is None:
+                        continue
+                    # The pool is busy elsewhere and none of this table's streams runs:
+                    # this one is read here instead of waited for.
+                    for rows in self._read_stream(index, count, selected, stop):
+                        emitted += len(rows)
+                        yield from rows
+                    finished += 1
+                    continue
                 if item is done:
                     finished += 1
                     continue
@@ -176,13 +190,24 @@ class TableRowsStream(ConformedRecords, RedivisStream):
             stop.set()
             while not batches.empty():  # unblock producers waiting on a full queue
                 batches.get_nowait()
-            pool.shutdown(wait=True, cancel_futures=True)
+            lane.close(wait=True)
         if emitted != layout.num_rows:
             raise PartitionError(
                 f"Redivis: table {self.table_reference}: its read streams delivered {emitted} "
                 f"rows, but the read session counted {layout.num_rows}; the table is incomplete "
                 "or doubled, rerun the sync"
             )
+
+    @staticmethod
+    def _unstarted(lane: Lane, tasks: list[Future[None] | None]) -> int | None:
+        """A read stream no worker took up, taken back, while none of the others runs."""
+        if any(task is not None and task.running() for task in tasks):
+            return None
+        for index, task in enumerate(tasks):
+            if task is not None and lane.steal(task):
+                tasks[index] = None
+                return index
+        return None
 
     def _read_stream(
         self,
