@@ -172,3 +172,35 @@ def test_shutdown_ends_the_pool_and_the_next_use_makes_a_new_one() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith(readahead.THREAD_PREFIX)]
     assert list(readahead.read_ahead([3, 4], lambda n: n, 2)) == [3, 4]
     assert readahead.stats.pools_created == 2
+
+
+def test_as_completed_runs_a_task_itself_when_the_pool_is_busy_elsewhere() -> None:
+    release = threading.Event()
+    hog = readahead.Lane(2)
+    for _ in range(2):
+        hog.start(release.wait, 10)
+    lane = readahead.Lane(2)
+    futures = [lane.start(lambda n: n * 2, n) for n in range(3)]
+    started = time.monotonic()
+    try:
+        results = sorted(f.result() for f in lane.as_completed(futures, idle=0.05))
+    finally:
+        release.set()
+        hog.close()
+        lane.close()
+    assert results == [0, 2, 4]
+    assert time.monotonic() - started < 5  # not after the other use let go
+
+
+def test_as_completed_carries_each_task_error() -> None:
+    def work(n: int) -> int:
+        if n == 1:
+            raise ValueError("one")
+        return n
+
+    lane = readahead.Lane(2)
+    outcomes = []
+    for future in lane.as_completed([lane.start(work, n) for n in range(3)]):
+        outcomes.append(repr(future.exception()) if future.exception() else future.result())
+    lane.close()
+    assert sorted(map(str, outcomes)) == ["0", "2", "ValueError('one')"]

@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
@@ -34,6 +34,8 @@ R = TypeVar("R")
 
 THREAD_PREFIX = "dataplatforms-worker"
 DEFAULT_SIZE = 4
+#: How long a consumer waits on a task before it looks for one the pool did not start.
+IDLE_WAIT_SECONDS = 0.5
 
 _lock = threading.Lock()
 _size = DEFAULT_SIZE
@@ -118,6 +120,7 @@ class Lane:
         self._waiting: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
         self._active = 0
         self._futures: list[Future[Any]] = []
+        self._calls: dict[Future[Any], tuple[Callable[..., Any], tuple[Any, ...]]] = {}
 
     def start(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """``fn(*args)`` as soon as the lane has room; from a pool thread, right here."""
@@ -127,6 +130,7 @@ class Lane:
             return future
         with self._lock:
             self._futures.append(future)
+            self._calls[future] = (fn, args)
             if self._active >= self.width:
                 self._waiting.append((future, fn, args))
                 return future
@@ -161,10 +165,34 @@ class Lane:
         """Take back a task that has not started: ``True`` when the caller must run it."""
         return future.cancel()
 
+    def as_completed(
+        self, futures: Iterable[Future[T]], idle: float = IDLE_WAIT_SECONDS
+    ) -> Iterator[Future[T]]:
+        """The futures as they finish. When none finished for ``idle`` seconds and none
+        of them runs (the pool is busy elsewhere), one not started is run here."""
+        pending = set(futures)
+        while pending:
+            done, _ = wait_futures(pending, timeout=idle, return_when=FIRST_COMPLETED)
+            if done:
+                pending -= done
+                yield from done
+                continue
+            if any(future.running() for future in pending):
+                continue
+            for future in list(pending):
+                if self.steal(future):
+                    pending.discard(future)
+                    fn, args = self._calls[future]
+                    here: Future[T] = Future()
+                    _run(here, fn, args)
+                    yield here
+                    break
+
     def close(self, wait: bool = True) -> None:
         """Drop the tasks not started; with ``wait``, wait for the running ones."""
         with self._lock:
             futures, self._futures = self._futures, []
+            self._calls.clear()
         # A future cancelled here never ran; one that could not be is running or done.
         running = [future for future in futures if not future.cancel()]
         if wait:

@@ -21,7 +21,6 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -32,6 +31,7 @@ from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.once import LookupFailed, RefusedError, call_once
 from tap_dataplatforms.core.partition import in_partition
+from tap_dataplatforms.core.readahead import Lane
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
 from tap_dataplatforms.invision import schemas
@@ -143,10 +143,10 @@ class DataflowRunsStream(InVisionStream):
             return
         workers = max(1, min(self.common.max_concurrency, len(ids)))
         self._stopping = threading.Event()
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="invision-run")
+        lane = Lane(workers)  # on the one read-ahead pool
         try:
-            futures = [pool.submit(self.run_dataflow, i) for i in ids]
-            for future in as_completed(futures):
+            futures = [lane.start(self.run_dataflow, i) for i in ids]
+            for future in lane.as_completed(futures):
                 record = future.result()
                 if record is not None:
                     yield record
@@ -154,7 +154,7 @@ class DataflowRunsStream(InVisionStream):
             # Normally every run is done here; after an error or an interruption the
             # other workers stop at their next poll instead of waiting out the timeout.
             self._stopping.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            lane.close(wait=True)
 
     # -- one data flow --------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import requests
 
 from tap_dataplatforms.core.errors import PartitionError
-from tap_dataplatforms.core.readahead import Lane
+from tap_dataplatforms.core.readahead import IDLE_WAIT_SECONDS, Lane
 from tap_dataplatforms.core.records import ConformedRecords
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
@@ -43,8 +43,6 @@ BATCH_QUEUE_PER_WORKER = 2
 # Rows converted to Python at a time: what sits in the queue is bounded by this.
 SLICE_ROWS = 2048
 MAX_SESSION_RENEWALS = 3
-#: How long the reader waits for a batch before it looks for a stream no worker took up.
-IDLE_WAIT_SECONDS = 0.5
 
 
 @dataclass
