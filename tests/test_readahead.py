@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core import readahead
+from tap_dataplatforms.core.http import PlatformStream
 from tap_dataplatforms.core.readahead import PagePrefetch
+from tests.helpers import make_tap, run_sync
+from tests.sandbox_env import all_platforms
 
 
 @pytest.fixture(autouse=True)
@@ -204,3 +211,104 @@ def test_as_completed_carries_each_task_error() -> None:
         outcomes.append(repr(future.exception()) if future.exception() else future.result())
     lane.close()
     assert sorted(map(str, outcomes)) == ["0", "2", "ValueError('one')"]
+
+
+# -- the whole tap -------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tap_dataplatforms"
+THREAD_MAKERS = {"Thread", "Timer", "ThreadPoolExecutor", "ProcessPoolExecutor", "Process", "Pool"}
+
+
+def thread_makers(path: Path) -> list[str]:
+    """Where a module names a way to start threads or processes of its own."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module in (
+            "threading",
+            "concurrent.futures",
+            "concurrent.futures.thread",
+            "multiprocessing",
+            "_thread",
+        ):
+            found += [
+                f"{a.name} (line {node.lineno})" for a in node.names if a.name in THREAD_MAKERS
+            ]
+        elif isinstance(node, ast.Import):
+            found += [
+                f"import {a.name} (line {node.lineno})"
+                for a in node.names
+                if a.name in ("multiprocessing", "_thread", "concurrent.futures")
+            ]
+        elif isinstance(node, ast.Attribute) and node.attr in THREAD_MAKERS:
+            found.append(f".{node.attr} (line {node.lineno})")
+    return found
+
+
+def test_no_module_but_the_read_ahead_starts_threads() -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): found
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "core" / "readahead.py"
+        for found in [thread_makers(path)]
+        if found
+    }
+    assert offenders == {}
+    assert thread_makers(PACKAGE / "core" / "readahead.py")  # the check sees the pool
+
+
+def test_a_full_sync_of_every_platform_runs_on_one_pool_of_max_concurrency_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.01)
+    roomy = {name: (1_000_000, 60.0) for name in ("redivis", "dexi", "reinfer", "datalinx")}
+    sb = Sandbox(seed=5, scale=1, limits=roomy, glitches=False).start()
+    sb.invision.lose_start_answers = False  # what a lost start costs is tested elsewhere
+    try:
+        readahead.shutdown()
+        config = all_platforms(sb, tmp_path, trigger=True)
+        # File downloads are held to 15 a second; their read-ahead is Dexi's own test.
+        config["dexi"]["download_files"] = False
+        # InVision's log is read a day per request: its last days only.
+        config["start_date"] = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        tap = make_tap({**config, "max_concurrency": 3})
+        readahead.stats.reset()
+        before = {t.ident for t in threading.enumerate()}
+        peak: dict[str, int] = {"workers": 0}
+        others: set[str] = set()
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                new = [t for t in threading.enumerate() if t.ident not in before]
+                workers = [t for t in new if t.name.startswith(readahead.THREAD_PREFIX)]
+                peak["workers"] = max(peak["workers"], len(workers))
+                # The sandbox answers each request in a thread of its own.
+                others.update(
+                    t.name
+                    for t in new
+                    if t not in workers
+                    and "process_request_thread" not in t.name
+                    and t is not sampler
+                )
+                time.sleep(0.002)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            out = run_sync(tap)
+        finally:
+            stop.set()
+            sampler.join()
+    finally:
+        sb.stop()
+    platforms = {name.split("_")[0] for name, rows in out.records.items() if rows}
+    assert platforms == {"dexi", "reinfer", "redivis", "invision", "datalinx"}
+    assert out.records["invision_dataflow_runs"]  # the runs' pool was used too
+    assert 1 <= peak["workers"] <= 3
+    assert readahead.stats.threads_started <= 3
+    assert readahead.stats.pools_created == 1
+    assert others == set()
+    # Shut down at the end of the sync.
+    assert not [t for t in threading.enumerate() if t.name.startswith(readahead.THREAD_PREFIX)]

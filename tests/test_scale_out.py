@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.budget import KEY_PREFIX, BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.partition import in_partition, partition_of
@@ -33,69 +33,19 @@ from tap_dataplatforms.dexi import client as dexi_client
 from tests.budget_at_server import cpu_burner
 from tests.helpers import make_tap, run_sync
 from tests.redis_env import ensure_redis
+from tests.sandbox_env import all_platforms
 from tests.shared_budget import Outcome, run_processes
 
 PARTITIONS = 4
 # The sandbox's Dexi limit in these tests: requests per second, per credential.
 LIMIT = 40
 ROOMY = {name: (1_000_000, 60.0) for name in ("redivis", "dexi", "reinfer", "datalinx")}
-# Before all of the sandbox's data, so that every incremental stream is read whole.
-START_DATE = "2000-01-01T00:00:00Z"
 # InVision's log is read a day per request: from a fixed instant shortly before its data
 # (the sandbox's last 45 days), the same for every sync of the module.
 INVISION_START = (dt.datetime.now(dt.UTC) - dt.timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------- partitions
-
-
-def all_platforms(sb: Sandbox, files_dir: Path, *, trigger: bool = False) -> dict[str, Any]:
-    """Every platform at the sandbox, with every kind of parent the partition splits."""
-    fast = {"max_requests_per_second": 5000}
-    readable = [
-        t
-        for ds in sb.redivis.datasets_by_owner["demo"]
-        if ds.may("data")
-        for t in ds.current_tables
-    ][:4]
-    for table in readable:
-        table.num_rows = min(table.num_rows, 40)  # the model serves whatever size it holds
-    return {
-        "start_date": START_DATE,
-        "redivis": {
-            "api_url": sb.base_url("redivis"),
-            **CREDENTIALS["redivis"],
-            "organizations": ["demo", "census_archive"],
-            "users": ["jdoe"],
-            "tables": [t.qualified_reference for t in readable],
-            **fast,
-        },
-        "dexi": {
-            "api_url": sb.base_url("dexi"),
-            **CREDENTIALS["dexi"],
-            "dataset_ids": list(sb.dexi.datasets),
-            "download_files": True,
-            "files_dir": str(files_dir),
-            **fast,
-        },
-        "reinfer": {"api_url": sb.base_url("reinfer"), **CREDENTIALS["reinfer"], **fast},
-        "invision": {
-            "api_url": sb.base_url("invision"),
-            **CREDENTIALS["invision"],
-            "tables": list(sb.invision.tables),
-            "dataflow_ids": [f.id for f in sb.invision.succeeding],
-            # Triggering is a side effect that adds log rows: that test comes apart.
-            "trigger_dataflows": trigger,
-            "poll_interval_seconds": 0.02,
-            "await_timeout_seconds": 20,
-            **fast,
-        },
-        "datalinx": {
-            "api_url": sb.base_url("datalinx"),
-            "api_key": CREDENTIALS["datalinx"]["api_key"],
-            **fast,
-        },
-    }
 
 
 def keyed(tap: Any, records: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
