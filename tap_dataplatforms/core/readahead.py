@@ -143,15 +143,15 @@ class Lane:
             executor().submit(self._task, future, fn, args)
         except RuntimeError:  # the pool is shutting down (the end of a sync)
             future.cancel()
-            self._finished()
+            self._settle()
 
     def _task(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
             _run(future, fn, args)
         finally:
-            self._finished()
+            self._settle()
 
-    def _finished(self) -> None:
+    def _settle(self) -> None:
         with self._lock:
             self._active -= 1
             following = self._waiting.popleft() if self._waiting else None

@@ -202,7 +202,7 @@ class DatalinxStream(PlatformStream):
         and the records carry, is the one the workspace list gave for that id."""
         if not context or "workspace_id" not in context:
             return None
-        lister = self._tap.streams.get("datalinx_workspaces")
+        lister = self.tap.streams.get("datalinx_workspaces")
         names: dict[str, str] = getattr(lister, "names", {})
         return names.get(str(context["workspace_id"]))
 

@@ -78,7 +78,7 @@ class WorkspacesStream(DatalinxStream):
         # records, looked up by id (DatalinxStream.workspace_name).
         workspace_id = workspace_key(record)
         self.names[workspace_id] = str(record["name"])
-        adopt_bookmarks_by_name(self._tap, str(record["name"]), workspace_id)
+        adopt_bookmarks_by_name(self.tap, str(record["name"]), workspace_id)
         return {"workspace_id": workspace_id}
 
 
