@@ -128,6 +128,11 @@ def budget_setting(default: float, meaning: str) -> th.Property:
     )
 
 
+def declared_defaults(declarations: Iterable[th.Property]) -> dict[str, Any]:
+    """Name -> declared default (``None`` where a setting has none)."""
+    return {p.name: p.to_dict()[p.name].get("default") for p in declarations}
+
+
 @dataclass(frozen=True)
 class PlatformSpec:
     """What the tap needs to know of a platform: its settings block and its streams."""
@@ -161,12 +166,8 @@ class PlatformSpec:
         return tuple(p.name for p in self.settings if p.to_dict()[p.name].get("secret"))
 
     def defaults(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for prop in self.settings:
-            default = prop.to_dict()[prop.name].get("default")
-            if default is not None:
-                values[prop.name] = default
-        return values
+        """The settings that declare a default, with it."""
+        return {k: v for k, v in declared_defaults(self.settings).items() if v is not None}
 
 
 def resolved_block(spec: PlatformSpec, config: Mapping[str, Any]) -> dict[str, Any] | None:

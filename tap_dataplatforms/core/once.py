@@ -129,11 +129,12 @@ def call_once(
                 stream.logger.warning("%s: adopted what the lost request started", what)
                 return found
             lost += 1
-            if not resend_after_error and error_answer(exc):
+            answered = error_answer(exc)
+            if not resend_after_error and answered:
                 raise RefusedError(
-                    f"{what}: answered {error_answer(exc)} and nothing it started shows "
+                    f"{what}: answered {answered} and nothing it started shows "
                     f"within {grace:.0f}s; not sent again ({reason})",
-                    error_answer(exc),
+                    answered,
                 ) from None
             if attempt >= tries or lost > RESENDS_AFTER_LOST:
                 raise

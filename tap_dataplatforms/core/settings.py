@@ -23,16 +23,11 @@ from typing import Any, TypeVar
 
 from singer_sdk import typing as th
 
-from tap_dataplatforms.core.config import COMMON_SETTINGS, PlatformSpec
+from tap_dataplatforms.core.config import COMMON_SETTINGS, PlatformSpec, declared_defaults
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.versions import PROPERTY as VERSIONS_PROPERTY
 
 T = TypeVar("T")
-
-
-def declared_defaults(declarations: Iterable[th.Property]) -> dict[str, Any]:
-    """Name -> declared default (``None`` where a setting has none)."""
-    return {p.name: p.to_dict()[p.name].get("default") for p in declarations}
 
 
 def check_fields(cls: type[Any], declarations: Iterable[th.Property]) -> None:

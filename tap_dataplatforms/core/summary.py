@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.runtime import Runtime
 
 COLUMNS = (
@@ -110,8 +111,13 @@ def write_json(path: str, rows: list[dict[str, Any]], runtime: Runtime) -> None:
     document = {
         "exit_code": runtime.exit_code(),
         "streams": rows,
-        "failures": [{"partition": f.partition, "message": f.message} for f in runtime.failures],
-        "skipped": [{"partition": f.partition, "message": f.message} for f in runtime.skipped],
+        # The log's redaction covers log lines only: this file gets its own.
+        "failures": [
+            {"partition": f.partition, "message": redact(f.message)} for f in runtime.failures
+        ],
+        "skipped": [
+            {"partition": f.partition, "message": redact(f.message)} for f in runtime.skipped
+        ],
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -57,12 +57,17 @@ def published_api(tap: Tap) -> OpenApiDocument | None:
         return None
 
 
+def written_streams(tap: Tap) -> list[Stream]:
+    """Every resource's stream with its written schema (no request)."""
+    return [stream_type(tap) for stream_type in STREAMS]
+
+
 def build_streams(tap: Tap) -> list[Stream]:
     """Every resource's stream, with the properties the instance's OpenAPI document gives
     it; a resource whose list route the document does not have is not offered."""
     document = published_api(tap)
     if document is None:
-        return [stream_type(tap) for stream_type in STREAMS]
+        return written_streams(tap)
     streams: list[Stream] = []
     missing = []
     for stream_type in STREAMS:
@@ -103,6 +108,6 @@ PLATFORM = PlatformSpec(
     settings_class=DatalinxSettings,
     credential_groups=(("api_url", "api_key"), ("api_url", "email", "password")),
     build_streams=build_streams,
-    static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],
+    static_streams=written_streams,
     check=check,
 )

@@ -66,7 +66,7 @@ PLATFORM = PlatformSpec(
     settings_class=ReinferSettings,
     credential_groups=(("api_url", "token"),),
     build_streams=build_streams,
-    static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],
+    static_streams=build_streams,
     check=check,
     migrate_state=migrate_state,
 )
