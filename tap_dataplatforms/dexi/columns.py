@@ -16,7 +16,6 @@ from tap_dataplatforms.core.naming import slug
 from tap_dataplatforms.core.schemas import value_kind
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 
 def slugify(text: str) -> str:

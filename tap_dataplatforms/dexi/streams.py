@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import requests
-from singer_sdk import typing as th
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record
 
-TIMESTAMP = th.DateTimeType
 #: Bytes read at a time from a result body.
 _CHUNK_BYTES = 1 << 18
 #: What breaks a result body mid-way (read again); BrokenBody: cut off short, even
