@@ -126,7 +126,9 @@ def test_the_events_of_started_runs_reach_the_log(sandbox: Sandbox) -> None:
     select_only(tap, "invision_execution_log")
     second = run_sync(tap)
     rows = first.records["invision_execution_log"] + second.records["invision_execution_log"]
-    texts = list(dict.fromkeys(r["data"] for r in rows if run["run_id"] in r["data"]))
+    # ``data`` is the event text, or the structured event with its text as ``message``.
+    said = [r["data"] if isinstance(r["data"], str) else r["data"]["message"] for r in rows]
+    texts = list(dict.fromkeys(text for text in said if run["run_id"] in text))
     assert len(texts) == 2
     assert "started" in texts[0]
     assert "completed" in texts[1]

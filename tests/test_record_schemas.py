@@ -171,3 +171,37 @@ def test_the_check_sees_a_bad_date_time_and_a_wrong_type() -> None:
     assert validator.is_valid({"at": "2024-05-01T10:00:00.5Z", "flags": ["gpt4"]})
     assert not validator.is_valid({"at": "2024-05-01 10:00:00"})
     assert not validator.is_valid({"flags": {"gpt4": True}})
+
+
+@pytest.mark.parametrize("forms", [("enum_numbers",), ("text_rowids",), ("object_data",)])
+def test_invision_log_values_in_every_form_arrive_as_sent(
+    sandbox: Sandbox, tmp_path: Path, forms: tuple[str, ...]
+) -> None:
+    """The monitoring API's value types are not documented: ids as text, levels and event
+    types as .NET enum numbers, structured event data. Each matches the schema and reaches
+    the output as the installation sent it."""
+    model = sandbox.invision
+    before = model.log_forms
+    model.log_forms = frozenset(forms)
+    try:
+        config = tap_config(sandbox, "invision", tmp_path)
+        config["invision"]["tables"] = []
+        result = checked_sync(config)
+        served = {str(row["rowid"]): row for row in model.execution_rows()}
+    finally:
+        model.log_forms = before
+    result.assert_clean()
+    records = result.records["invision_execution_log"]
+    assert records, "no log rows"
+    assert {str(r["rowid"]) for r in records} <= set(served)
+    for record in records:
+        row = served[str(record["rowid"])]
+        for member in ("rowid", "level", "logevent", "data"):
+            assert record[member] == row[member], (member, record, row)
+    kinds = {member: {type(r[member]) for r in records} for member in ("rowid", "level", "data")}
+    if "enum_numbers" in forms:
+        assert kinds["level"] == {int}
+    if "text_rowids" in forms:
+        assert kinds["rowid"] == {str}
+    if "object_data" in forms:
+        assert kinds["data"] == {str, dict}

@@ -96,6 +96,17 @@ class Run:
         return None if self.flow.outcome == "Hang" else self.started + self.flow.duration
 
 
+#: The value forms a monitoring row may take (the notes document the field names, not their
+#: types): ``object_data``, an event's structured data served as a nested JSON object rather
+#: than text (every fourth row); ``enum_numbers``, ``level`` and ``logevent`` as the numbers
+#: of .NET enums (a serializer without a string-enum converter); ``text_rowids``, row ids as
+#: text that is not a number. The default installation serves structured data as objects.
+LOG_FORMS = frozenset({"object_data", "enum_numbers", "text_rowids"})
+DEFAULT_LOG_FORMS = frozenset({"object_data"})
+LOG_LEVELS = ("Verbose", "Information", "Warning", "Error")
+LOG_EVENTS = ("DataFlowExecution", *OTHER_EVENTS)
+
+
 @dataclass
 class LogRow:
     rowid: int
@@ -104,18 +115,28 @@ class LogRow:
     logevent: str
     data: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, forms: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The row as the monitoring API serves it, in the value ``forms`` the
+        installation's serializer uses (``LOG_FORMS``)."""
         moment = dt.datetime.fromtimestamp(self.at, tz=UTC)
         text = moment.strftime("%Y-%m-%dT%H:%M:%S")
         if moment.microsecond:
             text += f".{moment.microsecond // 1000:03d}"
+        data: Any = self.data
+        if "object_data" in forms and self.rowid % 4 == 0:
+            data = {"message": self.data, "source": self.logevent, "rowid": self.rowid}
+        level: Any = self.level
+        event: Any = self.logevent
+        if "enum_numbers" in forms:
+            level = LOG_LEVELS.index(self.level)
+            event = LOG_EVENTS.index(self.logevent)
         return with_unknown_fields(
             {
-                "rowid": self.rowid,
-                "data": self.data,
-                "level": self.level,
+                "rowid": f"R{self.rowid}" if "text_rowids" in forms else self.rowid,
+                "data": data,
+                "level": level,
                 "timestamputc": text,
-                "logevent": self.logevent,
+                "logevent": event,
             }
         )
 
@@ -141,6 +162,8 @@ class InVisionModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Tables or data objects that answer 500 permanently (name -> SQL error).
     broken: dict[str, str] = field(default_factory=lambda: dict(BROKEN_OBJECTS))
+    #: How the monitoring API's serializer renders values (``LOG_FORMS``).
+    log_forms: frozenset[str] = DEFAULT_LOG_FORMS
 
     def change(self, generation: int) -> list[str]:
         """Between two syncs (``Sandbox.change``): a data flow rewrites every table with
@@ -188,7 +211,9 @@ class InVisionModel:
 
     def execution_rows(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [r.to_json() for r in self.log if r.logevent == "DataFlowExecution"]
+            return [
+                r.to_json(self.log_forms) for r in self.log if r.logevent == "DataFlowExecution"
+            ]
 
     # -- changing the data --------------------------------------------------------
 
@@ -216,7 +241,7 @@ class InVisionModel:
                         f"Data flow '{flow.name}' step {n} done",
                     )
                 )
-            return [r.to_json() for r in added]
+            return [r.to_json(self.log_forms) for r in added]
 
     def start(self, flow: DataFlow, now: float) -> Run:
         with self.lock:
@@ -481,7 +506,7 @@ class InVisionPlatform(Platform):
         level = req.arg("logLevel")
         with model.lock:
             rows = [
-                r.to_json()
+                r.to_json(model.log_forms)
                 for r in model.log
                 if (low is None or r.at >= low)
                 and (high is None or r.at <= high)

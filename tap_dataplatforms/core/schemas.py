@@ -17,6 +17,8 @@ from singer_sdk import typing as th
 
 #: A scalar whose type is not known for sure: text, a number or nothing.
 SCALAR = th.CustomType({"type": ["string", "number", "null"]})
+#: An identifier whose type is not known for sure: a whole number or text (never null).
+ID = th.CustomType({"type": ["integer", "string"]})
 #: Any JSON value at all (an object, a list, a scalar or nothing).
 ANY_JSON = th.CustomType({"type": ["object", "array", "string", "number", "boolean", "null"]})
 #: An object whose fields are not known, or a list of anything.

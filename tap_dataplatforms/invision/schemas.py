@@ -13,7 +13,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
-from tap_dataplatforms.core.schemas import opened, record_schema
+from tap_dataplatforms.core.schemas import ANY_JSON, ID, SCALAR, opened, record_schema
 
 # One record per run the tap started: the API answers only ``runId`` and ``status``, the
 # rest is the tap's own observation.
@@ -34,13 +34,18 @@ DATAFLOW_RUNS = record_schema(
     th.Property("timed_out", th.BooleanType),
 )
 
-# A monitoring log row (field names documented, types not: ``data`` may hold JSON text).
+# A monitoring log row. The field names are documented, their types are not: an id may be
+# a number or text, an installation whose serializer writes .NET enums as numbers sends
+# ``level`` and ``logevent`` as numbers, and ``data`` may be text (which may hold JSON
+# text) or the structured event itself. Each is declared wide and passed on as sent.
 EXECUTION_LOG = record_schema(
-    th.Property("rowid", th.IntegerType, required=True),
+    th.Property("rowid", ID, required=True),
     th.Property("timestamputc", th.DateTimeType, description="Event time, RFC 3339 UTC."),
-    th.Property("level", th.StringType, description="Error, Information, Warning, Verbose."),
-    th.Property("logevent", th.StringType),
-    th.Property("data", th.StringType, description="The event text."),
+    th.Property(
+        "level", SCALAR, description="Error, Information, Warning, Verbose (or their numbers)."
+    ),
+    th.Property("logevent", SCALAR),
+    th.Property("data", ANY_JSON, description="The event text, or the event as an object."),
 )
 
 
