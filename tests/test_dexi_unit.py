@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import logging
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 import requests_mock as rm
+import urllib3
 
 from tap_dataplatforms.core import readahead
 from tap_dataplatforms.core.errors import (
@@ -428,6 +430,55 @@ def test_files_are_streamed_to_disk_and_described(requests_mock: rm.Mocker, tmp_
     # The result was read once: the files stream took the cells the results stream saw.
     results = [r for r in requests_mock.request_history if r.path.endswith("/result")]
     assert len(results) == 2  # discovery, then the sync
+
+
+class _BreakingBody(io.BytesIO):
+    """A body whose connection drops after ``at`` bytes."""
+
+    def __init__(self, content: bytes, at: int) -> None:
+        super().__init__(content)
+        self.at = at
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() >= self.at:
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+        limit = self.at - self.tell()
+        return super().read(limit if size is None or size < 0 else min(size, limit))
+
+
+def test_a_file_is_read_as_it_arrives_and_downloaded_again_when_it_breaks_off(
+    requests_mock: rm.Mocker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file goes to disk as it arrives (never whole in memory), and one whose
+    connection drops mid-way is downloaded again from the start, leaving a whole file."""
+    account = Account(requests_mock, [execution(1, T0, T0 + MIN)])
+    cell = f"FILE:image/png;5;{FILE_ID}"
+    account.result("ex-1", ["image"], [[cell]])
+    content = b"\x89PNG!" * 100_000
+    file_url = BASE + "executions/ex-1/file/" + encode_file_id(FILE_ID)
+    headers = {"Content-Type": "image/png"}
+    broken = _BreakingBody(content, at=len(content) // 2)
+    requests_mock.get(file_url, [{"body": broken, "headers": headers}, {"content": content}])
+    unread: list[bool] = []
+    send = PlatformStream.send_prepared
+
+    def recorded(self: Any, prepared: Any, context: Any, **options: Any) -> Any:
+        response = send(self, prepared, context, **options)
+        if "/file/" in prepared.url:
+            unread.append(not response._content_consumed)
+        return response
+
+    monkeypatch.setattr(PlatformStream, "send_prepared", recorded)
+    files_dir = tmp_path / "files"
+    out = run_sync(
+        make_tap(config(download_files=True, files_dir=str(files_dir)), clock=FakeClock())
+    )
+    (record,) = out.records["dexi_files"]
+    assert record["size"] == len(content)
+    assert record["sha256"] == hashlib.sha256(content).hexdigest()
+    assert Path(record["path"]).read_bytes() == content
+    assert not list(files_dir.rglob(".part-*"))
+    assert unread == [True, True]  # both tries opened as streams, the first broke off
 
 
 def test_listing_without_total_rows_and_with_iso_times(requests_mock: rm.Mocker) -> None:

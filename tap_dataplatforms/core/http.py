@@ -7,6 +7,13 @@ without counting as a failed try. Other transient failures (408, 5xx, timeouts,
 dropped connections, bodies that are not the JSON promised) are retried with
 exponential backoff and jitter, bounded by ``max_retries`` and by time. Errors
 reach the user as one line, in the platform's own words, without secrets.
+
+Requests come in three forms, all on that one path: a page of a listing (the SDK's
+``request_records``; ``send_page`` for read-ahead), a one-off call (``call``, with
+``idempotent=False`` for one with a side effect, sent once), and a body read as it
+arrives (``stream_body``, read again from the start by ``read_streamed`` when it breaks
+off). Platforms differ only through hooks (``on_unauthorized``, ``stream_bodies``,
+``validate_status``, ``error_message``, ``observe_response``), never by sending.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import backoff
 import msgspec
@@ -48,7 +55,7 @@ from tap_dataplatforms.core.errors import (
     PlatformUnavailableError,
     RateLimitedError,
 )
-from tap_dataplatforms.core.jsonbody import describe_start
+from tap_dataplatforms.core.jsonbody import BrokenBody, WrongShape, describe_start
 from tap_dataplatforms.core.progress import Progress
 from tap_dataplatforms.core.records import boolean_text_fixer
 from tap_dataplatforms.core.redact import redact, redact_url
@@ -65,7 +72,9 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 # How long one request may spend waiting out 429s before its partition fails.
 RATE_LIMIT_PATIENCE_SECONDS = 30 * 60
 MAX_RETRY_WAIT_SECONDS = 60.0
-_TRANSIENT_EXCEPTIONS = (
+#: What the retry policy sends again (``PlatformStream._retrying``): dropped connections,
+#: timeouts, 408, 5xx and unreadable 2xx bodies (RetriableAPIError).
+TRANSIENT_ERRORS = (
     ConnectionResetError,
     RetriableAPIError,
     requests.exceptions.Timeout,
@@ -73,10 +82,25 @@ _TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+#: What breaks a body read as it arrives (``PlatformStream.read_streamed``): it is read
+#: again. BrokenBody: cut off short, even inside a multi-byte character, or not whole JSON;
+#: a timeout: the body stalled.
+BODY_BREAKS = (
+    BrokenBody,
+    ConnectionResetError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ContentDecodingError,
+    requests.exceptions.Timeout,
+)
+#: Retries of a request made before any record only to prove that a platform answers (the
+#: connection check, a sample read for discovery): one, so a dead host fails fast.
+CHECK_RETRIES = 1
 _JSON_CACHE = "_tap_dataplatforms_json"
 #: A records path of the documented form ``$.<member>[*]``.
 _LIST_MEMBER = re.compile(r"^\$\.([A-Za-z_][A-Za-z0-9_]*)\[\*\]$")
 _MSGSPEC_DECODE = msgspec.json.Decoder().decode
+T = TypeVar("T")
 
 
 def is_permanent(exc: Exception) -> bool:
@@ -218,17 +242,24 @@ class PlatformStream(SDKStream):
     # -- errors ---------------------------------------------------------------------
 
     def error_detail(self, response: requests.Response) -> str | None:
-        """The platform's own message from an error body; platforms override this."""
+        """The platform's own message from an error body: from a JSON object through
+        ``error_message``, else the start of the text."""
         try:
             body = response_json(response)
         except ValueError:
             text = response.text.strip()
             return text[:300] or None
-        if isinstance(body, dict):
-            for key in ("message", "error_description", "error", "detail"):
-                value = body.get(key)
-                if isinstance(value, str) and value:
-                    return value
+        return self.error_message(body) if isinstance(body, dict) else None
+
+    #: Where a JSON error object holds the message, the first present wins.
+    error_keys: ClassVar[tuple[str, ...]] = ("message", "error_description", "error", "detail")
+
+    def error_message(self, body: dict[str, Any]) -> str | None:
+        """The message of a JSON error object; a platform of another shape overrides it."""
+        for key in self.error_keys:
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
         return None
 
     def describe_failure(self, response: requests.Response) -> str:
@@ -269,12 +300,175 @@ class PlatformStream(SDKStream):
             try:
                 response_json(response)
             except ValueError as exc:
-                found = describe_start(response.content[:256])
-                detail = "cut off or malformed" if found.startswith(("a JSON", "JSON")) else found
-                message = f"{self.where(response)}: unreadable JSON body ({detail})"
-                raise RetriableAPIError(message, response) from exc
+                raise self.unreadable(response, exc) from exc
 
-    # -- sending ------------------------------------------------------------------
+    def unreadable(self, response: requests.Response, exc: ValueError) -> RetriableAPIError:
+        """The error of a 2xx whose JSON does not parse: it is fetched again."""
+        found = describe_start(response.content[:256])
+        detail = "cut off or malformed" if found.startswith(("a JSON", "JSON")) else found
+        message = f"{self.where(response)}: unreadable JSON body ({detail})"
+        return RetriableAPIError(message, response)
+
+    # -- the three operations -------------------------------------------------------
+    #
+    # Every request goes through ``send_prepared`` (one try: budget, 429 waits, errors)
+    # inside ``_retrying`` (the one backoff policy: transient failures, Retry-After):
+    #
+    # - a page of a listing: the SDK's ``request_records`` sends it through
+    #   ``request_decorator`` (read-ahead: ``send_page``);
+    # - a one-off call: ``call`` (``idempotent=False`` for a call with a side effect);
+    # - a body read as it arrives (JSON parsed as a stream, Arrow, a file):
+    #   ``stream_body`` opens it, ``read_streamed`` reads it again when it breaks off.
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        context: Context | None = None,
+        idempotent: bool = True,
+        retries: int | None = None,
+    ) -> requests.Response:
+        """A one-off request outside pagination (a lookup, a POST that opens something).
+
+        ``idempotent=False``: the call has a side effect (it starts a run), so it is sent
+        once and never retried here; an answer that is lost is for the caller to look
+        for (``core.once.call_once``). ``retries``: how many times a transient failure
+        is sent again, the ``max_retries`` setting unless the caller has a reason.
+        """
+        tries = self._tries(idempotent, retries)
+        return cast(
+            "requests.Response",
+            self._sent(method, url, params, json_body, context, stream=False, tries=tries),
+        )
+
+    def call_read(
+        self,
+        method: str,
+        url: str,
+        read: Callable[[requests.Response], T],
+        *,
+        params: dict[str, Any] | None = None,
+        context: Context | None = None,
+    ) -> T:
+        """``call``, the answer read by ``read`` in place of the usual JSON check (a
+        lighter parse of a large body): a 2xx body it cannot read (``ValueError``) is
+        fetched again, as every unreadable body is."""
+        tries = self._tries(True, None)
+        answer = self._sent(method, url, params, None, context, stream=True, tries=tries, read=read)
+        return cast("T", answer)
+
+    def stream_body(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        *,
+        context: Context | None = None,
+        retries: int | None = None,
+    ) -> requests.Response:
+        """``GET`` a body to be read as it arrives (a large JSON body parsed as a stream,
+        Arrow, a file): its status is checked and retried as every request's, its body
+        is left unread for the caller, who closes the response."""
+        tries = self._tries(True, retries)
+        response = self._sent("GET", url, params, None, context, stream=True, tries=tries)
+        return cast("requests.Response", response)
+
+    def read_streamed(
+        self,
+        open_body: Callable[[], requests.Response],
+        read: Callable[[requests.Response, int], Iterable[T]],
+        *,
+        what: str,
+        retries: int | None = None,
+    ) -> Generator[T, None, None]:
+        """The items of a body read as it arrives (``open_body`` opens it, through
+        ``stream_body``). One that breaks off (cut, truncated, stalled, not whole JSON)
+        is opened again and read from the start, ``read(response, skip)`` passing over
+        the ``skip`` items already delivered, up to the retry limit: a body without keys
+        read twice must not deliver a row twice. A whole answer of another shape than
+        documented fails at once. ``what`` names the body in messages."""
+        tries = self._tries(True, retries)
+        delivered, reads = 0, 1
+        response = open_body()
+        try:
+            while True:
+                try:
+                    for item in read(response, delivered):
+                        delivered += 1
+                        yield item
+                    return
+                except WrongShape as exc:
+                    raise PartitionError(str(exc)) from None
+                except BODY_BREAKS as exc:
+                    response.close()
+                    if reads >= tries:
+                        if isinstance(exc, BrokenBody):
+                            raise PartitionError(f"{exc} (gave up after {reads} reads)") from None
+                        raise
+                    reads += 1
+                    self.runtime.count_retry(self.platform)
+                    self.runtime.count_stream(self.name, "retries")
+                    self.logger.warning(
+                        "%s broke off after %d rows (%s); reading it again",
+                        what,
+                        delivered,
+                        redact(str(exc) or type(exc).__name__),
+                    )
+                    response = open_body()
+        finally:
+            response.close()
+
+    def send_page(
+        self, prepared_request: requests.PreparedRequest, context: Context | None
+    ) -> requests.Response:
+        """One page of a listing, sent as the SDK's ``request_records`` sends it (for
+        read-ahead, which sends a partition's pages before its sync asks for them)."""
+        return cast(
+            "requests.Response",
+            self.request_decorator(self.send_prepared)(prepared_request, context),
+        )
+
+    def _tries(self, idempotent: bool, retries: int | None) -> int:
+        if not idempotent:
+            return 1
+        return self.backoff_max_tries() if retries is None else retries + 1
+
+    def _sent(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        context: Context | None,
+        *,
+        stream: bool,
+        tries: int,
+        read: Callable[[requests.Response], Any] | None = None,
+    ) -> Any:
+        """The request, under the retry policy; with ``read``, what it reads of the answer
+        (a body it cannot read is fetched again)."""
+        prepared = self.build_prepared_request(
+            method=method, url=url, params=params or {}, headers=self.http_headers, json=json_body
+        )
+
+        def attempt() -> Any:
+            response = self.send_prepared(prepared, context, stream=stream)
+            if read is None:
+                return response
+            try:
+                return read(response)
+            except ValueError as exc:
+                raise self.unreadable(response, exc) from exc
+
+        return self._retrying(attempt, tries)()
+
+    # -- one try --------------------------------------------------------------------
+
+    #: Whether every body of the stream is read as it arrives, never whole (a table that
+    #: is one body, even when a connection check asks for it).
+    stream_bodies: ClassVar[bool] = False
 
     def send_prepared(
         self,
@@ -285,8 +479,26 @@ class PlatformStream(SDKStream):
     ) -> requests.Response:
         """Send once the budget allows; wait out 429s; raise on errors.
 
-        With ``stream`` the body is left unread for the caller (large binary bodies).
+        With ``stream`` (or ``stream_bodies``) the body is left unread for the caller.
+        A 401 is sent once more if ``on_unauthorized`` renewed the credentials.
         """
+        try:
+            return self._send_once(prepared_request, context, stream or self.stream_bodies)
+        except PlatformAuthError as exc:
+            if not self.on_unauthorized(prepared_request, exc):
+                raise
+            return self._send_once(prepared_request, context, stream or self.stream_bodies)
+
+    def on_unauthorized(
+        self, prepared_request: requests.PreparedRequest, error: PlatformAuthError
+    ) -> bool:
+        """Hook for a platform whose credentials can be renewed (a login token): renew
+        them and say whether the refused request is sent once more."""
+        return False
+
+    def _send_once(
+        self, prepared_request: requests.PreparedRequest, context: Context | None, stream: bool
+    ) -> requests.Response:
         budget, *also = self.budgets
         patience_deadline = time.monotonic() + RATE_LIMIT_PATIENCE_SECONDS
         rate_limited = 0
@@ -338,35 +550,6 @@ class PlatformStream(SDKStream):
             # Which of the budgets the server counted is not said: hold them all.
             for held in (budget, *also):
                 held.pause_until(received_at + wait, reason=f"HTTP 429 on {self.path}")
-
-    def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json_body: Any = None,
-        context: Context | None = None,
-        stream: bool = False,
-        max_tries: int | None = None,
-    ) -> requests.Response:
-        """One request outside pagination (a POST that opens something, a lookup),
-        through the same budget, waits and retries as every other request."""
-        prepared = self.build_prepared_request(
-            method=method, url=url, params=params or {}, headers=self.http_headers, json=json_body
-        )
-        tries = max_tries if max_tries is not None else self.backoff_max_tries()
-        send = backoff.on_exception(
-            self._retry_waits,
-            _TRANSIENT_EXCEPTIONS,
-            max_tries=tries,
-            max_time=lambda: 3600,
-            jitter=None,
-            giveup=is_permanent,
-            on_backoff=self.backoff_handler,
-            logger=None,
-        )(self.send_prepared)
-        return cast("requests.Response", send(prepared, context, stream=stream))
 
     def _rate_limit_wait(
         self, response: requests.Response, received_at: float, attempt: int
@@ -427,12 +610,21 @@ class PlatformStream(SDKStream):
         )
 
     def request_decorator(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """The retry policy of every page the SDK's ``request_records`` sends."""
+        return self._retrying(func)
+
+    def _retrying(
+        self, func: Callable[..., Any], tries: int | Callable[[], int] | None = None
+    ) -> Callable[..., Any]:
+        """``func`` under the one retry policy of every request: transient failures
+        (``TRANSIENT_ERRORS``) sent again after ``_retry_waits``, up to ``tries``
+        tries (``backoff_max_tries``) and an hour; a certificate that fails is final."""
         return cast(
             "Callable[..., Any]",
             backoff.on_exception(
                 self._retry_waits,
-                _TRANSIENT_EXCEPTIONS,
-                max_tries=self.backoff_max_tries,
+                TRANSIENT_ERRORS,
+                max_tries=self.backoff_max_tries if tries is None else tries,
                 max_time=lambda: 3600,
                 jitter=None,
                 giveup=is_permanent,
@@ -530,7 +722,7 @@ class PlatformStream(SDKStream):
                 yield record
         except PlatformAuthError:
             raise
-        except (FatalAPIError, *_TRANSIENT_EXCEPTIONS) as exc:
+        except (FatalAPIError, *TRANSIENT_ERRORS) as exc:
             self._fail_partition(context, exc)
 
     @cached_property
@@ -607,7 +799,7 @@ def check_connection(
     """
     try:
         with reaching(stream):
-            stream.send("GET", stream.url_base + path, params=params, max_tries=2)
+            stream.call("GET", stream.url_base + path, params=params, retries=CHECK_RETRIES).close()
     except PartitionError as exc:
         if exc.status in (401, 403):  # the very first request: the credentials are at fault
             raise PlatformAuthError(str(exc)) from None

@@ -122,14 +122,11 @@ class SDKStream(RESTStream[Any]):
         return self.send_prepared(prepared_request, context)
 
     def send_prepared(
-        self,
-        prepared_request: requests.PreparedRequest,
-        context: Context | None,
-        *,
-        stream: bool = False,
+        self, prepared_request: requests.PreparedRequest, context: Context | None
     ) -> requests.Response:
-        """Send one prepared request: every page the SDK asks for comes through here.
-        The SDK's own sending unless overridden (core/http.py does)."""
+        """Send one prepared request, one try: every page the SDK asks for comes
+        through here (``request_decorator`` retries it). The SDK's own sending unless
+        overridden: core/http.py sends through the budget."""
         return super()._request(prepared_request=prepared_request, context=context)
 
     def prepare_page_request(

@@ -44,7 +44,7 @@ def published_api(tap: Tap) -> OpenApiDocument | None:
     written schemas are used then). One request, through the budget, not retried."""
     probe = _DocumentReader(tap)
     try:
-        response = probe.send("GET", probe.url_base + OPENAPI_PATH, max_tries=1)
+        response = probe.call("GET", probe.url_base + OPENAPI_PATH, retries=0)
         return OpenApiDocument(response_json(response))
     except PlatformAuthError:
         raise

@@ -17,7 +17,7 @@ from singer_sdk.pagination import PageNumberPaginator
 
 from tap_dataplatforms.core import ratelimit
 from tap_dataplatforms.core.budget import rates_per_second
-from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
 from tap_dataplatforms.datalinx.auth import (
@@ -152,32 +152,24 @@ class DatalinxStream(PlatformStream):
     def send_login(self) -> requests.Response:
         """``POST /auth/login``: through the budget and the error handling, unauthenticated.
 
-        Not retried on its own: a transient failure fails the request that needed the
-        token, which its own retries repeat, login included.
+        Not retried on its own (``retries=0``): a transient failure fails the request that
+        needed the token, which its own retries repeat, login included.
         """
         body = {"email": self.settings.email, "password": self.settings.password}
-        return self.send("POST", self.url_base + LOGIN_PATH, json_body=body, max_tries=1)
+        return self.call("POST", self.url_base + LOGIN_PATH, json_body=body, retries=0)
 
-    def send_prepared(
-        self,
-        prepared_request: requests.PreparedRequest,
-        context: Context | None,
-        *,
-        stream: bool = False,
-    ) -> requests.Response:
+    def on_unauthorized(
+        self, prepared_request: requests.PreparedRequest, error: PlatformAuthError
+    ) -> bool:
+        """A JWT refused (401): log in again and send the request once more, unless a
+        fresh token was refused too (no login loop)."""
         auth = self.authenticator
-        try:
-            response = super().send_prepared(prepared_request, context, stream=stream)
-        except TokenRejectedError:
-            if not isinstance(auth, JWTLogin) or not auth.renew_after_401(
-                bearer_of(prepared_request)
-            ):
-                raise
-            self.logger.info("Datalinx: the token was refused (401); logged in again")
-            response = super().send_prepared(prepared_request, context, stream=stream)
-        if isinstance(auth, JWTLogin):
-            auth.confirm(bearer_of(prepared_request))
-        return response
+        if not isinstance(error, TokenRejectedError) or not isinstance(auth, JWTLogin):
+            return False
+        if not auth.renew_after_401(bearer_of(prepared_request)):
+            return False
+        self.logger.info("Datalinx: the token was refused (401); logged in again")
+        return True
 
     # -- requests ----------------------------------------------------------------------
 
@@ -237,14 +229,8 @@ class DatalinxStream(PlatformStream):
 
     # -- answers -----------------------------------------------------------------------
 
-    def error_detail(self, response: requests.Response) -> str | None:
+    def error_message(self, body: dict[str, Any]) -> str | None:
         """``{status: "failed", message, error_code}``, or a framework's ``detail``."""
-        try:
-            body = response_json(response)
-        except ValueError:
-            return super().error_detail(response)
-        if not isinstance(body, dict):
-            return None
         message, code = body.get("message"), body.get("error_code")
         if isinstance(message, str) and message:
             return f"{message} ({code})" if code else message
@@ -278,6 +264,9 @@ class DatalinxStream(PlatformStream):
             raise PartitionError(self.describe_failure(response), response.status_code)
 
     def observe_response(self, response: requests.Response) -> None:
+        auth = self.authenticator
+        if isinstance(auth, JWTLogin):
+            auth.confirm(bearer_of(response.request))  # the token works
         body = response_json(response)
         pagination = body.get("pagination") if isinstance(body, dict) else None
         progress = self.progress

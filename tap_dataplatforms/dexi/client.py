@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote
@@ -91,6 +90,8 @@ class DexiStream(PlatformStream):
     extra_budget_kinds = (READS,)
     #: Context values copied onto every record (the parent's ids, for joins).
     parent_fields: ClassVar[tuple[str, ...]] = ()
+    #: Errors are ``{"error": true, "code": N}``, with ``msg`` or ``message`` when present.
+    error_keys = ("msg", "message")
 
     @property
     def settings(self) -> DexiSettings:
@@ -127,20 +128,6 @@ class DexiStream(PlatformStream):
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         return {"offset": next_page_token or 0, "limit": PAGE_SIZE}
 
-    def error_detail(self, response: requests.Response) -> str | None:
-        """``{"error": true, "code": N}``, with ``msg`` or ``message`` when present."""
-        try:
-            body = response_json(response)
-        except ValueError:
-            return super().error_detail(response)
-        if not isinstance(body, dict):
-            return None
-        for key in ("msg", "message"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
-        return None
-
     def observe_response(self, response: requests.Response) -> None:
         progress = self.progress
         if progress is None or not self.expects_json:
@@ -160,33 +147,8 @@ class DexiStream(PlatformStream):
 
     # -- one-off requests (discovery, single objects), through the same discipline --------
 
-    def fetch_response(
-        self,
-        path: str,
-        params: dict[str, Any] | None = None,
-        *,
-        method: str = "GET",
-        body: Any = None,
-    ) -> requests.Response:
-        prepared = self.build_prepared_request(
-            method=method,
-            url=self.url_base + path,
-            params=params or {},
-            headers=self.http_headers,
-            data=None if body is None else json.dumps(body),
-        )
-        send = self.request_decorator(self.send_prepared)
-        return cast("requests.Response", send(prepared, None))
-
-    def fetch_json(
-        self,
-        path: str,
-        params: dict[str, Any] | None = None,
-        *,
-        method: str = "GET",
-        body: Any = None,
-    ) -> Any:
-        return response_json(self.fetch_response(path, params, method=method, body=body))
+    def fetch_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return response_json(self.call("GET", self.url_base + path, params=params))
 
     def fetch_rows(
         self,
@@ -198,6 +160,6 @@ class DexiStream(PlatformStream):
     ) -> dict[str, Any]:
         """A documented ``{"rows": [...], ...}`` answer (a listing, or a result read whole);
         valid JSON of another shape fails, naming the endpoint and what came."""
-        response = self.fetch_response(path, params, method=method, body=body)
+        response = self.call(method, self.url_base + path, params=params, json_body=body)
         self.documented_list(response, "rows")
         return cast("dict[str, Any]", response_json(response))

@@ -173,7 +173,7 @@ class RunStarter(DexiStream):
         url = f"{self.url_base}runs/{encode_segment(run_id)}/execute"
 
         def send() -> dict[str, Any]:
-            response = self.send("POST", url, params={"connect": "false"}, max_tries=1)
+            response = self.call("POST", url, params={"connect": "false"}, idempotent=False)
             body = response_json(response)
             if not isinstance(body, dict) or not body.get("_id"):
                 # Something answered, but not with the execution: it may have started.

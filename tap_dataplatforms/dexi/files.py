@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tap_dataplatforms.dexi.client import encode_file_id, encode_segment
 
 if TYPE_CHECKING:
+    import requests
+
     from tap_dataplatforms.dexi.client import DexiStream
 
 PREFIX = "FILE:"
@@ -47,7 +50,8 @@ def local_path(files_dir: str, file_id: str) -> Path:
 def download_file(
     stream: DexiStream, execution_id: str, file_id: str, files_dir: str
 ) -> tuple[str, int, str, str | None]:
-    """Stream one file to disk; return (path, bytes, sha256 hex, Content-Type).
+    """Stream one file to disk; return (path, bytes, sha256 hex, Content-Type). A body
+    that breaks off is downloaded again (``read_streamed``).
 
     Written to a temporary file beside the target and renamed, so an interrupted
     download never leaves a truncated file under the final name.
@@ -56,9 +60,17 @@ def download_file(
         stream.url_base
         + f"executions/{encode_segment(execution_id)}/file/{encode_file_id(file_id)}"
     )
-    prepared = stream.build_prepared_request(method="GET", url=url, headers=stream.http_headers)
-    response = stream.send_prepared(prepared, None)
     target = local_path(files_dir, file_id)
+
+    def save(response: requests.Response, skip: int) -> Iterator[tuple[str, int, str, str | None]]:
+        yield save_body(response, target)
+
+    opened = functools.partial(stream.stream_body, url)
+    (saved,) = stream.read_streamed(opened, save, what=f"Dexi: file {file_id}")
+    return saved
+
+
+def save_body(response: requests.Response, target: Path) -> tuple[str, int, str, str | None]:
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -73,6 +85,4 @@ def download_file(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    finally:
-        response.close()
     return str(target), size, digest.hexdigest(), response.headers.get("Content-Type")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
-from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, BrokenBody, WrongShape, iter_body
+from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, iter_body
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.readahead import read_ahead
 from tap_dataplatforms.core.records import ConformedRecords
@@ -46,15 +46,6 @@ if TYPE_CHECKING:
 
 #: Bytes read at a time from a result body.
 _CHUNK_BYTES = 1 << 18
-#: What breaks a result body mid-way (read again); BrokenBody: cut off short, even
-#: inside a multi-byte character, or otherwise not whole JSON.
-_BODY_ERRORS = (
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.ContentDecodingError,
-    ConnectionResetError,
-    BrokenBody,
-)
 #: Cell types that already fit a column kind (see columns.conform for the rest).
 _FITS: dict[str | None, tuple[type, ...]] = {
     "string": (str,),
@@ -400,11 +391,9 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
         """One result with its body left unread: the rows are parsed as they arrive, so
         a result of any size costs a chunk of memory, and an opened one waiting in the
         prefetch holds a connection, not a body."""
-        return self.send(
-            "GET",
+        return self.stream_body(
             f"{self.url_base}executions/{encode_segment(execution_id)}/result",
             params={"format": "json"},
-            stream=True,
         )
 
     def observe_response(self, response: requests.Response) -> None:
@@ -439,33 +428,16 @@ class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
     ) -> Iterable[dict[str, Any]]:
         """The rows of an opened result; a body cut off mid-way is read again from the
         start (up to the retry limit), skipping the rows already emitted."""
-        emitted, tries = 0, 1
-        try:
-            while True:
-                try:
-                    events = self._events(execution_id, response)
-                    for record in self.rows_of_events(events, sink, skip=emitted):
-                        emitted += 1
-                        yield record
-                    return
-                except WrongShape as exc:
-                    raise PartitionError(str(exc)) from None
-                except _BODY_ERRORS as exc:
-                    response.close()
-                    if tries >= self.backoff_max_tries():
-                        if isinstance(exc, BrokenBody):
-                            raise PartitionError(f"{exc} (gave up after {tries} reads)") from None
-                        raise
-                    tries += 1
-                    self.logger.warning(
-                        "Result of execution %s broke off after %d rows (%s); reading it again",
-                        execution_id,
-                        emitted,
-                        type(exc).__name__,
-                    )
-                    response = self.open_result(execution_id)
-        finally:
-            response.close()
+        first = [response]  # the first read is of the result already opened
+
+        def open_body() -> requests.Response:
+            return first.pop() if first else self.open_result(execution_id)
+
+        def read(body: requests.Response, skip: int) -> Iterable[dict[str, Any]]:
+            return self.rows_of_events(self._events(execution_id, body), sink, skip=skip)
+
+        what = f"Dexi: the result of execution {execution_id}"
+        yield from self.read_streamed(open_body, read, what=what)
 
     def _events(
         self, execution_id: str, response: requests.Response
@@ -685,12 +657,9 @@ class FilesStream(ThrottledState, DexiStream):
                 wanted.setdefault(parsed[2], parsed[0])
         if not wanted:
             return
-        send = self.request_decorator(download_file)
 
         def fetch(file_id: str) -> tuple[str, int, str, str | None]:
-            return cast(
-                "tuple[str, int, str, str | None]", send(self, execution_id, file_id, files_dir)
-            )
+            return download_file(self, execution_id, file_id, files_dir)
 
         # Downloads overlap (max_concurrency), still at most 15 a second; order is kept.
         workers = max(1, min(self.common.max_concurrency, len(wanted)))

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import PlatformAuthError
-from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.http import CHECK_RETRIES, check_connection
 from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.settings import of_tap
@@ -55,7 +55,7 @@ def sampled_schema(stream: TableStream) -> dict[str, Any] | None:
         rows = []
         # Through the stream's own reading, so that a body cut off is read again: a table
         # that cannot be sampled gets no columns, and its rows would arrive empty.
-        with contextlib.closing(stream.read_rows(context, max_tries=2)) as reading:
+        with contextlib.closing(stream.read_rows(context, retries=CHECK_RETRIES)) as reading:
             for row in reading:
                 rows.append(row)
                 if len(rows) >= SAMPLE_ROWS:

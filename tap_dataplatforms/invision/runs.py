@@ -91,7 +91,7 @@ class MonitoringLookup(InVisionStream):
             "toDateTimeUtc": to_invision(until),
         }
         url = f"{self.url_base}{MONITORING_PATH}?{urlencode(params, quote_via=quote)}"
-        body = response_json(self.send("GET", url))
+        body = response_json(self.call("GET", url))
         if not isinstance(body, list):
             raise LookupFailed(f"InVision: the monitoring log is not a list: {str(body)[:200]}")
         return [r for r in body if isinstance(r, dict)]
@@ -224,43 +224,37 @@ class DataflowRunsStream(InVisionStream):
             "timed_out": timed_out,
         }
 
-    def _prepared(self, method: str, path: str, **kwargs: Any) -> requests.PreparedRequest:
-        return self.build_prepared_request(
-            method=method, url=self.url_base + path, headers=self.http_headers, **kwargs
-        )
-
     def start(self, dataflow_id: str) -> tuple[str, str]:
         """``POST .../start`` without ``await``, once: the run id and its first status."""
         path = START_PATH.format(dataflow_id=encode_segment(dataflow_id))
         context = {"dataflow_id": dataflow_id}
         clock = self.budget.clock
-        prepared = self._prepared("POST", path)
-        retried_media_type = False
+        url = self.url_base + path
+        body: dict[str, Any] | None = None
         sent_at = clock.time()
 
         def send() -> tuple[str, str]:
-            nonlocal prepared, retried_media_type, sent_at
+            nonlocal body, sent_at
             sent_at = clock.time()
             try:
-                response = self.send_prepared(prepared, context)
+                response = self.call("POST", url, json_body=body, context=context, idempotent=False)
             except PartitionError as exc:
                 # A known issue reports 415 from the start call; one more try with a
                 # JSON media type and an empty object as the body.
-                if exc.status != 415 or retried_media_type:
+                if exc.status != 415 or body is not None:
                     raise
-                retried_media_type = True
-                prepared = self._prepared("POST", path, json={})
+                body = {}
                 sent_at = clock.time()
-                response = self.send_prepared(prepared, context)
-            body = response_json(response)
-            run_id = _field(body, "runId")
+                response = self.call("POST", url, json_body=body, context=context, idempotent=False)
+            answer = response_json(response)
+            run_id = _field(answer, "runId")
             if not isinstance(run_id, str) or not run_id:
                 # Answered, but without the run: the flow may have started all the same.
                 raise RetriableAPIError(
-                    f"{self.platform_title}: no runId in the start answer: {str(body)[:200]}",
+                    f"{self.platform_title}: no runId in the start answer: {str(answer)[:200]}",
                     response,
                 )
-            return run_id, _status(body)
+            return run_id, _status(answer)
 
         rejected: set[str] = set()
 
@@ -325,7 +319,7 @@ class DataflowRunsStream(InVisionStream):
         path = STATUS_PATH.format(
             dataflow_id=encode_segment(dataflow_id), run_id=encode_segment(run_id)
         )
-        response = self.send("GET", self.url_base + path, context={"dataflow_id": dataflow_id})
+        response = self.call("GET", self.url_base + path, context={"dataflow_id": dataflow_id})
         return _status(response_json(response))
 
 

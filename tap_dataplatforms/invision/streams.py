@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -13,7 +15,7 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
-from tap_dataplatforms.core.jsonbody import BrokenBody, WrongShape, iter_array
+from tap_dataplatforms.core.jsonbody import iter_array
 from tap_dataplatforms.core.partition import first_partition
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_datetime, to_invision
 from tap_dataplatforms.invision import schemas
@@ -26,13 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DataflowRunsStream", "ExecutionLogStream", "TableStream"]
 
-#: What a table body that breaks off mid-way raises while it is read.
-_BODY_ERRORS = (
-    BrokenBody,  # cut JSON, even inside a multi-byte character
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-)
 
 #: One monitoring request covers at most this much time.
 WINDOW = dt.timedelta(days=1)
@@ -221,6 +216,8 @@ class TableStream(InVisionStream):
     key_setting = "data_api_key"
     # Rows are decoded as they are read; a broken body surfaces in ``parse_response``.
     expects_json = False
+    # A whole table is one body (no pagination): read it as it arrives.
+    stream_bodies = True
 
     def __init__(self, tap: Tap, table: str, name: str, schema: dict[str, Any]) -> None:
         self.table = table
@@ -242,16 +239,6 @@ class TableStream(InVisionStream):
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         return {}
 
-    def send_prepared(
-        self,
-        prepared_request: requests.PreparedRequest,
-        context: Context | None,
-        *,
-        stream: bool = False,
-    ) -> requests.Response:
-        # A whole table is one body (no pagination): read it as it arrives.
-        return super().send_prepared(prepared_request, context, stream=True)
-
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for row in self.read_rows(context):
             if self.untyped:
@@ -265,45 +252,18 @@ class TableStream(InVisionStream):
             yield row
 
     def read_rows(
-        self, context: Context | None, max_tries: int | None = None
+        self, context: Context | None, retries: int | None = None
     ) -> Generator[dict[str, Any], None, None]:
         """The table's rows; a body that breaks off (cut, truncated, stalled) is read
         again from the start, up to the retry limit, past the rows already delivered:
         the rows have no key, so one delivered twice would be a duplicate downstream."""
         url = self.get_url(context or {"table": self.table})
-        limit = max_tries if max_tries is not None else self.backoff_max_tries()
-        emitted, tries = 0, 1
-        response = self.send("GET", url, context=context, stream=True, max_tries=limit)
-        try:
-            while True:
-                try:
-                    for index, row in enumerate(self.parse_response(response)):
-                        if index >= emitted:
-                            emitted += 1
-                            yield row
-                    return
-                except WrongShape as exc:
-                    raise PartitionError(str(exc)) from None
-                except _BODY_ERRORS as exc:
-                    response.close()
-                    if tries >= limit:
-                        if isinstance(exc, BrokenBody):
-                            raise PartitionError(
-                                f"{self.platform_title}: unreadable rows of table "
-                                f"'{self.table}': {exc}"
-                            ) from None
-                        raise
-                    tries += 1
-                    self.runtime.count_retry(self.platform)
-                    self.logger.warning(
-                        "InVision: table '%s' broke off after %d rows (%s); reading it again",
-                        self.table,
-                        emitted,
-                        exc,
-                    )
-                    response = self.send("GET", url, context=context, stream=True, max_tries=limit)
-        finally:
-            response.close()
+        return self.read_streamed(
+            functools.partial(self.stream_body, url, context=context, retries=retries),
+            lambda response, skip: itertools.islice(self.parse_response(response), skip, None),
+            what=f"{self.platform_title}: table '{self.table}'",
+            retries=retries,
+        )
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """Rows as they arrive; a broken body raises ValueError (``request_records``

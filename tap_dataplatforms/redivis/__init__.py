@@ -23,14 +23,14 @@ def describe_table(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The table resource and all its variables."""
     base = f"{client.url_base}/tables/{encode_reference(reference)}"
-    table = client.send("GET", base).json()
+    table = client.call("GET", base).json()
     variables: list[dict[str, Any]] = []
     token: str | None = None
     while True:
         params: dict[str, Any] = {"maxResults": 1000}
         if token:
             params["pageToken"] = token
-        page = client.send("GET", f"{base}/variables", params=params).json()
+        page = client.call("GET", f"{base}/variables", params=params).json()
         variables += page.get("results") or []
         token = page.get("nextPageToken")
         if not token:

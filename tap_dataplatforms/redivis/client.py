@@ -86,14 +86,8 @@ class RedivisStream(PlatformStream):
             params["pageToken"] = next_page_token
         return params
 
-    def error_detail(self, response: requests.Response) -> str | None:
+    def error_message(self, body: dict[str, Any]) -> str | None:
         """``{"error": {"message", ...}}``, or OAuth style ``error`` + ``error_description``."""
-        try:
-            body = response_json(response)
-        except ValueError:
-            return super().error_detail(response)
-        if not isinstance(body, dict):
-            return None
         error = body.get("error")
         if isinstance(error, dict):
             message = str(error.get("message") or "")

@@ -99,11 +99,10 @@ class MetadataReadAhead:
         """(answer, its records, None) per page, as the SDK's ``request_records`` pages;
         (None, [], error) for a request that failed, which ends the partition."""
         paginator = stream.get_new_paginator()
-        send = stream.request_decorator(stream.send_prepared)
         while not paginator.finished:
             try:
                 prepared = stream.prepare_page_request(context, paginator)
-                response = send(prepared, context)
+                response = stream.send_page(prepared, context)
             except Exception as exc:  # raised to the sync where it would have met it
                 yield None, [], exc
                 return

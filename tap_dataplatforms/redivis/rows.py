@@ -101,7 +101,7 @@ class TableRowsStream(ConformedRecords, RedivisStream):
             "selectedVariables": [v["name"] for v in selected],
             "requestedStreamCount": self.settings.read_streams,
         }
-        payload = self.send("POST", url, json_body=body).json()
+        payload = self.call("POST", url, json_body=body).json()
         streams = payload.get("streams") or []
         return _Layout(
             generation=generation,
@@ -229,8 +229,8 @@ class TableRowsStream(ConformedRecords, RedivisStream):
             response: requests.Response | None = None
             try:
                 try:
-                    response = self.send(
-                        "GET", url, params={"offset": offset, "eosSentinel": "true"}, stream=True
+                    response = self.stream_body(
+                        url, params={"offset": offset, "eosSentinel": "true"}
                     )
                 except PartitionError as exc:
                     if exc.status == 404:

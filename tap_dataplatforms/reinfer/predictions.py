@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 from singer_sdk.exceptions import FatalAPIError
 
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
-from tap_dataplatforms.core.http import _TRANSIENT_EXCEPTIONS, json_type, response_json
+from tap_dataplatforms.core.http import TRANSIENT_ERRORS, json_type, response_json
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339
 from tap_dataplatforms.reinfer import schemas
@@ -154,7 +154,7 @@ class PredictionsStream(ReinferStream):
             LABELLERS_PATH, project=context.get("project"), dataset_name=context.get("dataset_name")
         )
         try:
-            body = response_json(self.send("POST", url, json_body={}, context=context))
+            body = response_json(self.call("POST", url, json_body={}, context=context))
             listed = body.get("labellers") if isinstance(body, dict) else None
             if not isinstance(listed, list):
                 raise PartitionError(
@@ -166,7 +166,7 @@ class PredictionsStream(ReinferStream):
             return None
         except PlatformAuthError:
             raise
-        except (FatalAPIError, *_TRANSIENT_EXCEPTIONS) as exc:
+        except (FatalAPIError, *TRANSIENT_ERRORS) as exc:
             message = redact(str(exc) or type(exc).__name__)
             self.runtime.record_failure(label, message, streams=[self.name])
             self.logger.error("Partition failed, continuing with the rest: %s: %s", label, message)
@@ -185,7 +185,7 @@ class PredictionsStream(ReinferStream):
     def _sources(self) -> dict[str, tuple[str, str]]:
         """``owner`` and ``name`` of every visible source by id: the comments route
         names a source, a dataset lists ids."""
-        body = response_json(self.send("GET", self._url(SOURCES_PATH)))
+        body = response_json(self.call("GET", self._url(SOURCES_PATH)))
         listed = body.get("sources") if isinstance(body, dict) else None
         return {
             str(s["id"]): (str(s.get("owner")), str(s.get("name")))
@@ -212,7 +212,7 @@ class PredictionsStream(ReinferStream):
         batch: list[dict[str, Any]] = []
         previous: str | None = None
         while True:
-            body = response_json(self.send("GET", url, params=params, context=part))
+            body = response_json(self.call("GET", url, params=params, context=part))
             comments = body.get("comments") if isinstance(body, dict) else None
             if not isinstance(comments, list):
                 raise PartitionError(
@@ -250,7 +250,7 @@ class PredictionsStream(ReinferStream):
             model_version=part["model_version"],
         )
         try:
-            response = self.send(
+            response = self.call(
                 "POST", url, json_body={"uids": uids, "threshold": "auto"}, context=part
             )
         except PartitionError as exc:

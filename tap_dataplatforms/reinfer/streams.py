@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import time
 from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from tap_dataplatforms.reinfer.client import (
 )
 
 if TYPE_CHECKING:
+    import requests
     from singer_sdk.helpers.types import Context, Record
 
 #: The maximum page size of the comments endpoint (notes 5.4); larger is rejected.
@@ -48,6 +48,21 @@ class _Cursor(msgspec.Struct):
 
 
 _CURSOR = msgspec.json.Decoder(_Cursor).decode
+
+
+def _body_and_cursor(response: requests.Response) -> tuple[bytes, str | None]:
+    """A page's body, unparsed, and its ``continuation`` (a light scan); a body that is
+    not JSON raises ValueError."""
+    content = response.content
+    try:
+        return content, _CURSOR(content).continuation or None
+    except msgspec.MsgspecError:
+        pass
+    body = response_json(response)  # what msgspec refuses may still be JSON to Python (NaN)
+    token = body.get("continuation") if isinstance(body, dict) else None
+    return content, token or None
+
+
 #: How a label name given as parts is shown (the CLI's display form).
 LABEL_SEPARATOR = " > "
 
@@ -371,26 +386,7 @@ class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
     ) -> tuple[bytes, str | None]:
         """One page body and its cursor; a 2xx that is not JSON is fetched again, as
         every other request's is (and fails the partition after the last try)."""
-        tries = self.backoff_max_tries()
-        attempt = 0
-        while True:
-            attempt += 1
-            response = self.send("GET", url, params=params, context=context, stream=True)
-            content = response.content
-            try:
-                return content, _CURSOR(content).continuation or None
-            except msgspec.MsgspecError:
-                pass
-            try:  # what msgspec refuses may still be JSON to Python (NaN)
-                body = response_json(response)
-            except ValueError:
-                if attempt >= tries:
-                    self.validate_body(response)  # raises the usual "unreadable JSON"
-                    raise
-                time.sleep(self._expo_wait(attempt))
-                continue
-            token = body.get("continuation") if isinstance(body, dict) else None
-            return content, token or None
+        return self.call_read("GET", url, _body_and_cursor, params=params, context=context)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         prefetch = self.__dict__.get("_prefetch")

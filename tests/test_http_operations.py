@@ -1,0 +1,125 @@
+"""The three request operations of ``core/http.py`` and their one policy: a one-off call
+(retried, or sent once with ``idempotent=False``), a body read as it arrives (read again
+past what was delivered when it breaks off), a call whose answer a lighter reader checks,
+and the ``on_unauthorized`` hook."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import requests_mock as rm
+from singer_sdk.exceptions import RetriableAPIError
+
+from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
+from tap_dataplatforms.core.http import PlatformStream, response_json
+from tap_dataplatforms.core.jsonbody import BrokenBody
+from tests.helpers import FakeClock, make_tap
+
+BASE = "https://redivis.test/api/v1"
+URL = f"{BASE}/organizations/demo/datasets"
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PlatformStream, "retry_base_seconds", 0.001)
+
+
+@pytest.fixture
+def stream() -> PlatformStream:
+    config = {"redivis": {"api_url": BASE, "token": "t-1234567890", "organizations": ["demo"]}}
+    found = make_tap(config, clock=FakeClock()).streams["redivis_datasets"]
+    assert isinstance(found, PlatformStream)
+    return found
+
+
+BUSY = {"status_code": 503, "json": {"error": {"message": "busy"}}}
+
+
+def test_a_call_is_retried_and_one_with_a_side_effect_is_sent_once(
+    stream: PlatformStream, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.post(URL, [BUSY, {"json": {"ok": 1}}])
+    assert response_json(stream.call("POST", URL, json_body={})) == {"ok": 1}
+    assert requests_mock.call_count == 2
+    requests_mock.post(URL, [BUSY, {"json": {"ok": 1}}])
+    with pytest.raises(RetriableAPIError):
+        stream.call("POST", URL, json_body={}, idempotent=False)
+    assert requests_mock.call_count == 3  # once: a lost answer is for core.once to look for
+
+
+def test_retries_bound_the_tries_of_a_call(
+    stream: PlatformStream, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(URL, [BUSY, BUSY, {"json": {}}])
+    with pytest.raises(RetriableAPIError):
+        stream.call("GET", URL, retries=1)
+    assert requests_mock.call_count == 2
+
+
+def test_a_streamed_body_is_left_unread_and_read_again_past_what_was_delivered(
+    stream: PlatformStream, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(URL, [BUSY, {"content": b"abc"}, {"content": b"abcdef"}])
+    opened: list[requests.Response] = []
+
+    def open_body() -> requests.Response:
+        response = stream.stream_body(URL)
+        assert not response._content_consumed  # the caller reads it
+        opened.append(response)
+        return response
+
+    def read(response: requests.Response, skip: int) -> Iterator[str]:
+        content = response.content.decode()
+        yield from itertools.islice(content, skip, None)
+        if len(opened) == 1:
+            raise BrokenBody("cut off")
+
+    assert "".join(stream.read_streamed(open_body, read, what="the body")) == "abcdef"
+    assert requests_mock.call_count == 3  # a 503 retried, then one body read again
+
+
+def test_a_body_that_keeps_breaking_off_fails_its_partition(
+    stream: PlatformStream, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(URL, content=b"x")
+
+    def read(response: requests.Response, skip: int) -> Iterator[str]:
+        raise BrokenBody("Redivis: GET datasets: cut off")
+        yield ""
+
+    body = stream.read_streamed(lambda: stream.stream_body(URL), read, what="x", retries=2)
+    with pytest.raises(PartitionError, match=r"cut off \(gave up after 3 reads\)"):
+        list(body)
+    assert requests_mock.call_count == 3
+
+
+def test_an_answer_its_reader_cannot_read_is_fetched_again(
+    stream: PlatformStream, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(URL, [{"content": b'{"a": '}, {"content": b'{"a": 1}'}])
+    assert stream.call_read("GET", URL, response_json) == {"a": 1}
+    assert requests_mock.call_count == 2
+
+
+def test_a_renewed_credential_sends_a_refused_request_once_more(
+    stream: PlatformStream, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = {"status_code": 401, "json": {"error": {"message": "expired"}}}
+    requests_mock.get(URL, [refused, {"json": {}}, refused, refused])
+    renewals: list[PlatformAuthError] = []
+
+    def renew(prepared: Any, error: PlatformAuthError) -> bool:
+        renewals.append(error)
+        return True
+
+    monkeypatch.setattr(stream, "on_unauthorized", renew)
+    stream.call("GET", URL)
+    assert len(renewals) == 1
+    with pytest.raises(PlatformAuthError):  # refused again after a renewal: no loop
+        stream.call("GET", URL)
+    assert len(renewals) == 2
+    assert requests_mock.call_count == 4
