@@ -57,6 +57,23 @@ def test_without_a_document_the_written_schemas_apply(sandbox: Sandbox) -> None:
     checked_sync(config(sandbox)).assert_clean()
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_document_refused_leaves_the_written_schemas_with_one_warning(
+    sandbox: Sandbox, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The document is optional: an instance that refuses it (401 or 403, a gateway that
+    guards it) is read with the written schemas, after one warning, not ended."""
+    sandbox.datalinx.openapi_denied = status
+    tap = make_tap(config(sandbox))
+    assert tap.streams["datalinx_schemas"].schema == schemas.SCHEMAS
+    assert len([n for n in tap.streams if n.startswith("datalinx_")]) == 12
+    warnings = [r for r in caplog.records if "OpenAPI document" in r.getMessage()]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert f"HTTP {status}" in warnings[0].getMessage()
+    assert "written schemas" in warnings[0].getMessage()
+    checked_sync(config(sandbox)).assert_clean()
+
+
 def test_a_route_the_document_lacks_is_not_offered(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,7 +9,7 @@ Served under ``/datalinx/api`` (the base URL of a real instance ends in ``/api``
   the workspace named in ``X-Workspace``
 - ``GET /users``, ``/roles``, ``/service-accounts``: organization level, ``org.admin`` only
 - ``GET /openapi.json``: the instance's OpenAPI document (``datalinx_openapi.py``), no
-  credentials needed
+  credentials needed (``openapi_denied``: answered 401 or 403 instead)
 
 Modelled behaviour: exactly one of ``X-API-Key`` (an admin and a non-admin service-account
 key) or ``Authorization: Bearer <JWT>``; JWTs last ``token_ttl`` seconds (one hour by
@@ -176,6 +176,9 @@ class DatalinxData:
     #: routes its document leaves out.
     openapi_served: bool = True
     openapi_hidden: frozenset[str] = frozenset()
+    #: A status (401 or 403) ``/openapi.json`` answers instead of the document: an
+    #: instance behind a gateway that guards it, or whose document needs credentials.
+    openapi_denied: int | None = None
     _now: datetime = _EPOCH
     _counter: int = 0
 
@@ -713,6 +716,9 @@ class DatalinxPlatform(Platform):
     def openapi(self, req: Request) -> Response:
         if not self.data.openapi_served:
             return json_response(404, {"detail": "Not Found"})
+        denied = self.data.openapi_denied
+        if denied is not None:
+            return self.failed(denied, "Not authenticated", "UNAUTHORIZED")
         # Routes the instance lacks are not in its document either.
         hidden = self.data.openapi_hidden | {f"/{r}" for r in self.data.missing_routes}
         return json_response(200, datalinx_openapi.document(frozenset(hidden)))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from tap_dataplatforms.core.config import PlatformSpec
-from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
 from tap_dataplatforms.core.http import check_connection, response_json
 from tap_dataplatforms.datalinx.client import DatalinxStream
 from tap_dataplatforms.datalinx.openapi import OpenApiDocument
@@ -27,8 +27,10 @@ ALWAYS = frozenset({WorkspacesStream.name})
 
 
 class _DocumentReader(WorkspacesStream):
-    """Reads the document, which needs no credentials (doc): sent without them, so that
-    reading it neither logs in nor spends a token's life."""
+    """Reads the document without credentials, so that reading it neither logs in nor
+    spends a token's life. The notes do not say whether an instance guards it (assumed
+    public, as the web framework serves it); one that does is read with the written
+    schemas (``published_api``)."""
 
     @property
     def authenticator(self) -> Any:
@@ -41,19 +43,27 @@ def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedReque
 
 def published_api(tap: Tap) -> OpenApiDocument | None:
     """The instance's OpenAPI document, or ``None`` when it does not answer with one (the
-    written schemas are used then). One request, through the budget, not retried."""
+    written schemas are used then). One request, through the budget, not retried: the
+    document is optional, so no answer of its own (a 404, a 401 or 403 of an instance
+    that guards it, an error) ends the run."""
     probe = _DocumentReader(tap)
     try:
         response = probe.call("GET", probe.url_base + OPENAPI_PATH, retries=0)
         return OpenApiDocument(response_json(response))
-    except PlatformAuthError:
-        raise
     except Exception as exc:
-        probe.logger.info(
-            "Datalinx: no OpenAPI document at %s (%s); using the written schemas",
-            OPENAPI_PATH,
-            type(exc).__name__,
-        )
+        status = exc.status if isinstance(exc, PartitionError) else None
+        if isinstance(exc, PlatformAuthError) or status in (401, 403):
+            # Refused: unexpected for a public document, so said once, plainly.
+            probe.logger.warning(
+                "Datalinx: the OpenAPI document was refused (%s); using the written schemas",
+                exc,
+            )
+        else:
+            probe.logger.info(
+                "Datalinx: no OpenAPI document at %s (%s); using the written schemas",
+                OPENAPI_PATH,
+                type(exc).__name__,
+            )
         return None
 
 
