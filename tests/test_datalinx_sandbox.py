@@ -353,3 +353,21 @@ def test_route_the_instance_lacks_is_one_warning_and_the_stream_skipped(
     # Every workspace was asked once, then no more: the route is gone for all of them.
     asked = [e for e in sandbox.request_log("datalinx") if e["path"] == "/alerts"]
     assert len(asked) == 1
+
+
+def test_without_a_pipelines_route_pipeline_runs_are_skipped_too(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Runs are listed per pipeline: an instance without ``/pipelines`` has none to list,
+    and says so once, for the pipelines, without a failure."""
+    sandbox.datalinx.missing_routes = {"pipelines"}
+    sandbox.datalinx.openapi_served = False
+    caplog.set_level(logging.WARNING)
+    out = run_sync(make_tap(datalinx_config(sandbox, max_requests_per_second=500)))  # no failure
+    assert "datalinx_pipelines" not in out.records
+    assert "datalinx_pipeline_runs" not in out.records
+    warnings = [r.getMessage() for r in caplog.records if "no route for" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "datalinx_pipelines" in warnings[0]
+    asked = [e for e in sandbox.request_log("datalinx") if e["path"] == "/pipelines"]
+    assert len(asked) == 1

@@ -123,3 +123,18 @@ def test_a_renewed_credential_sends_a_refused_request_once_more(
         stream.call("GET", URL)
     assert len(renewals) == 2
     assert requests_mock.call_count == 4
+
+
+def test_the_duration_metric_names_the_endpoint_the_stream_says(
+    stream: PlatformStream, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that calls several routes names each request's own in the metric."""
+    named: list[str] = []
+    monkeypatch.setattr(
+        stream, "log_request_duration", lambda endpoint, *args, **kwargs: named.append(endpoint)
+    )
+    requests_mock.get(URL, json={})
+    stream.call("GET", URL)
+    monkeypatch.setattr(stream, "metric_endpoint", lambda response: "/other/{route}")
+    stream.call("GET", URL)
+    assert named == [stream.path, "/other/{route}"]

@@ -46,6 +46,11 @@ class PartitionError(FatalAPIError, TapDataPlatformsError):
         self.status = status
 
 
+class RouteMissingError(PartitionError):
+    """The platform does not serve the route at all (an instance or tenant without it):
+    the stream is skipped with one warning instead of failing every partition."""
+
+
 class PlatformUnavailableError(TapDataPlatformsError):
     """The platform could not be reached or kept failing after every retry."""
 

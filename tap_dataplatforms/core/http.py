@@ -13,7 +13,8 @@ Requests come in three forms, all on that one path: a page of a listing (the SDK
 ``idempotent=False`` for one with a side effect, sent once), and a body read as it
 arrives (``stream_body``, read again from the start by ``read_streamed`` when it breaks
 off). Platforms differ only through hooks (``on_unauthorized``, ``stream_bodies``,
-``validate_status``, ``error_message``, ``observe_response``), never by sending.
+``validate_status``, ``error_message``, ``observe_response``), never by sending. A route
+a platform does not serve at all (``RouteMissingError``) skips the stream, said once.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from tap_dataplatforms.core.errors import (
     PlatformAuthError,
     PlatformUnavailableError,
     RateLimitedError,
+    RouteMissingError,
 )
 from tap_dataplatforms.core.jsonbody import BrokenBody, WrongShape, describe_start
 from tap_dataplatforms.core.progress import Progress
@@ -528,7 +530,7 @@ class PlatformStream(SDKStream):
             finally:
                 budget.done()
             self.log_request_duration(
-                endpoint=self.path or "",
+                endpoint=self.metric_endpoint(response),
                 response=response,
                 context=context,
                 extra_tags=self.request_metric_tags(response),
@@ -569,6 +571,11 @@ class PlatformStream(SDKStream):
 
     def observe_response(self, response: requests.Response) -> None:
         """Hook for what a platform reads off every good response (totals, timings)."""
+
+    def metric_endpoint(self, response: requests.Response) -> str:
+        """The endpoint the request-duration metric of a response names: the stream's
+        path, unless the stream calls several routes."""
+        return self.path or ""
 
     def request_metric_tags(self, response: requests.Response) -> dict[str, Any] | None:
         """Extra tags on the request-duration metric of every response, such as the
@@ -710,7 +717,10 @@ class PlatformStream(SDKStream):
         return f"{self.name} [{inner}]"
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """Records of one partition; a permanent failure there is recorded, not raised."""
+        """Records of one partition; a permanent failure there is recorded, not raised,
+        and a route the platform does not serve skips the stream (``skip_route``)."""
+        if self.route_missing:
+            return
         progress = Progress(self.partition_label(context), self.logger)
         self._progress = progress
         fix = self._boolean_text
@@ -722,8 +732,21 @@ class PlatformStream(SDKStream):
                 yield record
         except PlatformAuthError:
             raise
+        except RouteMissingError as exc:
+            self.skip_route(exc)
         except (FatalAPIError, *TRANSIENT_ERRORS) as exc:
             self._fail_partition(context, exc)
+
+    #: Whether the platform answered that it does not serve the stream's route.
+    route_missing = False
+
+    def skip_route(self, exc: RouteMissingError) -> None:
+        """The platform does not serve the stream's route: said once, and the stream's
+        remaining partitions are skipped."""
+        self.route_missing = True
+        self.runtime.warn_once(
+            f"{self.platform_title} has no route for {self.name} here ({exc}); {self.name} skipped"
+        )
 
     @cached_property
     def _boolean_text(self) -> Callable[[dict[str, Any]], None] | None:

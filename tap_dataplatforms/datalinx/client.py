@@ -17,7 +17,7 @@ from singer_sdk.pagination import PageNumberPaginator
 
 from tap_dataplatforms.core import ratelimit
 from tap_dataplatforms.core.budget import rates_per_second
-from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
+from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError, RouteMissingError
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
 from tap_dataplatforms.datalinx.auth import (
@@ -211,22 +211,6 @@ class DatalinxStream(PlatformStream):
         then never reached by a budget at or below their per-minute rate."""
         return rates_per_second(self.settings.max_requests_per_second)
 
-    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """A route the instance lacks is warned about once and its stream skipped; a
-        404 that names a missing workspace or pipeline stays a partition failure."""
-        if self.route_missing:
-            return
-        try:
-            yield from super().request_records(context)
-        except RouteMissingError as exc:
-            self.route_missing = True
-            self.runtime.warn_once(
-                f"Datalinx: this instance has no route for {self.name} ({exc}); "
-                "the stream is skipped"
-            )
-
-    route_missing = False
-
     # -- answers -----------------------------------------------------------------------
 
     def error_message(self, body: dict[str, Any]) -> str | None:
@@ -332,10 +316,6 @@ class DatalinxStream(PlatformStream):
             return row if parse_datetime(value) >= start else None
         except ValueError:
             return row
-
-
-class RouteMissingError(PartitionError):
-    """The instance has no such route: a 404 that names no resource of the request."""
 
 
 #: 404 codes that name what was not found: the route exists, the resource does not.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-from tap_dataplatforms.core.errors import PlatformAuthError
+from tap_dataplatforms.core.errors import PlatformAuthError, RouteMissingError
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.datalinx import schemas
 from tap_dataplatforms.datalinx.client import (
@@ -200,10 +200,15 @@ class PipelineRunsStream(ScopedStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         lister = self.tap.streams[PipelinesStream.name]
         assert isinstance(lister, PipelinesStream)
+        if lister.route_missing:
+            return
         try:
             ids = [str(p["id"]) for p in lister.request_records(context) if p.get("id")]
         except PlatformAuthError:
             raise
+        except RouteMissingError as exc:  # no pipelines here: no runs either
+            lister.skip_route(exc)
+            return
         except (FatalAPIError, RetriableAPIError, requests.exceptions.RequestException) as exc:
             self._fail_partition(context, exc)
             return

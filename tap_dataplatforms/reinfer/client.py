@@ -12,6 +12,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
+from tap_dataplatforms.core.errors import RouteMissingError
 from tap_dataplatforms.core.http import PlatformStream, response_json
 from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.reinfer.settings import ReinferSettings
@@ -61,10 +62,6 @@ def server_timing_total_ms(header: str | None) -> float | None:
                 except ValueError:
                     return None
     return None
-
-
-class PrivateRouteMissingError(Exception):
-    """A `_private` route answered a bare 404: this tenant does not serve it (any more)."""
 
 
 class CursorPaginator(BaseAPIPaginator[str | None]):
@@ -148,7 +145,9 @@ class ReinferStream(PlatformStream):
         if response.status_code == 404 and PRIVATE_PREFIX in urlsplit(response.url).path:
             detail = (self.error_detail(response) or "").strip().lower().rstrip(".")
             if _GENERIC_NOT_FOUND.fullmatch(detail):
-                raise PrivateRouteMissingError(self.describe_failure(response))
+                # A `_private` route answered a bare 404: this tenant does not serve it
+                # (any more); the stream is skipped.
+                raise RouteMissingError(self.describe_failure(response), 404)
         super().validate_status(response)
 
     def request_metric_tags(self, response: requests.Response) -> dict[str, Any] | None:
@@ -166,19 +165,6 @@ class ReinferStream(PlatformStream):
             self.runtime.count(self.platform, "client_duration_ms", elapsed_ms)
 
     # -- records -------------------------------------------------------------------------
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """A `_private` route the tenant does not serve is reported once and skipped,
-        with the stream's remaining partitions, instead of failing the sync."""
-        if getattr(self, "_private_route_missing", False):
-            return
-        try:
-            yield from super().get_records(context)
-        except PrivateRouteMissingError as exc:
-            self._private_route_missing = True
-            self.runtime.warn_once(
-                f"{exc}: this tenant does not serve {self.path}; {self.name} skipped"
-            )
 
     def partition_label(self, context: Context | None) -> str:
         if not context:

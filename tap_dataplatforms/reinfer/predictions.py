@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
+from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError, RouteMissingError
 from tap_dataplatforms.core.http import TRANSIENT_ERRORS, json_type, response_json
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339
@@ -33,7 +33,6 @@ from tap_dataplatforms.reinfer.client import (
     LABELLERS_PATH,
     PREDICT_PATH,
     SOURCES_PATH,
-    PrivateRouteMissingError,
     ReinferStream,
 )
 from tap_dataplatforms.reinfer.streams import (
@@ -124,20 +123,13 @@ class PredictionsStream(ReinferStream):
             return None
         return super().get_replication_key_signpost(context)
 
-    def log_request_duration(
-        self,
-        endpoint: str,
-        response: requests.Response,
-        context: Context | None,
-        extra_tags: dict[str, Any] | None,
-    ) -> None:
+    def metric_endpoint(self, response: requests.Response) -> str:
         # This stream calls four routes; each request's metric names its own.
         path = urlsplit(response.url or "").path
         for template, tail in _ROUTES:
             if path.endswith(tail):
-                endpoint = template
-                break
-        super().log_request_duration(endpoint, response, context, extra_tags)
+                return template
+        return super().metric_endpoint(response)
 
     def _url(self, template: str, **values: Any) -> str:
         return self.url_base + template.format(
@@ -147,7 +139,7 @@ class PredictionsStream(ReinferStream):
     def _newest_model(self, context: Context) -> int | None:
         """The highest trained model version of the dataset; ``None`` without a model or
         when the listing fails (the failure recorded against the dataset)."""
-        if getattr(self, "_private_route_missing", False):
+        if self.route_missing:
             return None
         label = f"{self.name} [{context.get('project')}/{context.get('dataset_name')}]"
         url = self._url(
@@ -160,9 +152,8 @@ class PredictionsStream(ReinferStream):
                 raise PartitionError(
                     f"{self.platform_title}: the answer of POST {url} holds no `labellers` list"
                 )
-        except PrivateRouteMissingError as exc:
-            self._private_route_missing = True
-            self.runtime.warn_once(f"{exc}: this tenant does not serve it; {self.name} skipped")
+        except RouteMissingError as exc:
+            self.skip_route(exc)
             return None
         except PlatformAuthError:
             raise
