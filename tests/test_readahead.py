@@ -6,8 +6,10 @@ import ast
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,12 +21,50 @@ from tests.helpers import make_tap, run_sync
 from tests.sandbox_env import all_platforms
 
 
+class PoolStats:
+    """What the pool did: threads started and pools created (counted by the tests)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.threads_started = 0
+        self.pools_created = 0
+
+    def reset(self) -> None:
+        with self.lock:
+            self.threads_started = 0
+            self.pools_created = 0
+
+    def pool_class(self) -> type[ThreadPoolExecutor]:
+        stats = self
+
+        class CountedPool(ThreadPoolExecutor):
+            def __init__(
+                self, *args: Any, initializer: Callable[[], None] | None = None, **kwargs: Any
+            ) -> None:
+                with stats.lock:
+                    stats.pools_created += 1
+
+                def started() -> None:
+                    with stats.lock:
+                        stats.threads_started += 1
+                    if initializer is not None:
+                        initializer()
+
+                super().__init__(*args, initializer=started, **kwargs)
+
+        return CountedPool
+
+
+stats = PoolStats()
+
+
 @pytest.fixture(autouse=True)
-def small_pool() -> Iterator[None]:
+def small_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     readahead.shutdown()
     before = readahead.size()
     readahead.configure(2)
-    readahead.stats.reset()
+    monkeypatch.setattr(readahead, "ThreadPoolExecutor", stats.pool_class())
+    stats.reset()
     yield
     readahead.shutdown()
     readahead.configure(before)
@@ -47,8 +87,8 @@ def test_read_ahead_keeps_order_and_bounds_the_work_in_flight() -> None:
 
     assert list(readahead.read_ahead(range(20), work, 2)) == [n * n for n in range(20)]
     assert peak <= 3  # two workers, and the consumer running one it took back
-    assert readahead.stats.threads_started <= 2
-    assert readahead.stats.pools_created == 1
+    assert stats.threads_started <= 2
+    assert stats.pools_created == 1
 
 
 def test_an_error_is_raised_at_its_item_and_the_work_after_it_is_dropped() -> None:
@@ -83,7 +123,7 @@ def test_nested_use_from_a_worker_runs_inline_and_does_not_starve() -> None:
     assert all(in_pool)
     assert len(in_pool) == 6
     assert done == [[m * 10 for m in range(n, n + 3)] for n in range(6)]
-    assert readahead.stats.threads_started <= 2
+    assert stats.threads_started <= 2
 
 
 def test_a_consumer_takes_back_work_the_busy_pool_has_not_started() -> None:
@@ -178,7 +218,7 @@ def test_shutdown_ends_the_pool_and_the_next_use_makes_a_new_one() -> None:
     readahead.shutdown()
     assert not [t for t in threading.enumerate() if t.name.startswith(readahead.THREAD_PREFIX)]
     assert list(readahead.read_ahead([3, 4], lambda n: n, 2)) == [3, 4]
-    assert readahead.stats.pools_created == 2
+    assert stats.pools_created == 2
 
 
 def test_as_completed_runs_a_task_itself_when_the_pool_is_busy_elsewhere() -> None:
@@ -197,6 +237,36 @@ def test_as_completed_runs_a_task_itself_when_the_pool_is_busy_elsewhere() -> No
         lane.close()
     assert results == [0, 2, 4]
     assert time.monotonic() - started < 5  # not after the other use let go
+
+
+def test_take_back_gives_a_task_not_started_only_while_none_of_them_runs() -> None:
+    release = threading.Event()
+    hog = readahead.Lane(2)
+    for _ in range(2):
+        hog.start(release.wait, 10)
+    lane = readahead.Lane(2)
+    futures = [lane.start(lambda n: n, n) for n in range(3)]
+    try:
+        taken = lane.take_back(futures)
+        assert taken is futures[0]
+        assert taken.cancelled()
+        assert lane.take_back(futures[1:]) is futures[1]
+    finally:
+        release.set()
+        hog.close()
+    running = readahead.Lane(1)
+    gate = threading.Event()
+    busy = running.start(gate.wait, 10)
+    queued = running.start(lambda: None)
+    deadline = time.monotonic() + 5
+    while not busy.running() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        assert running.take_back([busy, queued]) is None  # one of them runs: wait for it
+    finally:
+        gate.set()
+        running.close()
+    lane.close()
 
 
 def test_as_completed_carries_each_task_error() -> None:
@@ -273,7 +343,7 @@ def test_a_full_sync_of_every_platform_runs_on_one_pool_of_max_concurrency_threa
             "%Y-%m-%dT%H:%M:%SZ"
         )
         tap = make_tap({**config, "max_concurrency": 3})
-        readahead.stats.reset()
+        stats.reset()
         before = {t.ident for t in threading.enumerate()}
         peak: dict[str, int] = {"workers": 0}
         others: set[str] = set()
@@ -307,8 +377,8 @@ def test_a_full_sync_of_every_platform_runs_on_one_pool_of_max_concurrency_threa
     assert platforms == {"dexi", "reinfer", "redivis", "invision", "datalinx"}
     assert out.records["invision_dataflow_runs"]  # the runs' pool was used too
     assert 1 <= peak["workers"] <= 3
-    assert readahead.stats.threads_started <= 3
-    assert readahead.stats.pools_created == 1
+    assert stats.threads_started <= 3
+    assert stats.pools_created == 1
     assert others == set()
     # Shut down at the end of the sync.
     assert not [t for t in threading.enumerate() if t.name.startswith(readahead.THREAD_PREFIX)]

@@ -43,27 +43,8 @@ _executor: ThreadPoolExecutor | None = None
 _local = threading.local()
 
 
-class Stats:
-    """What the pool did (read by tests): threads started and pools created."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.threads_started = 0
-        self.pools_created = 0
-
-    def reset(self) -> None:
-        with self.lock:
-            self.threads_started = 0
-            self.pools_created = 0
-
-
-stats = Stats()
-
-
 def _thread_started() -> None:
     _local.worker = True
-    with stats.lock:
-        stats.threads_started += 1
 
 
 def in_worker() -> bool:
@@ -97,8 +78,6 @@ def executor() -> ThreadPoolExecutor:
             _executor = ThreadPoolExecutor(
                 _size, thread_name_prefix=THREAD_PREFIX, initializer=_thread_started
             )
-            with stats.lock:
-                stats.pools_created += 1
         return _executor
 
 
@@ -165,6 +144,14 @@ class Lane:
         """Take back a task that has not started: ``True`` when the caller must run it."""
         return future.cancel()
 
+    def take_back(self, futures: Iterable[Future[T]]) -> Future[T] | None:
+        """One of ``futures`` that no worker took up, taken back for the caller to run,
+        when none of them runs (the pool is busy elsewhere); ``None`` otherwise."""
+        futures = list(futures)
+        if any(future.running() for future in futures):
+            return None
+        return next((future for future in futures if self.steal(future)), None)
+
     def as_completed(
         self, futures: Iterable[Future[T]], idle: float = IDLE_WAIT_SECONDS
     ) -> Iterator[Future[T]]:
@@ -177,16 +164,13 @@ class Lane:
                 pending -= done
                 yield from done
                 continue
-            if any(future.running() for future in pending):
-                continue
-            for future in list(pending):
-                if self.steal(future):
-                    pending.discard(future)
-                    fn, args = self._calls[future]
-                    here: Future[T] = Future()
-                    _run(here, fn, args)
-                    yield here
-                    break
+            taken = self.take_back(pending)
+            if taken is not None:
+                pending.discard(taken)
+                fn, args = self._calls[taken]
+                here: Future[T] = Future()
+                _run(here, fn, args)
+                yield here
 
     def close(self, wait: bool = True) -> None:
         """Drop the tasks not started; with ``wait``, wait for the running ones."""
@@ -239,17 +223,6 @@ def read_ahead(items: Iterable[T], fn: Callable[[T], R], window: int) -> Iterato
         lane.close(wait=True)
 
 
-def _at_exit() -> None:
-    shutdown(wait=False)
-
-
-# At interpreter exit, before the pools' own hook joins their threads (it runs after the
-# hooks registered later): queued work is dropped, not run.
-_register_atexit = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:
-    _register_atexit(_at_exit)
-
-
 # -- pages of several partitions -------------------------------------------------------
 #
 # Pages of several partitions read ahead, in the order a sync will ask for them.
@@ -273,14 +246,19 @@ _PUT_WAIT_SECONDS = 0.2
 _OPEN: weakref.WeakSet[PagePrefetch] = weakref.WeakSet()
 
 
-def _stop_open() -> None:
+def _at_exit() -> None:
+    """At interpreter exit, before the pools' own hook joins their threads: read-aheads
+    still open stop, and queued work is dropped, not run."""
     for prefetch in list(_OPEN):
         prefetch._stop.set()
+    shutdown(wait=False)
 
 
-# Called at shutdown before the pools' own hook joins their threads (registered later).
+# Hooks registered later run first: this one before the pools' own (registered when
+# concurrent.futures.thread is imported, above).
+_register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:
-    _register_atexit(_stop_open)
+    _register_atexit(_at_exit)
 
 
 class _Feed:

@@ -161,15 +161,16 @@ class TableRowsStream(ConformedRecords, RedivisStream):
         emitted = 0
         finished = 0
         lane = Lane(workers)
-        tasks: list[Future[None] | None] = [lane.start(work, index) for index in range(count)]
+        tasks: dict[Future[None], int] = {lane.start(work, index): index for index in range(count)}
         try:
             while finished < count:
                 try:
                     item = batches.get(timeout=IDLE_WAIT_SECONDS)
                 except queue.Empty:
-                    index = self._unstarted(lane, tasks)
-                    if index is None:
+                    taken = lane.take_back(tasks)
+                    if taken is None:
                         continue
+                    index = tasks.pop(taken)
                     # The pool is busy elsewhere and none of this table's streams runs:
                     # this one is read here instead of waited for.
                     for rows in self._read_stream(index, count, selected, stop):
@@ -195,17 +196,6 @@ class TableRowsStream(ConformedRecords, RedivisStream):
                 f"rows, but the read session counted {layout.num_rows}; the table is incomplete "
                 "or doubled, rerun the sync"
             )
-
-    @staticmethod
-    def _unstarted(lane: Lane, tasks: list[Future[None] | None]) -> int | None:
-        """A read stream no worker took up, taken back, while none of the others runs."""
-        if any(task is not None and task.running() for task in tasks):
-            return None
-        for index, task in enumerate(tasks):
-            if task is not None and lane.steal(task):
-                tasks[index] = None
-                return index
-        return None
 
     def _read_stream(
         self,
