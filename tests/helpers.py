@@ -43,7 +43,7 @@ class SyncOutput:
 def make_tap(config: dict[str, Any], clock: Clock | None = None, **kwargs: Any) -> TapDataPlatforms:
     tap = TapDataPlatforms(config=config, parse_env_config=False, **kwargs)
     if clock is not None:
-        tap.runtime = Runtime(tap.config, PLATFORMS, clock=clock)
+        tap.runtime = Runtime(tap.settings_object, PLATFORMS, clock=clock)
     return tap
 
 

@@ -7,12 +7,13 @@ import logging
 import pytest
 
 from tap_dataplatforms.core.runtime import Runtime
+from tap_dataplatforms.core.settings import parse
 from tap_dataplatforms.tap import PLATFORMS
 from tests.helpers import make_tap
 
 
 def test_count_adds_per_platform() -> None:
-    runtime = Runtime({"redivis": {"token": "t-123456"}}, PLATFORMS)
+    runtime = Runtime(parse({"redivis": {"token": "t-123456"}}, PLATFORMS), PLATFORMS)
     runtime.count("redivis", "server_ms", 12)
     runtime.count("redivis", "server_ms", 30)
     runtime.count("redivis", "pages")

@@ -29,6 +29,7 @@ from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core.budget import KEY_PREFIX, BudgetRegistry, rates_per_second
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.partition import in_partition, partition_of
+from tap_dataplatforms.core.settings import Partition
 from tap_dataplatforms.dexi import client as dexi_client
 from tests.budget_at_server import cpu_burner
 from tests.helpers import make_tap, run_sync
@@ -96,9 +97,7 @@ def partition_sandbox() -> Iterator[Sandbox]:
 def test_each_parent_hashes_to_exactly_one_partition() -> None:
     keys = [f"parent-{i}" for i in range(400)]
     for count in (1, 2, 4, 7):
-        owners = [
-            [i for i in range(count) if in_partition({"index": i, "count": count}, k)] for k in keys
-        ]
+        owners = [[i for i in range(count) if in_partition(Partition(i, count), k)] for k in keys]
         assert all(len(o) == 1 for o in owners)
         # Stable: the same owner every time, and not all in one place.
         assert [o[0] for o in owners] == [partition_of(k, count) for k in keys]

@@ -13,7 +13,7 @@ import pytest
 from tap_dataplatforms.core import settings as core_settings
 from tap_dataplatforms.core.config import COMMON_SETTINGS
 from tap_dataplatforms.core.errors import ConfigError
-from tap_dataplatforms.core.partition import first_partition, in_partition
+from tap_dataplatforms.core.partition import first_partition, in_partition, partition_of
 from tap_dataplatforms.core.settings import (
     CommonSettings,
     Partition,
@@ -94,11 +94,10 @@ def test_given_values_win_and_the_settings_are_frozen() -> None:
     assert invision.await_timeout_seconds == 3600
     with pytest.raises(dataclasses.FrozenInstanceError):
         invision.api_key = "other"  # type: ignore[misc]
-    # The typed partition splits as the raw one did.
+    # The typed partition splits by the hash of each key.
     keys = [f"key-{i}" for i in range(50)]
-    as_dict = {"index": 1, "count": 3}
     assert [in_partition(parsed.common.partition, k) for k in keys] == [
-        in_partition(as_dict, k) for k in keys
+        partition_of(k, 3) == 1 for k in keys
     ]
     assert not first_partition(parsed.common.partition)
 

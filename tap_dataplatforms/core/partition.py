@@ -14,8 +14,7 @@ that a process asks only about its own tables.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tap_dataplatforms.core.settings import Partition
@@ -27,20 +26,11 @@ def partition_of(key: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def _index_count(partition: Partition | Mapping[str, Any]) -> tuple[int, int]:
-    if isinstance(partition, Mapping):
-        return int(partition["index"]), int(partition["count"])
-    return partition.index, partition.count
-
-
-def in_partition(partition: Partition | Mapping[str, Any] | None, key: str) -> bool:
+def in_partition(partition: Partition | None, key: str) -> bool:
     """Whether the parent ``key`` is this process's share (always, without a partition)."""
-    if not partition:
-        return True
-    index, count = _index_count(partition)
-    return partition_of(key, count) == index
+    return partition is None or partition_of(key, partition.count) == partition.index
 
 
-def first_partition(partition: Partition | Mapping[str, Any] | None) -> bool:
+def first_partition(partition: Partition | None) -> bool:
     """Whether this process reads what has no parent to split by (partition 0 does)."""
-    return not partition or _index_count(partition)[0] == 0
+    return partition is None or partition.index == 0

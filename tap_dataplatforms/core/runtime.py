@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
 from tap_dataplatforms.core.budget import SYSTEM_CLOCK, BudgetRegistry, Clock
 from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import EXIT_CONFIG, EXIT_OK, EXIT_PARTIAL
-from tap_dataplatforms.core.settings import Settings, parse
+from tap_dataplatforms.core.settings import Settings
 
 logger = logging.getLogger("tap-dataplatforms")
 
@@ -35,15 +34,13 @@ class Runtime:
 
     def __init__(
         self,
-        config: Settings | Mapping[str, Any],
+        settings: Settings,
         platforms: Iterable[PlatformSpec],
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.specs = {spec.key: spec for spec in platforms}
-        #: The typed settings (a raw config is parsed here, as the tap does once).
-        self.settings = (
-            config if isinstance(config, Settings) else parse(config, self.specs.values())
-        )
+        #: The typed settings, parsed once by the tap.
+        self.settings = settings
         self.budgets = BudgetRegistry(self.settings.common.rate_limit_backend, clock)
         self.failures: list[Failure] = []
         #: Items skipped by a documented rule (a Dexi result that is gone): named in the
