@@ -1,6 +1,7 @@
 # tap-dataplatforms: the two commands of the README, and a few helpers.
 #
-#   make demo   sandbox -> tap-dataplatforms -> Meltano -> DuckDB, prints rows per table
+#   make demo   sandbox -> tap-dataplatforms -> Meltano -> DuckDB (warehouse/, the demo's
+#               target), prints rows per table and what a second run deleted and added
 #   make test   lint, type-check, the whole test suite, and the unit tests on the oldest
 #               and newest Python pyproject.toml claims (what CI runs)
 
@@ -34,9 +35,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The stamp is refreshed whenever pyproject.toml changes (scripts/demo.py reads it too).
-$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml warehouse/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]' -e ./sandbox
+	$(BIN)/python -m pip install -q -e '.[dev]' -e ./sandbox -e ./warehouse
 	touch $@
 
 # Meltano lives in its own environment: it pins its own dependencies (SQLAlchemy among them).
@@ -72,7 +73,7 @@ $(ORACLE): tests/oracle/requirements.txt
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tap_dataplatforms sandbox/dataplatforms_sandbox
+	$(BIN)/mypy tap_dataplatforms sandbox/dataplatforms_sandbox warehouse/dataplatforms_warehouse
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

@@ -63,11 +63,11 @@ build() {  # build VERSION PYTHON VENV: a fresh environment with the package and
     if ! {
         if [[ -x "$UV" ]]; then
             "$UV" venv -q --python "$python" "$venv" \
-                && "$UV" pip install -q --python "$venv/bin/python" -e '.[dev]' -e ./sandbox
+                && "$UV" pip install -q --python "$venv/bin/python" -e '.[dev]' -e ./sandbox -e ./warehouse
         else
             "$python" -m venv "$venv" \
                 && "$venv/bin/python" -m pip install -q --upgrade pip \
-                && "$venv/bin/python" -m pip install -q -e '.[dev]' -e ./sandbox
+                && "$venv/bin/python" -m pip install -q -e '.[dev]' -e ./sandbox -e ./warehouse
         fi
     } >"$venv.install.log" 2>&1; then
         cat "$venv.install.log" >&2
@@ -91,7 +91,8 @@ run_version() {  # run_version VERSION: build if needed, then the unit tests
         return 0
     fi
     venv=".venv-py${version/./}"
-    if [[ ! -f "$venv/.installed" || pyproject.toml -nt "$venv/.installed" || sandbox/pyproject.toml -nt "$venv/.installed" ]]; then
+    if [[ ! -f "$venv/.installed" || pyproject.toml -nt "$venv/.installed" || sandbox/pyproject.toml -nt "$venv/.installed" \
+        || warehouse/pyproject.toml -nt "$venv/.installed" ]]; then
         build "$version" "$python" "$venv" || return 1
     fi
     echo "unit tests on $("$venv/bin/python" --version)"
