@@ -8,14 +8,16 @@ but Python 3 and make. It
    Meltano's own environment ``.venv-meltano`` (Meltano pins its own dependencies, so it
    lives apart from the tap's);
 2. starts the sandbox (``tap-dataplatforms-sandbox``), a local emulator of the platforms;
-3. runs ``meltano install`` and ``meltano run tap-dataplatforms target-duckdb``, the tap
-   configured through ``TAP_DATAPLATFORMS_*`` environment variables pointing at the
-   sandbox;
+3. runs ``meltano install`` and ``meltano run tap-dataplatforms
+   target-dataplatforms-duckdb``, the tap configured through ``TAP_DATAPLATFORMS_*``
+   environment variables pointing at the sandbox. The target is this repository's own
+   (``warehouse/``): it honours the tap's table versions (``ACTIVATE_VERSION``), here
+   with soft delete, so rows the source no longer has get ``_sdc_deleted_at``;
 4. changes the sandbox's data as a day would (``POST /_sandbox/change``: rows deleted,
    tables rewritten, a new Redivis version, a robot's new column) and runs again from the
-   first run's state, printing the changes, the tables the second run changed and the
-   columns it added;
-5. prints the rows per table found in the DuckDB file, and the elapsed time.
+   first run's state, printing the changes and, per table the second run changed, its
+   live rows before and after, the rows it added and deleted and the columns it added;
+5. prints the live rows per table found in the DuckDB file, and the elapsed time.
 
 The sandbox is stopped in every case. The exit code is non-zero when a step fails or when
 a table, or a stream the demo expects, holds no rows.
@@ -53,10 +55,14 @@ UV = MELTANO_VENV / "bin" / "uv"
 MELTANO_VERSION = "4.4.1"
 UV_VERSION = "0.13.9"
 INSTALL_STAMP = ROOT / ".meltano" / ".demo-installed"
-TARGET_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
+#: The demo's warehouse target: warehouse/ in this repository (meltano.yml).
+LOADER = "target-dataplatforms-duckdb"
+TARGET_PYTHON = ROOT / ".meltano" / "loaders" / LOADER / "venv" / "bin" / "python"
 TARGET_SCHEMA = "tap_dataplatforms"
 EXTRACTOR = "tap-dataplatforms"
-LOADER = "target-duckdb"
+#: The distributions .venv holds beside the tap, and their project files.
+LOCAL_DISTRIBUTIONS = ("./sandbox", "./warehouse")
+PROJECT_FILES = ("pyproject.toml", "sandbox/pyproject.toml", "warehouse/pyproject.toml")
 ENV_PREFIX = "TAP_DATAPLATFORMS_"
 SANDBOX_START_TIMEOUT = 30.0
 
@@ -152,6 +158,27 @@ DEMO_STATE_DIR = "meltano-state"
 #: Where the tap writes its run summary (setting run_summary_path), under the output dir.
 SUMMARY_FILE = "demo-run-summary.json"
 
+#: ``dexi_runs`` carries the robot's ``version`` field, and the tap gives a stream with a
+#: top-level ``version`` column no table version (target-postgres 0.8.1 fails its soft
+#: delete there); renamed on its way out, the stream is mirrored like the others, so the
+#: run the sandbox deletes leaves the table (README, "What the warehouse holds").
+DEMO_STREAM_MAPS = {"dexi_runs": {"robot_version": "version", "version": "__NULL__"}}
+
+
+def seeded_objects(seed: int, scale: int) -> dict[str, str]:
+    """``TAP_DATAPLATFORMS_*`` variables naming the objects whose rows the demo reads
+    besides what every stream lists: the sandbox's Dexi datasets and InVision tables
+    (the rows the sandbox's change deletes and rewrites). The sandbox is seeded, so the
+    same data built here (not served) has the ids the sandbox process serves."""
+    from dataplatforms_sandbox import Sandbox
+
+    seeded = Sandbox(seed=seed, scale=scale)
+    return {
+        f"{ENV_PREFIX}DEXI_DATASET_IDS": json.dumps(list(seeded.dexi.datasets)),
+        f"{ENV_PREFIX}INVISION_TABLES": json.dumps(list(seeded.invision.tables)),
+        f"{ENV_PREFIX}STREAM_MAPS": json.dumps(DEMO_STREAM_MAPS),
+    }
+
 
 class DemoError(Exception):
     """A step of the demo failed; the message says which and why."""
@@ -206,22 +233,22 @@ def _dev_venv_fresh() -> bool:
     return (
         VENV_PYTHON.exists()
         and (VENV / "bin" / "tap-dataplatforms-sandbox").exists()
+        and (VENV / "bin" / LOADER).exists()
         and VENV_STAMP.exists()
-        and all(
-            VENV_STAMP.stat().st_mtime >= (ROOT / p).stat().st_mtime
-            for p in ("pyproject.toml", "sandbox/pyproject.toml")
-        )
+        and all(VENV_STAMP.stat().st_mtime >= (ROOT / p).stat().st_mtime for p in PROJECT_FILES)
     )
 
 
 def ensure_dev_venv() -> None:
-    """Create or refresh .venv with the tap, its sandbox and the dev tools."""
+    """Create or refresh .venv with the tap, its sandbox, the warehouse target (for the
+    tests) and the dev tools."""
     if _dev_venv_fresh():
         return
     print(f"Installing tap-dataplatforms[dev] into {VENV.name}/ ...", flush=True)
     if not VENV_PYTHON.exists():
         _run([sys.executable, "-m", "venv", VENV])
-    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev]", "-e", "./sandbox"])
+    local = [arg for path in LOCAL_DISTRIBUTIONS for arg in ("-e", path)]
+    _run([UV, "pip", "install", "-q", "--python", VENV_PYTHON, "-e", ".[dev]", *local])
     VENV_STAMP.touch()
 
 
@@ -375,12 +402,15 @@ def meltano_environment(tap_env: Mapping[str, str], duckdb_path: Path) -> dict[s
             "MELTANO_CLI_DISABLE_VERSION_CHECK": "1",
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
             # Its own environment and state backend: the demo's bookmarks (state id
-            # demo:tap-dataplatforms-to-target-duckdb, in output/) never become those of
-            # the user's own runs, which start from their own state.
+            # demo:tap-dataplatforms-to-target-dataplatforms-duckdb, in output/) never
+            # become those of the user's own runs, which start from their own state.
             "MELTANO_ENVIRONMENT": DEMO_ENVIRONMENT,
             "MELTANO_STATE_BACKEND_URI": (duckdb_path.parent / DEMO_STATE_DIR).as_uri(),
-            "TARGET_DUCKDB_FILEPATH": str(duckdb_path),
-            "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": TARGET_SCHEMA,
+            "TARGET_DATAPLATFORMS_DUCKDB_FILEPATH": str(duckdb_path),
+            "TARGET_DATAPLATFORMS_DUCKDB_DEFAULT_TARGET_SCHEMA": TARGET_SCHEMA,
+            # Rows of older table versions get _sdc_deleted_at (the target's default,
+            # as target-postgres's): the summary counts them as the rows deleted.
+            "TARGET_DATAPLATFORMS_DUCKDB_HARD_DELETE": "false",
         }
     )
     return env
@@ -388,7 +418,7 @@ def meltano_environment(tap_env: Mapping[str, str], duckdb_path: Path) -> dict[s
 
 def _install_fingerprint() -> str:
     digest = hashlib.sha256(MELTANO_VERSION.encode())
-    for name in ("meltano.yml", "pyproject.toml"):
+    for name in ("meltano.yml", *PROJECT_FILES):
         digest.update((ROOT / name).read_bytes())
     return digest.hexdigest()
 
@@ -415,16 +445,32 @@ _COUNT_ROWS = """
 import json, sys
 import duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)
-tables = con.execute(
-    "select table_name from information_schema.tables where table_schema = ? "
-    "order by table_name", [sys.argv[2]]).fetchall()
-counts = {name: con.execute(f'select count(*) from "{sys.argv[2]}"."{name}"').fetchone()[0]
-          for (name,) in tables}
-print(json.dumps(counts))
+columns = {}
+for table, column in con.execute(
+    "select table_name, column_name from information_schema.columns where table_schema = ?",
+    [sys.argv[2]]).fetchall():
+    columns.setdefault(table, set()).add(column)
+live, deleted = {}, {}
+for name in sorted(columns):
+    soft = "_sdc_deleted_at" in columns[name]
+    deleted_rows = "count(*) filter (where _sdc_deleted_at is not null)" if soft else "0"
+    live[name], deleted[name] = con.execute(
+        f"select count(*) - {deleted_rows}, {deleted_rows} "
+        f'from "{sys.argv[2]}"."{name}"').fetchone()
+print(json.dumps({"live": live, "deleted": deleted}))
 """
 
 
-def count_rows(duckdb_path: Path) -> dict[str, int]:
+@dataclass(frozen=True)
+class TableCounts:
+    """Per table, its live rows (``_sdc_deleted_at`` null) and the rows older table
+    versions left soft-deleted."""
+
+    live: dict[str, int]
+    deleted: dict[str, int]
+
+
+def table_counts(duckdb_path: Path) -> TableCounts:
     """Rows per table, read with the duckdb module that wrote the file (the target's own)."""
     if not duckdb_path.exists():
         raise DemoError(f"no DuckDB file at {_rel(duckdb_path)}: the target wrote nothing")
@@ -436,8 +482,8 @@ def count_rows(duckdb_path: Path) -> dict[str, int]:
     )
     if result.returncode != 0:
         raise DemoError(f"could not read {_rel(duckdb_path)}: {result.stderr.strip()}")
-    counts: dict[str, int] = json.loads(result.stdout)
-    return counts
+    counts = json.loads(result.stdout)
+    return TableCounts(counts["live"], counts["deleted"])
 
 
 def print_run_summary(output: Path) -> None:
@@ -468,7 +514,7 @@ print(json.dumps(out))
 
 
 def table_columns(duckdb_path: Path) -> dict[str, list[str]]:
-    """Columns per table, read as ``count_rows`` reads rows."""
+    """Columns per table, read as ``table_counts`` reads rows."""
     result = subprocess.run(
         [str(TARGET_PYTHON), "-c", _COLUMNS, str(duckdb_path), TARGET_SCHEMA],
         capture_output=True,
@@ -494,28 +540,38 @@ def change_sandbox(url: str) -> list[str]:
 
 def summarize_change(
     changes: Sequence[str],
-    before: tuple[Mapping[str, int], Mapping[str, list[str]]],
-    after: tuple[Mapping[str, int], Mapping[str, list[str]]],
+    before: tuple[TableCounts, Mapping[str, list[str]]],
+    after: tuple[TableCounts, Mapping[str, list[str]]],
 ) -> None:
-    """What the second run did: the source's changes, rows per table before and after, and
-    the columns it added. target-duckdb ignores ACTIVATE_VERSION, so rows the source
-    deleted stay in DuckDB; the summary says so instead of counting them as deleted."""
+    """What the second run did: the source's changes and, per table it changed, the live
+    rows before and after, the rows it added and deleted (rows of older table versions,
+    soft-deleted by ACTIVATE_VERSION) and the columns it added."""
     print("\nBetween the runs the sandbox changed:")
     for line in changes:
         print(f"  {line}")
-    print("\nThe second run:")
-    for name in sorted(after[0]):
-        rows_before, rows_after = before[0].get(name, 0), after[0][name]
+    print("\nThe second run (live rows: _sdc_deleted_at is null):")
+    total_deleted = total_added = 0
+    widened: list[str] = []
+    for name in sorted(after[0].live):
+        rows_before, rows_after = before[0].live.get(name, 0), after[0].live[name]
+        deleted = after[0].deleted.get(name, 0) - before[0].deleted.get(name, 0)
+        added_rows = rows_after - rows_before + deleted
         added = [c for c in after[1].get(name, []) if c not in before[1].get(name, [])]
-        if rows_before == rows_after and not added:
+        if not (deleted or added_rows or added):
             continue
         line = f"  {name}: {rows_before} -> {rows_after} rows"
-        if added and name in before[0]:
+        parts = [f"{n} {what}" for n, what in ((added_rows, "added"), (deleted, "deleted")) if n]
+        if parts:
+            line += f" ({', '.join(parts)})"
+        if added and name in before[0].live:
             line += f"; columns added: {', '.join(added)}"
+            widened.append(name)
         print(line)
+        total_deleted += deleted
+        total_added += added_rows
     print(
-        "  Rows the source deleted stay in DuckDB: target-duckdb ignores ACTIVATE_VERSION. "
-        "Into target-postgres the tap's table versions delete them (tests/test_e2e_mirror.py)."
+        f"  in all: {total_added} rows added, {total_deleted} deleted, "
+        f"columns added to {len(widened)} table{'' if len(widened) == 1 else 's'}"
     )
 
 
@@ -524,7 +580,7 @@ def summarize(counts: Mapping[str, int], elapsed: float, duckdb_path: Path) -> l
     expected = [stream for platform in PLATFORMS.values() for stream in platform.streams]
     names = sorted(set(counts) | set(expected))
     width = max((len(name) for name in names), default=10)
-    print(f"\nRows per table in {_rel(duckdb_path)} (schema {TARGET_SCHEMA}):")
+    print(f"\nRows per table in {_rel(duckdb_path)} (schema {TARGET_SCHEMA}, live rows):")
     for name in names:
         rows = counts.get(name)
         print(f"  {name:<{width}}  {rows if rows is not None else 'missing':>8}")
@@ -622,6 +678,7 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
     with sandbox(args.seed, args.scale, output / "demo-sandbox.log") as url:
         print(f"Sandbox at {url}; platforms: {', '.join(PLATFORMS)}", flush=True)
         env = meltano_environment(tap_environment(url, CREDENTIALS, output), duckdb_path)
+        env.update(seeded_objects(args.seed, args.scale))
         run_started = time.time()
         run_logged(
             [MELTANO, "run", "--full-refresh", "--force", EXTRACTOR, LOADER],
@@ -630,7 +687,7 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
             verbose=args.verbose,
         )
         print(f"  ran in {time.time() - run_started:.1f} s", flush=True)
-        before = (count_rows(duckdb_path), table_columns(duckdb_path))
+        before = (table_counts(duckdb_path), table_columns(duckdb_path))
         # A day later: rows deleted, tables rewritten, new versions and columns.
         changes = change_sandbox(url)
         print("Sandbox changed; running again (incremental, from the first run's state) ...")
@@ -643,8 +700,9 @@ def run_demo(args: argparse.Namespace, started: float) -> int:
         )
         print(f"  ran in {time.time() - run_started:.1f} s", flush=True)
     print_run_summary(output)
-    counts = count_rows(duckdb_path)
-    summarize_change(changes, before, (counts, table_columns(duckdb_path)))
+    after = table_counts(duckdb_path)
+    summarize_change(changes, before, (after, table_columns(duckdb_path)))
+    counts = after.live
     problems = summarize(counts, time.time() - started, duckdb_path)
     problems += skipped_problems(counts, meltano_log.read_text(errors="replace"))
     if problems:

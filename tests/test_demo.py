@@ -4,7 +4,10 @@
   Meltano -> DuckDB) as a user would and reads the summary it prints, which the demo takes
   from the DuckDB file itself, not from the log. It needs Meltano in ``.venv-meltano``
   (``make test`` installs it): without it the test fails under ``CI=true`` and skips
-  elsewhere.
+  elsewhere. It then reads the DuckDB file: after the second run, the live rows of every
+  table the sandbox's change altered are the sandbox's data (rows deleted gone, columns
+  added present, no row twice), as the warehouse target (``warehouse/``) honours the
+  tap's table versions.
 - The definition checks keep ``meltano.yml``, the Hub-style definition in ``plugins/`` and
   the tap's own settings schema in step.
 """
@@ -18,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +141,93 @@ def test_demo_loads_rows_for_every_platform(tmp_path: Path) -> None:
     # it was: after the demo, a user's first run starts with empty state.
     assert meltano_states() == user_states
     demo_state = [str(p) for p in (tmp_path / "meltano-state").rglob("*")]
-    assert any("demo:tap-dataplatforms-to-target-duckdb" in p for p in demo_state), demo_state
+    state_id = "demo:tap-dataplatforms-to-target-dataplatforms-duckdb"
+    assert any(state_id in p for p in demo_state), demo_state
+    assert_second_run_mirrors_the_sandbox(tmp_path / "demo.duckdb", result.stdout)
+
+
+#: Keyed tables whose rows the sandbox's change deletes or replaces.
+CHANGED_KEYED = (
+    "dexi_runs",
+    "redivis_tables",
+    "redivis_variables",
+    "reinfer_sources",
+    "reinfer_streams",
+    "reinfer_labellings",
+    "datalinx_pipeline_runs",
+    "datalinx_users",
+    "datalinx_roles",
+)
+
+
+def duckdb_live(path: Path) -> dict[str, tuple[list[str], list[tuple[str | None, ...]]]]:
+    """Every table of the demo's schema: its columns and its live rows (values as text)."""
+    import duckdb  # the warehouse target's release (warehouse/ is installed in .venv)
+
+    demo = _demo_module()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        columns: dict[str, list[str]] = {}
+        for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = ? order by table_name, ordinal_position",
+            [demo.TARGET_SCHEMA],
+        ).fetchall():
+            columns.setdefault(table, []).append(column)
+        tables = {}
+        for table, names in columns.items():
+            select = ", ".join(f'"{n}"::varchar' for n in names)
+            rows = con.execute(
+                f'select {select} from "{demo.TARGET_SCHEMA}"."{table}" '  # noqa: S608
+                "where _sdc_deleted_at is null"
+            ).fetchall()
+            tables[table] = (names, [tuple(r) for r in rows])
+        return tables
+    finally:
+        con.close()
+
+
+def assert_second_run_mirrors_the_sandbox(path: Path, stdout: str) -> None:
+    """The demo's sandbox data (seed 1, scale 1) changed once, as the demo changes it:
+    the live rows of the tables the change altered are that data, each row once. With
+    target-duckdb 0.8.0 (which ignores ACTIVATE_VERSION) the deleted rows stayed."""
+    from dataplatforms_sandbox import Sandbox
+    from tap_dataplatforms.core.naming import slug
+    from tests.test_e2e_postgres import expected_keys, key_columns
+
+    sb = Sandbox(seed=1, scale=1)
+    sb.change()
+    expected = expected_keys(sb)
+    tables = duckdb_live(path)
+
+    def column(table: str, name: str) -> list[str | None]:
+        names, rows = tables[table]
+        return [row[names.index(name)] for row in rows]
+
+    for name in CHANGED_KEYED:
+        keys = key_columns(name)
+        have = list(zip(*(column(name, k) for k in keys), strict=True))
+        assert len(have) == len(set(have)), f"{name}: a key twice"
+        want = {tuple(str(v) for v in key) for key in expected[name]}
+        assert set(have) == want, (
+            f"{name}: missing {sorted(want - set(have))[:3]}, "
+            f"not in the source {sorted(set(have) - want)[:3]}"
+        )
+    for dataset_id, rows in sb.dexi.datasets.items():
+        table = f"dexi_dataset_rows__{slug(dataset_id)}"
+        assert Counter(column(table, "sku")) == Counter(r["sku"] for r in rows), table
+    for name, rows in sb.invision.tables.items():
+        table = f"invision_table__{slug(name)}"
+        first = next(iter(rows[0]))
+        assert Counter(column(table, first)) == Counter(str(r[first]) for r in rows), table
+        for added in {c for r in rows for c in r} - {first}:
+            assert added in tables[table][0], f"{table}: no column {added}"
+    (robot,) = [t for t in tables if t.startswith("dexi_results__") and "discount" in tables[t][0]]
+    assert Counter(column(robot, "_execution_id"))  # the new execution's rows are there
+    second = stdout[stdout.index("The second run") : stdout.index("Rows per table in ")]
+    assert re.search(r"dexi_dataset_rows__\S+: \d+ -> \d+ rows \(\d+ deleted\)", second), second
+    assert re.search(r"invision_table__gl_actuals: .*deleted\); columns added: .*Currency", second)
+    assert re.search(r"dexi_runs: \d+ -> \d+ rows \(1 deleted\)", second), second
 
 
 def meltano(*args: str) -> str:
@@ -311,17 +401,28 @@ def test_hub_definition_has_its_links_and_matches_the_taps_about() -> None:
 
 
 def test_every_plugin_installs_from_a_pinned_package() -> None:
+    """Every loader installs a pinned release, or this repository's own warehouse target
+    (``warehouse/``), whose dependencies are pinned in its pyproject.toml."""
     plugins = _meltano_project()["plugins"]
     for loader in plugins["loaders"]:
         if "inherit_from" in loader:  # installed with, and as, its parent
             continue
-        packages = loader["pip_url"].split()
-        assert all("==" in package for package in packages), loader["name"]
         assert loader["namespace"], loader["name"]
         assert loader["executable"], loader["name"]
-    duckdb = next(p for p in plugins["loaders"] if p["name"] == "target-duckdb")
-    # target-duckdb 0.8.0 with duckdb >= 1.2 logs the load and leaves the table empty.
-    assert any(re.fullmatch(r"duckdb==1\.[01]\.\d+", p) for p in duckdb["pip_url"].split())
+        packages = loader["pip_url"].split()
+        if packages[0] == "-e":
+            (path,) = packages[1:]
+            project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
+            assert loader["executable"] in project["scripts"], loader["name"]
+            packages = project["dependencies"]
+        assert all("==" in package for package in packages), loader["name"]
+    demo = _demo_module()
+    warehouse = next(p for p in plugins["loaders"] if p["name"] == demo.LOADER)
+    assert warehouse["pip_url"] == "-e ./warehouse"
+    # The registry's target-duckdb ignores ACTIVATE_VERSION: nothing uses it any more.
+    assert "target-duckdb" not in {p["name"] for p in plugins["loaders"]}
+    jobs = {task for job in _meltano_project()["jobs"] for task in job["tasks"]}
+    assert f"tap-dataplatforms {demo.LOADER}" in jobs
 
 
 def test_number_setting_from_an_environment_variable_reaches_the_tap_as_a_number() -> None:

@@ -162,14 +162,17 @@ def test_the_wheel_holds_the_tap_and_no_emulator(tmp_path: Path) -> None:
     tops = {name.split("/")[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"tap_dataplatforms"}, tops
     assert not [n for n in names if "sandbox" in n.lower()], names
+    assert not [n for n in names if "warehouse" in n.lower()], names
     assert "tap-dataplatforms = tap_dataplatforms.tap:main" in scripts
     assert "sandbox" not in scripts
+    assert "target-" not in scripts
     assert len([n for n in names if n.endswith(".py")]) > 20  # the tap itself is there
 
 
 def test_the_emulator_and_the_tap_do_not_import_each_other() -> None:
     """The sandbox models the platforms' APIs, not the tap: neither package imports the
-    other (the tests, the demo and the benchmark bring them together)."""
+    other (the tests, the demo and the benchmark bring them together); nor does the demo's
+    warehouse target import either."""
 
     def imports(folder: Path) -> set[str]:
         found: set[str] = set()
@@ -185,3 +188,9 @@ def test_the_emulator_and_the_tap_do_not_import_each_other() -> None:
     assert (sandbox / "server.py").exists()
     assert "tap_dataplatforms" not in imports(sandbox)
     assert "dataplatforms_sandbox" not in imports(PACKAGE)
+    # The demo's warehouse target (warehouse/) reads Singer messages only: it imports
+    # neither, and neither imports it.
+    warehouse = ROOT / "warehouse" / "dataplatforms_warehouse"
+    assert (warehouse / "target.py").exists()
+    assert not {"tap_dataplatforms", "dataplatforms_sandbox"} & imports(warehouse)
+    assert "dataplatforms_warehouse" not in imports(PACKAGE) | imports(sandbox)
