@@ -222,7 +222,7 @@ class TapDataPlatforms(SDKTap):
                     f"{spec.title} (streams {names})",
                     str(exc),
                     credentials=isinstance(exc, PlatformAuthError),
-                    streams=[s.name for s in self.platform_streams(spec.key)],
+                    streams=[s.name for s in selected],
                 )
                 for stream in self.platform_streams(spec.key):
                     stream.selected = False

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dataplatforms_sandbox import CREDENTIALS, Sandbox
+from tap_dataplatforms.core import summary
 from tap_dataplatforms.core.budget import BudgetRegistry, rates_per_second
 from tests.helpers import FakeClock, make_tap, run_sync
 from tests.sandbox_env import ROOMY_LIMITS
@@ -82,3 +83,17 @@ def test_a_long_budget_wait_is_logged_when_it_starts(caplog: pytest.LogCaptureFi
     (line,) = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
     assert line.startswith("datalinx: waiting 1")
     assert "requests budget" in line
+
+
+def test_failed_partitions_count_the_streams_each_failure_names() -> None:
+    """A failure counts for the streams it says it left incomplete, whatever its label."""
+    runtime = make_tap({"redivis": {"token": "t-123456"}}).runtime
+    runtime.record_failure("sources [acme/gone]", "not visible", streams=["reinfer_sources"])
+    runtime.record_failure("reinfer_comments [source_id=1]", "500", streams=["reinfer_comments"])
+    # Found at discovery: the stream was not made, so nothing of it is incomplete.
+    runtime.record_failure("reinfer_comments [discovery]", "404", streams=())
+    runtime.record_failure("unknown", "boom")
+    assert summary.failed_partitions(runtime, "reinfer_sources") == 1
+    assert summary.failed_partitions(runtime, "reinfer_comments") == 1
+    assert summary.failed_partitions(runtime, "reinfer_comments_x") == 0
+    assert summary.failed_partitions(runtime, "redivis_rows") == 0
