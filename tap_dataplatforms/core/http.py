@@ -64,6 +64,7 @@ from tap_dataplatforms.core.redact import redact, redact_url
 from tap_dataplatforms.core.sdk import SDKStream, reset_progress_markers
 
 if TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
     from tap_dataplatforms.core.runtime import Runtime
@@ -827,6 +828,20 @@ def check_connection(
         if exc.status in (401, 403):  # the very first request: the credentials are at fault
             raise PlatformAuthError(str(exc)) from None
         stream.logger.warning("Connection check: %s", exc)
+
+
+def connection_check(
+    stream_name: str, path: str, params: dict[str, Any] | None = None
+) -> Callable[[Tap], None]:
+    """A platform's connection check that is one cheap authenticated read: ``path``
+    through the stream ``stream_name``, as ``check_connection`` sends it."""
+
+    def check(tap: Tap) -> None:
+        stream = tap.streams[stream_name]
+        assert isinstance(stream, PlatformStream)
+        check_connection(stream, path, params)
+
+    return check
 
 
 @contextlib.contextmanager

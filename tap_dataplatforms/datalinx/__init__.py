@@ -9,7 +9,7 @@ import requests
 
 from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
-from tap_dataplatforms.core.http import check_connection, response_json
+from tap_dataplatforms.core.http import connection_check, response_json
 from tap_dataplatforms.datalinx.client import DatalinxStream
 from tap_dataplatforms.datalinx.openapi import OpenApiDocument
 from tap_dataplatforms.datalinx.schemas import merged
@@ -104,13 +104,6 @@ def vars_of(stream_type: type[DatalinxStream], key: str) -> Any:
     return getattr(stream_type, key)
 
 
-def check(tap: Tap) -> None:
-    """List one workspace: proves the host, the credentials (logging in if need be)."""
-    stream = tap.streams["datalinx_workspaces"]
-    assert isinstance(stream, DatalinxStream)
-    check_connection(stream, "/workspaces", {"page": 1, "page_size": 1})
-
-
 PLATFORM = PlatformSpec(
     key="datalinx",
     title="Datalinx",
@@ -119,5 +112,6 @@ PLATFORM = PlatformSpec(
     credential_groups=(("api_url", "api_key"), ("api_url", "email", "password")),
     build_streams=build_streams,
     static_streams=written_streams,
-    check=check,
+    # List one workspace: proves the host, the credentials (logging in if need be).
+    check=connection_check("datalinx_workspaces", "/workspaces", {"page": 1, "page_size": 1}),
 )

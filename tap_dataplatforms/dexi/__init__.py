@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tap_dataplatforms.core.config import PlatformSpec
-from tap_dataplatforms.core.http import check_connection
+from tap_dataplatforms.core.http import connection_check
 from tap_dataplatforms.dexi.discovery import discover
 from tap_dataplatforms.dexi.settings import SETTINGS, DexiSettings
 from tap_dataplatforms.dexi.streams import ExecutionsStream, FilesStream, RunsStream
@@ -25,13 +25,6 @@ def static_streams(tap: Tap) -> list[Stream]:
     return [RunsStream(tap), ExecutionsStream(tap), FilesStream(tap)]
 
 
-def check(tap: Tap) -> None:
-    """The cheapest authenticated read: one run."""
-    stream = tap.streams["dexi_runs"]
-    assert isinstance(stream, RunsStream)
-    check_connection(stream, "runs", {"offset": 0, "limit": 1})
-
-
 PLATFORM = PlatformSpec(
     key="dexi",
     title="Dexi",
@@ -40,5 +33,6 @@ PLATFORM = PlatformSpec(
     credential_groups=(("account_id", "api_key"),),
     build_streams=build_streams,
     static_streams=static_streams,
-    check=check,
+    # The cheapest authenticated read: one run.
+    check=connection_check("dexi_runs", "runs", {"offset": 0, "limit": 1}),
 )

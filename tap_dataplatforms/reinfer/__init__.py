@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tap_dataplatforms.core.config import PlatformSpec
-from tap_dataplatforms.core.http import check_connection
-from tap_dataplatforms.reinfer.client import CHECK_PATH, ReinferStream
+from tap_dataplatforms.core.http import connection_check
+from tap_dataplatforms.reinfer.client import CHECK_PATH
 from tap_dataplatforms.reinfer.predictions import PredictionsStream
 from tap_dataplatforms.reinfer.settings import SETTINGS, ReinferSettings
 from tap_dataplatforms.reinfer.streams import STREAMS as LISTING_STREAMS
@@ -21,13 +21,6 @@ if TYPE_CHECKING:
 
 def build_streams(tap: Tap) -> list[Stream]:
     return [stream_type(tap) for stream_type in STREAMS]
-
-
-def check(tap: Tap) -> None:
-    """The token's user on the tenant endpoint: proves host, prefix and token."""
-    stream = tap.streams["reinfer_sources"]
-    assert isinstance(stream, ReinferStream)
-    check_connection(stream, CHECK_PATH)
 
 
 def migrate_state(state: dict[str, Any]) -> None:
@@ -67,6 +60,7 @@ PLATFORM = PlatformSpec(
     credential_groups=(("api_url", "token"),),
     build_streams=build_streams,
     static_streams=build_streams,
-    check=check,
+    # The token's user on the tenant endpoint: proves host, prefix and token.
+    check=connection_check("reinfer_sources", CHECK_PATH),
     migrate_state=migrate_state,
 )
