@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dataplatforms_sandbox import Sandbox
 from tap_dataplatforms.core import records
-from tap_dataplatforms.core.records import SortedRecordLoop, tune_garbage_collection
+from tap_dataplatforms.core.records import LeanRecordLoop, tune_garbage_collection
 from tap_dataplatforms.core.sdk import SDKStream
 from tap_dataplatforms.core.timestamps import UTC, to_rfc3339
 from tap_dataplatforms.reinfer import streams as reinfer_streams
@@ -41,14 +41,14 @@ def comparable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def loops(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts which loop each comments partition took."""
     used = {"lean": 0, "sdk": 0}
-    fits = SortedRecordLoop._lean_loop_fits
+    fits = LeanRecordLoop._lean_loop_fits
 
     def counted(self: Any, context: Any, write_messages: bool) -> bool:
         result = fits(self, context, write_messages)
         used["lean" if result else "sdk"] += 1
         return result
 
-    monkeypatch.setattr(SortedRecordLoop, "_lean_loop_fits", counted)
+    monkeypatch.setattr(LeanRecordLoop, "_lean_loop_fits", counted)
     return used
 
 
@@ -136,7 +136,7 @@ def test_a_stream_with_children_or_a_record_limit_takes_the_sdk_loop(
 ) -> None:
     tap = make_tap(unit_config())
     comments = tap.streams[COMMENTS]
-    assert isinstance(comments, SortedRecordLoop)
+    assert isinstance(comments, LeanRecordLoop)
     context = {"source_id": "s", "project": "p", "source_name": "n"}
     assert comments._lean_loop_fits(context, True)
     assert not comments._lean_loop_fits(context, False)
@@ -150,7 +150,7 @@ def test_a_stream_with_children_or_a_record_limit_takes_the_sdk_loop(
     monkeypatch.setattr(CommentsStream, "check_sorted", True)
     assert not comments._lean_loop_fits(context, True)
     # The loop is the SDK's own otherwise: the override is there, not a copy of it.
-    assert SortedRecordLoop.sync_partition is not SDKStream.sync_partition
+    assert LeanRecordLoop.sync_partition is not SDKStream.sync_partition
 
 
 TIMESTAMPS = [

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, ClassVar, cast
 
+import orjson
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.contrib.msgspec import encoder as _ENCODER
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -44,6 +45,38 @@ GC_YOUNG_THRESHOLD = 10_000
 FLUSH_SECONDS = 1.0
 #: Records are written out in pieces of about this size.
 BUFFER_BYTES = 1 << 16
+
+
+#: ``time_extracted`` of records written through a ``record_writer``: read at most this
+#: often (seconds).
+EXTRACTED_RESOLUTION = 0.001
+#: orjson leaves to msgspec what it would encode differently (datetimes: orjson writes
+#: ``+00:00`` where msgspec writes ``Z``; dataclasses and subclasses of built-in types).
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def encode_record(record: Any) -> bytes:
+    """A record as JSON: orjson for JSON-native values, msgspec (the SDK's encoder, with
+    its hook for other types) for anything orjson declines."""
+    try:
+        return orjson.dumps(record, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: a type it leaves to msgspec, a big int
+        return _ENCODER.encode(record)
+
+
+def _record_head(stream: str) -> bytes:
+    return b'{"type":"RECORD","stream":' + _ENCODER.encode(stream) + b',"record":'
+
+
+def _record_tail(version: int | None, extracted: Any) -> bytes:
+    """The rest of a RECORD line after its record, as msgspec encodes the message."""
+    rest: dict[str, Any] = {} if version is None else {"version": version}
+    rest["time_extracted"] = extracted
+    return b"," + _ENCODER.encode(rest)[1:] + b"\n"
 
 
 def utc_now() -> datetime.datetime:
@@ -67,7 +100,11 @@ class MessageWriter(MsgSpecWriter):
 
     Records collect in a buffer of its own (stdout may be unbuffered, as with
     ``PYTHONUNBUFFERED``), written out when it fills, when a second has passed, at any
-    other message and at exit.
+    other message and at exit. A RECORD written through ``write_record`` or a
+    ``record_writer`` is the line the SDK's message would give, its record encoded by
+    orjson (the fastest encoder for JSON-native values; anything orjson would write
+    differently from msgspec, such as a datetime, an integer beyond 64 bits or a
+    subclass, is encoded by msgspec as before).
     """
 
     def __init__(self) -> None:
@@ -94,17 +131,41 @@ class MessageWriter(MsgSpecWriter):
         self, stream: str, record: dict[str, Any], version: int | None, extracted: Any
     ) -> None:
         """A RECORD message as ``RecordMessage.to_dict`` has it, without the object."""
-        message: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": record}
-        if version is not None:
-            message["version"] = version
-        message["time_extracted"] = extracted
-        self._encode(message)
+        self._pending += (
+            _record_head(stream) + encode_record(record) + _record_tail(version, extracted)
+        )
         self.records[stream] += 1
         if (
             len(self._pending) >= BUFFER_BYTES
             or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
         ):
             self.flush()
+
+    def record_writer(self, stream: str, version: int | None) -> Callable[[dict[str, Any]], None]:
+        """``write_record`` for one stream and table version, worked out once: the
+        message's fixed parts are encoded ahead, and ``time_extracted`` is read at most
+        once a millisecond (``EXTRACTED_RESOLUTION``) instead of for every record."""
+        head = _record_head(stream)
+        pending = self._pending
+        records = self.records
+        monotonic = time.monotonic
+        encode = encode_record
+        tail = b""
+        tail_until = 0.0
+
+        def write(record: dict[str, Any]) -> None:
+            nonlocal tail, tail_until
+            body = encode(record)
+            now = monotonic()
+            if now >= tail_until:
+                tail = _record_tail(version, utc_now())
+                tail_until = now + EXTRACTED_RESOLUTION
+            pending.extend(head + body + tail)
+            records[stream] += 1
+            if len(pending) >= BUFFER_BYTES or now - self._flushed_at >= FLUSH_SECONDS:
+                self.flush()
+
+        return write
 
     def _encode(self, message: dict[str, Any]) -> None:
         end = len(self._pending)
@@ -356,18 +417,22 @@ class ConformedRecords:
             )
 
 
-class SortedRecordLoop:
-    """Mixin (before ``ConformedRecords``) for a sorted incremental child stream without
-    children of its own: the SDK's per-record loop (``SDKStream.sync_partition``), less the
-    work such a stream does not need.
+class LeanRecordLoop:
+    """Mixin (before ``ConformedRecords``) for a child stream without children of its
+    own, full-table or sorted incremental: the SDK's per-record loop
+    (``SDKStream.sync_partition``), less the work such a stream does not need.
 
     Per record the SDK looks the partition's state up again, converts both bookmark values
-    for comparison and asks every (absent) child stream for a context. Here the state
-    entry is looked up once per partition and the bookmark is set to the record's
-    replication value (a string; anything else takes the SDK's path), which is what the
-    SDK's increment does for a sorted stream whose order is not checked. The messages,
-    in content and order, are those of the SDK's loop (tested); a stream or a run this
-    does not fit (children, a record limit, batches, no identity map, ``check_sorted``)
+    for comparison, asks every (absent) child stream for a context, counts the record in
+    its metrics and builds a message object per stream map. Here the state entry is looked
+    up once per partition, a full-table stream's state is left alone (as the SDK's
+    increment does) and a sorted stream's bookmark is set to the record's replication
+    value (a string; anything else takes the SDK's path), which is what the SDK's
+    increment does for a sorted stream whose order is not checked; the record count goes
+    up a page at a time and each RECORD line is encoded straight into the writer's
+    buffer (``MessageWriter.record_writer``). The messages, in content and order, are
+    those of the SDK's loop (tested); a stream or a run this does not fit (children, a
+    record limit, batches, stream maps, ``check_sorted``, an unsorted incremental stream)
     takes the SDK's loop.
     """
 
@@ -385,6 +450,15 @@ class SortedRecordLoop:
 
     def _lean_loop_fits(self, context: Any, write_messages: bool) -> bool:
         stream = cast("Any", self)
+        if stream.replication_method == "INCREMENTAL":
+            order_known = bool(
+                self.replication_key
+                and stream.is_sorted
+                and not stream.check_sorted
+                and stream.state_partitioning_keys is None
+            )
+        else:
+            order_known = stream.replication_method == "FULL_TABLE"
         return bool(
             self.LEAN_RECORD_LOOP
             and write_messages
@@ -392,11 +466,7 @@ class SortedRecordLoop:
             and not self.child_streams
             and self.ABORT_AT_RECORD_COUNT is None
             and stream.selected
-            and stream.replication_method == "INCREMENTAL"
-            and self.replication_key
-            and stream.is_sorted
-            and not stream.check_sorted
-            and stream.state_partitioning_keys is None
+            and order_known
             and stream._record_path()[2] is not None
             and isinstance(self.tap.message_writer, MessageWriter)
             and type(self).write_record_message is ConformedRecords.write_record_message
@@ -409,7 +479,7 @@ class SortedRecordLoop:
             yield from super().sync_partition(context, write_messages=write_messages)  # type: ignore[misc]
             return
         stream = cast("Any", self)
-        key = cast("str", self.replication_key)
+        key = self.replication_key if stream.replication_method == "INCREMENTAL" else None
         frequency = self.STATE_MSG_FREQUENCY
         record_counter = stream.get_record_counter()
         timer = stream.get_sync_timer()
@@ -424,8 +494,7 @@ class SortedRecordLoop:
             # ConformedRecords.write_record_message, worked out once per partition.
             deselected, conformer, identity = stream._record_path()
             fit = stream._fit if deselected or conformer is not None else None
-            write = self.tap.message_writer.write_record
-            version = stream.stream_version
+            write = self.tap.message_writer.record_writer(identity, stream.stream_version)
             state_manager = self.state_manager
             post_process = stream.post_process
             index = counted = 0
@@ -439,16 +508,19 @@ class SortedRecordLoop:
                             record[name] = value
                     if fit is not None:
                         fit(record, deselected, conformer)
-                    write(identity, record, version, utc_now())
+                    write(record)
                     state_manager.is_flushed = False
-                    value = record[key]
-                    if type(value) is str:
-                        if state is None:
-                            state = cast("dict[str, Any]", stream.get_context_state(context))
-                        state["replication_key"] = key
-                        state["replication_key_value"] = value
-                    else:  # null or not a string: the SDK's conversions and warning
-                        state_manager.increment_state(record, context=context, replication_key=key)
+                    if key is not None:
+                        value = record[key]
+                        if type(value) is str:
+                            if state is None:
+                                state = cast("dict[str, Any]", stream.get_context_state(context))
+                            state["replication_key"] = key
+                            state["replication_key_value"] = value
+                        else:  # null or not a string: the SDK's conversions and warning
+                            state_manager.increment_state(
+                                record, context=context, replication_key=key
+                            )
                     index += 1
                     if index % frequency == 0:
                         stream.write_state_message()

@@ -169,7 +169,7 @@ class SDKStream(RESTStream[Any]):
         # ``partitions`` is fixed before the sync and ``generate_child_contexts`` hands
         # a child one sync per context, while Re:infer predictions learn their partitions
         # only from the parent's context. It is also the only way to a leaner loop
-        # (core/records.py, SortedRecordLoop).
+        # (core/records.py, LeanRecordLoop).
         # Upstream: a public ``get_partitions(context)`` hook and a public record loop.
         parts = self.sync_contexts(context)
         for part in [context] if parts is None else parts:

@@ -13,7 +13,7 @@ from tap_dataplatforms.core.http import json_type, response_json
 from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, iter_body
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.readahead import read_ahead
-from tap_dataplatforms.core.records import ConformedRecords
+from tap_dataplatforms.core.records import ConformedRecords, LeanRecordLoop
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.dexi import schemas
@@ -353,7 +353,7 @@ def notify_parent(stream: DexiStream, context: Context | None) -> None:
         parent.child_failed(str(context["execution_id"]))
 
 
-class ResultsStream(ConformedRecords, ThrottledState, DexiStream):
+class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream):
     """``dexi_results__<run>``: the rows of each newly finished execution of one run."""
 
     path = "executions/{execution_id}/result"

@@ -15,7 +15,7 @@ from singer_sdk.exceptions import FatalAPIError
 from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.readahead import PagePrefetch
-from tap_dataplatforms.core.records import ConformedRecords, SortedRecordLoop
+from tap_dataplatforms.core.records import ConformedRecords, LeanRecordLoop
 from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_iso8601, to_rfc3339
 from tap_dataplatforms.reinfer import schemas
 from tap_dataplatforms.reinfer.client import (
@@ -271,7 +271,7 @@ class SourcesStream(_ConfiguredParent):
             yield {"source_id": record["id"]}
 
 
-class CommentsStream(SortedRecordLoop, ConformedRecords, ReinferStream):
+class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
     """Comments of each source, ascending by ``timestamp``: sorted, resumable per source.
 
     The window's upper end is fixed once per sync so every page sees the same window;
