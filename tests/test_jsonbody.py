@@ -180,3 +180,110 @@ def test_hints_are_read_only_near_the_start(monkeypatch: pytest.MonkeyPatch) -> 
 
     assert members(first) == {"totalRows": 50, "headers": ["a", "b"]}
     assert members(last) == {"headers": ["a", "b"]}  # not parsed twice for a count
+
+
+# -- runs of rows decoded by msgspec: the same events and errors as yajl alone -------------
+
+CELLS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(1 << 70), max_value=1 << 70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.sampled_from(list('ab ,:[]{}"\\/\n\t€𝄞ü\u2028')), max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+ROWS = st.lists(
+    st.lists(CELLS, max_size=5) | st.dictionaries(st.text(max_size=3), CELLS), max_size=40
+)
+
+
+def events_or_error(quick: bool, chunks: list[bytes]) -> tuple[Any, Any]:
+    """(the items in the order given, the members), or (the error, its message); where
+    members come among items, or among each other, within a chunk is not compared."""
+    from tap_dataplatforms.core import jsonbody
+
+    jsonbody.QUICK_ROWS = quick
+    try:
+        events = list(
+            iter_body(
+                chunks,
+                where=WHERE,
+                streamed="rows",
+                members=("headers",),
+                hints=("totalRows",),
+                required=("headers", "rows", "totalRows"),
+            )
+        )
+        return (
+            [v for kind, _, v in events if kind == ITEM],
+            sorted((name, json.dumps(v)) for kind, name, v in events if kind == MEMBER),
+        )
+    except (BrokenBody, WrongShape) as exc:
+        return type(exc).__name__, str(exc)
+    finally:
+        jsonbody.QUICK_ROWS = True
+
+
+@given(
+    rows=ROWS,
+    layout=st.sampled_from(["headers-first", "rows-first", "nested-before", "rows-twice"]),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (",\n ", " : ")]),
+    size=st.integers(min_value=1, max_value=400),
+    cut=st.none() | st.integers(min_value=0, max_value=4000),
+    damage=st.none() | st.tuples(st.integers(min_value=0, max_value=4000), st.binary(max_size=2)),
+)
+@settings(max_examples=400, deadline=None)
+def test_quick_rows_give_what_yajl_alone_gives(
+    rows: list[Any],
+    layout: str,
+    separators: tuple[str, str],
+    size: int,
+    cut: int | None,
+    damage: tuple[int, bytes] | None,
+) -> None:
+    if layout == "headers-first":
+        body: dict[str, Any] = {"headers": ["a", "b"], "rows": rows, "totalRows": len(rows)}
+    elif layout == "rows-first":
+        body = {"rows": rows, "totalRows": len(rows), "headers": ["a"]}
+    else:
+        body = {"x": {"rows": [[1], [2]], "y": '"rows": ['}, "headers": ["a"], "rows": rows}
+    data = json.dumps(body, ensure_ascii=False, separators=separators).encode()
+    if layout == "rows-twice":
+        data = data[:-1] + b', "rows": [[7, 8], [9]]}'
+    if cut is not None:
+        data = data[:cut]
+    if damage is not None:
+        at, junk = damage
+        data = data[:at] + junk + data[at + len(junk) :]
+    chunks = chunked(data, size) if data else []
+    assert events_or_error(True, chunks) == events_or_error(False, chunks)
+
+
+def test_a_large_body_is_decoded_in_runs_with_the_same_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tap_dataplatforms.core import jsonbody
+
+    rows = [
+        [f"https://x/{n}", f"Item {n}, ]}}[{{", n * 1.5, n, n % 2 == 0, None] for n in range(20_000)
+    ]
+    rows[7000][3] = 1 << 64  # yajl refuses it: the body is broken, with or without runs
+    data = json.dumps({"headers": list("abcdef"), "rows": rows, "totalRows": 20_000}).encode()
+    runs = []
+    decode = jsonbody._DECODE
+
+    def counted(piece: bytes) -> Any:
+        runs.append(len(piece))
+        return decode(piece)
+
+    monkeypatch.setattr(jsonbody, "_DECODE", counted)
+    chunks = chunked(data, 1 << 16)
+    assert events_or_error(True, chunks) == events_or_error(False, chunks)
+    rows[7000][3] = 5
+    data = json.dumps({"headers": list("abcdef"), "rows": rows, "totalRows": 20_000}).encode()
+    runs.clear()
+    quick = events_or_error(True, chunked(data, 1 << 16))
+    assert len(runs) > 10  # decoded in runs, not by yajl
+    assert quick == events_or_error(False, chunked(data, 1 << 16))
+    assert quick[0] == rows

@@ -8,9 +8,13 @@ chunk, whatever the body's size.
 
 Each chunk is pushed into yajl's C parser, which builds the items itself; a few small
 members (``headers``, ``totalRows``) are picked up by a second parser each, dropped as soon
-as it has found its member. Bytes are never decoded to text by hand, so a chunk boundary
-inside a multi-byte UTF-8 character is nothing special, and a body that stops inside one
-is simply a body that stopped early.
+as it has found its member. The items of an object's streamed array that are arrays or
+objects (Dexi's rows) are mostly decoded by msgspec instead, a run of whole items per
+chunk, about three times quicker; yajl still sees the rest of the body, with one item
+standing in for each run, so structure and errors are checked as before (``_RowCutter``).
+Bytes are never decoded to text by hand, so a chunk boundary inside a multi-byte UTF-8
+character is nothing special, and a body that stops inside one is simply a body that
+stopped early.
 
 Two failures, kept apart because their remedies differ:
 
@@ -30,15 +34,19 @@ one with an integer beyond 64 bits or a float beyond double range (yajl's limits
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import ijson
+import msgspec
 
 #: Event kinds yielded by iter_body.
 MEMBER = "member"  # (MEMBER, name, value): a whole member of the top-level object
 ITEM = "item"  # (ITEM, name, value): one item of the streamed array ("" for a bare array)
 
+#: Off: yajl parses every byte of every body (for comparisons).
+QUICK_ROWS = True
 #: How far into a body ``hints`` are looked for.
 HINT_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -109,9 +117,13 @@ def iter_body(
     ``(MEMBER, name, value)`` once it has been read; members named in ``hints`` come the
     same way if they are within the body's first ``HINT_BYTES`` (a count before the array,
     say; looking for one at the end would parse the whole body twice). If ``required`` is
-    given, an object
-    holding none of those members is the wrong shape. ``where`` ("Dexi: GET
-    executions/x/result") starts every error message.
+    given, an object holding none of those members is the wrong shape. ``where`` ("Dexi:
+    GET executions/x/result") starts every error message.
+
+    The items of a streamed member that are arrays or objects (Dexi's rows) take a quicker
+    path, see ``_RowCutter``: whole runs of them are decoded by msgspec, and yajl parses
+    the rest of the body with each run in place of one item (then dropped), so the
+    structure, the errors and the events are yajl's, as for any other body.
     """
     want = b"{" if streamed is not None else b"["
     expected = "a JSON object" if streamed is not None else "a JSON array"
@@ -128,15 +140,20 @@ def iter_body(
     head = b""  # the body's first bytes, until its first significant one has come
     started = False
     count = 0
+    drop = 0  # items yajl gives that stand in for items already handed out
+    cutter = _RowCutter(streamed) if streamed is not None and QUICK_ROWS else None
 
     def drain() -> Iterator[tuple[str, str, Any]]:
-        nonlocal count
+        nonlocal count, drop
         # Members first: within one chunk their order against the items is not known,
         # and the headers usually lead.
         for name, _, sink in [*parsers[1:], parsers[0]]:
             if not sink:
                 continue
             if name is None:
+                if drop:
+                    del sink[:drop]
+                    drop = 0
                 count += len(sink)
                 for item in sink:
                     yield ITEM, streamed or "", item
@@ -144,11 +161,21 @@ def iter_body(
                 seen.add(name)
                 yield MEMBER, name, sink[0]
             del sink[:]
+        prune()
+
+    def prune() -> None:
         # a member's parser has done its work once the member was read, a hint's also
         # once the body's first bytes are behind
         parsers[1:] = [
             p for p in parsers[1:] if p[0] not in seen and (fed < HINT_BYTES or p[0] not in hints)
         ]
+
+    def send(data: bytes) -> None:
+        try:
+            for _, parser, _ in parsers:
+                parser.send(data)
+        except _PARSE_ERRORS as exc:
+            raise BrokenBody(f"{where}: the body is not valid JSON ({_reason(exc)})") from None
 
     stream = iter(chunks)
     for chunk in stream:
@@ -171,14 +198,31 @@ def iter_body(
                 _wrong_start(where, expected, head)
             started, chunk = True, head
         fed += len(chunk)
-        try:
-            for _, parser, _ in parsers:
-                parser.send(chunk)
-        except _PARSE_ERRORS as exc:
-            raise BrokenBody(f"{where}: the body is not valid JSON ({_reason(exc)})") from None
-        yield from drain()
+        if cutter is None:
+            send(chunk)
+            yield from drain()
+            continue
+        for part in cutter.feed(chunk):
+            if isinstance(part, list):  # items msgspec decoded
+                count += len(part)
+                for item in part:
+                    yield ITEM, streamed or "", item
+            else:  # bytes for yajl, and whether they start with a stand-in item
+                data, stand_in = part
+                drop += stand_in
+                send(data)
+                yield from drain()
+        prune()
+        if cutter.done:
+            cutter = None
     if not started:
         _wrong_start(where, expected, head)
+    if cutter is not None:
+        rest, stand_in = cutter.rest()
+        if rest:
+            drop += stand_in
+            send(rest)
+            yield from drain()
     try:
         for _, parser, _ in parsers:
             parser.close()
@@ -191,6 +235,181 @@ def iter_body(
         raise WrongShape(
             f"{where}: expected an object with {_names(required)}, found an object with none"
         )
+
+
+#: One JSON token after optional blanks: a whole string, a bracket, a colon or comma, or
+#: the bytes of a number or literal.
+_TOKEN = re.compile(rb'[ \t\r\n]*(?:("(?:[^"\\]|\\.)*")|([\[\]{}:,])|([^ \t\r\n\[\]{}:,"]+))', re.S)
+#: The bytes before the streamed array looked through for its start, at most.
+HEAD_LIMIT = 1 << 20
+#: A run of items longer than this without a place to cut: yajl parses the rest.
+RUN_LIMIT = 1 << 23
+_ENDS = frozenset(b"]}")
+_BLANKS = frozenset(_BLANK)
+_DECODE = msgspec.json.Decoder().decode
+
+
+class _RowCutter:
+    """Takes whole runs of a streamed member's items out of a body for msgspec to decode.
+
+    The body's bytes come in as they arrive (``feed``); what yajl must still parse goes
+    back out, verbatim, in order with the runs of items decoded here. Up to the streamed
+    member's ``[`` everything is passed on while a light scan (``_TOKEN``) follows the
+    object's top level to that ``[``. From there, the bytes up to the last comma that
+    follows a ``]`` or ``}`` are decoded by msgspec as one array; if that array is whole
+    and not empty, its items are handed out, and yajl later sees one stand-in item (``0``)
+    in their place, so that it still checks the body's structure around them: a run of
+    whole items in place of one item changes neither whether the body is JSON nor
+    anything else in it. A run holding an integer beyond 64 bits (which yajl refuses and
+    msgspec does not) goes to yajl as it is. Where msgspec refuses a run (a cut inside a
+    string, no JSON, NaN) or finds no place to cut, everything from there on goes to
+    yajl, as for any body.
+    """
+
+    def __init__(self, streamed: str) -> None:
+        self.key = streamed
+        self.buffer = b""
+        self.scanned = 0  # where the scan of the head goes on
+        self.depth = 0
+        self.expect_key = False
+        self.last_key: str | None = None
+        self.after_colon = False
+        self.in_array = False  # the scan found the streamed array's start
+        self.lead = 0  # 1 once the buffer starts with the comma of a cut
+        self.stand_in = b""  # what yajl sees next in place of the runs cut since
+        self.done = False  # everything from here on is yajl's
+
+    def _out(self, data: bytes) -> tuple[bytes, int]:
+        """Bytes for yajl, after the stand-in for any runs cut before them (and 1 if so:
+        yajl's first item from them is to be dropped)."""
+        stand_in, self.stand_in = self.stand_in, b""
+        return stand_in + data, 1 if stand_in else 0
+
+    def rest(self) -> tuple[bytes, int]:
+        rest, self.buffer = self.buffer, b""
+        self.done = True
+        return self._out(rest) if rest else (rest, 0)
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, int] | list[Any]]:
+        """Bytes for yajl and runs of items, in body order, for one chunk of the body."""
+        self.buffer += chunk
+        parts: list[tuple[bytes, int] | list[Any]] = []
+        if not self.in_array:
+            start = self._scan_head()
+            if start is None:
+                if self.done or len(self.buffer) > HEAD_LIMIT:
+                    parts.append(self.rest())
+                return parts
+            parts.append((self.buffer[:start], 0))
+            self.buffer = self.buffer[start:]
+            self.in_array = True
+        while True:
+            run = self._cut()
+            if run is None:
+                break
+            parts.append(run)
+        if self.done or len(self.buffer) > RUN_LIMIT:
+            parts.append(self.rest())
+        return parts
+
+    def _scan_head(self) -> int | None:
+        """Where the streamed array's items begin, once the scan reaches it."""
+        buffer = self.buffer
+        position = self.scanned
+        while True:
+            match = _TOKEN.match(buffer, position)
+            if match is None or match.end() == len(buffer):
+                self.scanned = position  # wait for more: the token may go on
+                return None
+            position = match.end()
+            text, mark, _ = match.groups()
+            if mark in (b"[", b"{"):
+                opens_it = self.depth == 1 and mark == b"[" and self.after_colon
+                if opens_it and self.last_key == self.key:
+                    self.scanned = position
+                    return position
+                self.depth += 1
+                self.expect_key = mark == b"{" and self.depth == 1
+                self.after_colon = False
+            elif mark in (b"]", b"}"):
+                self.depth -= 1
+                if self.depth <= 0:
+                    self.done = True  # the object ended first: nothing to cut
+                    return None
+                self.after_colon = False
+            elif mark == b",":
+                self.expect_key = self.depth == 1
+                self.after_colon = False
+            elif mark == b":":
+                self.after_colon = self.depth == 1
+            elif text is not None and self.depth == 1 and self.expect_key:
+                try:
+                    self.last_key = _DECODE(text)
+                except msgspec.MsgspecError:
+                    self.done = True
+                    return None
+                self.expect_key = False
+            else:
+                self.after_colon = False
+
+    def _cut(self) -> tuple[bytes, int] | list[Any] | None:
+        """The next run: its items, or its bytes for yajl (an integer beyond 64 bits);
+        ``None`` when there is none to take (``done`` if none ever will be)."""
+        buffer = self.buffer
+        end = len(buffer)
+        for _ in range(2):  # the last place to cut may be just past the array's end
+            comma = _last_cut(buffer, end)
+            if comma <= self.lead:
+                return None
+            piece = buffer[self.lead : comma]
+            try:
+                items = _DECODE(b"[" + piece + b"]")
+            except msgspec.MsgspecError:
+                end = comma
+                continue
+            if not isinstance(items, list) or not items:
+                break
+            run: tuple[bytes, int] | list[Any] = items
+            if _NINETEEN_DIGITS in piece.translate(_DIGIT_MASK) and _has_big_int(items):
+                run = self._out(buffer[:comma])  # whole items: yajl ends between two
+            else:
+                self.stand_in = self.stand_in or (b",0" if self.lead else b"0")
+            self.buffer = buffer[comma:]
+            self.lead = 1
+            return run
+        self.done = True
+        return None
+
+
+#: Digits enough for an integer that may not fit in 64 bits, looked for in the bytes
+#: with every digit made "0" and every other byte "." (quicker than a pattern).
+_NINETEEN_DIGITS = b"0" * 19
+_DIGIT_MASK = bytes(48 if 48 <= byte <= 57 else 46 for byte in range(256))
+
+
+def _has_big_int(value: Any) -> bool:
+    """Whether an integer beyond 64 bits is anywhere in ``value`` (yajl refuses those)."""
+    if type(value) is int:
+        return not -(1 << 63) <= value < (1 << 63)
+    if isinstance(value, list):
+        return any(_has_big_int(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_big_int(item) for item in value.values())
+    return False
+
+
+def _last_cut(buffer: bytes, end: int) -> int:
+    """The last comma before ``end`` that follows a ``]`` or ``}`` (blanks between), or -1."""
+    while True:
+        comma = buffer.rfind(b",", 0, end)
+        if comma <= 0:
+            return -1
+        before = comma - 1
+        while before > 0 and buffer[before] in _BLANKS:
+            before -= 1
+        if buffer[before] in _ENDS:
+            return comma
+        end = comma
 
 
 def _wrong_start(where: str, expected: str, head: bytes) -> None:
