@@ -242,3 +242,13 @@ def test_compiled_conformance_reads_text_in_a_boolean_column() -> None:
     cases = [("false", False), ("True", True), ("n", False), ("1", True), ("maybe", None)]
     for sent, delivered in cases:
         assert conformer({"id": "x", "flag": sent}, set())["flag"] == delivered
+
+
+def test_a_state_is_the_line_its_message_dict_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = binary_stdout(monkeypatch)
+    value = {"bookmarks": {"s": {"partitions": [{"context": {"id": 1}, "x": None}]}}}
+    message = StateMessage(value=value)
+    writer = MessageWriter()
+    writer.write_message(message)
+    records._ENCODER.encode_into(message.to_dict(), expected := bytearray(), -1)
+    assert out.getvalue() == bytes(expected) + b"\n"

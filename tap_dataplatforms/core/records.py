@@ -33,7 +33,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.contrib.msgspec import encoder as _ENCODER
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib import RecordMessage, StateMessage
 from singer_sdk.singerlib.encoding.simple import Message
 
 from tap_dataplatforms.core.sdk import pop_deselected_properties
@@ -116,8 +116,13 @@ class MessageWriter(MsgSpecWriter):
         atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:
-        # Encoded straight onto the end of the pending bytes (no copy of each line).
-        self._encode(message.to_dict())
+        # Encoded straight onto the end of the pending bytes (no copy of each line). A
+        # STATE's dict is made here: ``to_dict`` deep-copies the whole state first (the
+        # value is encoded at once, nothing can change it in between).
+        if type(message) is StateMessage and message.value is not None:
+            self._encode({"type": message.type, "value": message.value})
+        else:
+            self._encode(message.to_dict())
         if isinstance(message, RecordMessage):
             self.records[message.stream] += 1
         if (

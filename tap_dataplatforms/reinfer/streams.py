@@ -418,7 +418,14 @@ class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
         return params
 
     def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
-        named = self.named(context) or {}
+        # Worked out once per partition: every record of a partition comes with the same
+        # context object (a new one for each partition).
+        cached = self.__dict__.get("_named_for")
+        if cached is not None and cached[0] is context:
+            named = cached[1]
+        else:
+            named = self.named(context) or {}
+            self.__dict__["_named_for"] = (context, named)
         for key in ("project", "source_name"):
             if key in named and row.get(key) is None:
                 row[key] = named[key]
