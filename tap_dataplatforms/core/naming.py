@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
+V = TypeVar("V")
 
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -25,12 +25,44 @@ def slug(text: str, fallback: str = "stream") -> str:
 
 
 def distinct_slugs(
-    items: Sequence[tuple[K, str]], suffix: Callable[[K], str], fallback: str = "stream"
+    items: Sequence[tuple[K, str]],
+    suffix: Callable[[K], str],
+    fallback: str = "stream",
+    bare: Callable[[list[K]], K] | None = None,
 ) -> dict[K, str]:
-    """Key -> slug of its name; where two names share a slug, each gets ``_`` + its suffix."""
+    """Key -> slug of its name; where two names share a slug, each gets ``_`` + its suffix,
+    except the one ``bare`` picks among them (in the order of ``items``), if given."""
     base = {key: slug(name, fallback) for key, name in items}
-    counts = Counter(base.values())
+    sharing: dict[str, list[K]] = {}
+    for key, name in base.items():
+        sharing.setdefault(name, []).append(key)
+    kept = {bare(keys) for keys in sharing.values()} if bare is not None else set()
     return {
-        key: f"{name}_{_NON_WORD.sub('_', suffix(key).lower())}" if counts[name] > 1 else name
+        key: name
+        if len(sharing[name]) == 1 or key in kept
+        else f"{name}_{_NON_WORD.sub('_', suffix(key).lower())}"
         for key, name in base.items()
     }
+
+
+class NamesById(Generic[V]):
+    """What a parent's listing said of each parent (its name), by the parent's id.
+
+    A child's partition is its parent's id alone: its bookmark survives a rename (and the
+    SDK keeps a bookmark only where the context is the whole partition). What the child's
+    URL, header or label needs by name is the one the listing gave for that id this sync.
+    """
+
+    def __init__(self, id_field: str) -> None:
+        #: The context key that holds the parent's id.
+        self.id_field = id_field
+        self._by_id: dict[str, V] = {}
+
+    def learn(self, parent_id: Any, value: V) -> None:
+        self._by_id[str(parent_id)] = value
+
+    def of(self, context: Mapping[str, Any] | None) -> V | None:
+        """The value listed for the context's parent; ``None`` when it has none."""
+        if not context or self.id_field not in context:
+            return None
+        return self._by_id.get(str(context[self.id_field]))

@@ -19,6 +19,7 @@ from tap_dataplatforms.core import ratelimit
 from tap_dataplatforms.core.budget import rates_per_second
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError, RouteMissingError
 from tap_dataplatforms.core.http import PlatformStream, response_json
+from tap_dataplatforms.core.naming import NamesById
 from tap_dataplatforms.core.timestamps import parse_datetime, to_rfc3339
 from tap_dataplatforms.datalinx.auth import (
     LOGIN_PATH,
@@ -192,11 +193,8 @@ class DatalinxStream(PlatformStream):
         the workspace id alone (its bookmarks survive a rename, and the SDK finalizes a
         bookmark only where the context is the partition); the name, which X-Workspace
         and the records carry, is the one the workspace list gave for that id."""
-        if not context or "workspace_id" not in context:
-            return None
-        lister = self.tap.streams.get("datalinx_workspaces")
-        names: dict[str, str] = getattr(lister, "names", {})
-        return names.get(str(context["workspace_id"]))
+        names = getattr(self.tap.streams.get("datalinx_workspaces"), "names", None)
+        return names.of(context) if isinstance(names, NamesById) else None
 
     def get_new_paginator(self) -> EnvelopePaginator:
         return EnvelopePaginator()

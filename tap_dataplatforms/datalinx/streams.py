@@ -13,6 +13,7 @@ import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_dataplatforms.core.errors import PlatformAuthError, RouteMissingError
+from tap_dataplatforms.core.naming import NamesById
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.datalinx import schemas
 from tap_dataplatforms.datalinx.client import (
@@ -41,7 +42,7 @@ class WorkspacesStream(DatalinxStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Workspace id -> name, of the workspaces listed in this sync.
-        self.names: dict[str, str] = {}
+        self.names: NamesById[str] = NamesById("workspace_id")
 
     def wanted(self) -> list[str] | None:
         names = self.settings.workspaces
@@ -77,7 +78,7 @@ class WorkspacesStream(DatalinxStream):
         # The id is the partition (bookmarks); the name goes into X-Workspace and the
         # records, looked up by id (DatalinxStream.workspace_name).
         workspace_id = workspace_key(record)
-        self.names[workspace_id] = str(record["name"])
+        self.names.learn(workspace_id, str(record["name"]))
         adopt_bookmarks_by_name(self.tap, str(record["name"]), workspace_id)
         return {"workspace_id": workspace_id}
 

@@ -8,14 +8,11 @@ different kind) becomes string, arrays stay arrays, and every column is nullable
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tap_dataplatforms.core.naming import slug
+from tap_dataplatforms.core.naming import distinct_slugs, slug
 from tap_dataplatforms.core.schemas import value_kind
-
-_NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
 def slugify(text: str) -> str:
@@ -35,20 +32,16 @@ def run_slugs(
     ``dexi.result_stream_names``, run id -> name) pins a run's name explicitly.
     """
     overrides = overrides or {}
-    base = {run_id: slug(name, "run") for run_id, name in runs}
-    keeper: dict[str, str] = {}
-    for run_id, _ in runs:  # newest first: the last one seen is the oldest
-        if run_id not in overrides:
-            keeper[base[run_id]] = run_id
-    names = {}
-    for run_id, _ in runs:
-        if run_id in overrides:
-            names[run_id] = slug(overrides[run_id], "run")
-        elif keeper[base[run_id]] == run_id:
-            names[run_id] = base[run_id]
-        else:
-            names[run_id] = f"{base[run_id]}_{_NON_WORD.sub('_', run_id[:8].lower())}"
-    return names
+    named = distinct_slugs(
+        [(run_id, name) for run_id, name in runs if run_id not in overrides],
+        suffix=lambda run_id: run_id[:8],
+        fallback="run",
+        bare=lambda sharing: sharing[-1],  # newest first: the last is the oldest
+    )
+    return {
+        run_id: slug(overrides[run_id], "run") if run_id in overrides else named[run_id]
+        for run_id, _ in runs
+    }
 
 
 def merge_kinds(kinds: Iterable[str | None]) -> str | None:

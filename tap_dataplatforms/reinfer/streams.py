@@ -13,6 +13,7 @@ import msgspec
 from singer_sdk.exceptions import FatalAPIError
 
 from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.naming import NamesById
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.readahead import PagePrefetch
 from tap_dataplatforms.core.records import ConformedRecords, LeanRecordLoop
@@ -267,7 +268,7 @@ class SourcesStream(_ConfiguredParent):
             # project and name the comments route needs are looked up by id.
             comments = self.tap.streams.get(CommentsStream.name)
             if isinstance(comments, CommentsStream):
-                comments.source_names[str(record["id"])] = (record.get("owner"), record.get("name"))
+                comments.source_names.learn(record["id"], (record.get("owner"), record.get("name")))
             yield {"source_id": record["id"]}
 
 
@@ -301,15 +302,15 @@ class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
     schema = schemas.COMMENTS
 
     @cached_property
-    def source_names(self) -> dict[str, tuple[Any, Any]]:
+    def source_names(self) -> NamesById[tuple[Any, Any]]:
         """Source id -> (project, name), from the sources listed in this sync."""
-        return {}
+        return NamesById("source_id")
 
     def named(self, context: Context | None) -> dict[str, Any] | None:
         """The context with the project and name of its source, for URLs and labels."""
         if not context or "source_id" not in context or "source_name" in context:
             return dict(context) if context else None
-        project, name = self.source_names.get(str(context["source_id"]), (None, None))
+        project, name = self.source_names.of(context) or (None, None)
         return {**context, "project": project, "source_name": name}
 
     def get_url(self, context: Context | None) -> str:
