@@ -42,9 +42,9 @@ PLATFORMS: tuple[settings.PlatformSpec, ...] = (
 )
 
 
-#: The level this module last gave the METRIC logger, so that a later tap of the same
-#: process tells it apart from a level a logging config gave.
-_METRICS_LEVEL_SET: dict[str, int] = {}
+#: The level the tap last gave the METRIC logger: a later tap of the same process tells
+#: it apart from a level a logging config gave.
+_metrics_level_set: int | None = None
 
 
 def metrics_level(setting: str | None, configured: int) -> int:
@@ -52,11 +52,14 @@ def metrics_level(setting: str | None, configured: int) -> int:
     config (``SINGER_SDK_LOG_CONFIG``) gave the ``singer_sdk.metrics`` logger; else
     WARNING. The SDK logs every METRIC line at INFO, one per request and partition, which
     a scheduled run's log does not need: they are off unless asked for."""
-    level = logging.getLevelName(str(setting).upper()) if setting else None
-    if not isinstance(level, int):
-        ours = _METRICS_LEVEL_SET.get("level")
-        level = configured if configured not in (logging.NOTSET, ours) else logging.WARNING
-    _METRICS_LEVEL_SET["level"] = level
+    global _metrics_level_set
+    if setting is not None:
+        level = logging.getLevelName(setting)
+    elif configured not in (logging.NOTSET, _metrics_level_set):
+        level = configured
+    else:
+        level = logging.WARNING
+    _metrics_level_set = level
     return level
 
 
@@ -84,7 +87,11 @@ class TapDataPlatforms(SDKTap):
         *settings.COMMON_SETTINGS, *(spec.block for spec in PLATFORMS)
     ).to_dict()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, listing_only: bool = False, **kwargs: Any) -> None:
+        #: Discovery (``--discover``): without any platform configured, the catalog lists
+        #: every platform's static streams (``meltano select --list`` needs no
+        #: credentials); a sync without a platform stays a configuration error.
+        self.listing_only = listing_only
         install_log_redaction()
         # The SDK sets the METRIC logger to LOGLEVEL here, over a level given to it by
         # SINGER_SDK_LOG_CONFIG (or a test's caplog): that one is kept, see below.
@@ -93,10 +100,7 @@ class TapDataPlatforms(SDKTap):
         super().__init__(*args, **kwargs)
         common = self.settings_object.common
         readahead.configure(common.max_concurrency)  # the one pool's size
-        given = (
-            common.metrics_log_level if "metrics_log_level" in self.settings_object.given else None
-        )
-        metrics.setLevel(metrics_level(given, configured))
+        metrics.setLevel(metrics_level(common.metrics_log_level, configured))
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Bookmarks written by an earlier release are read in their current form."""
@@ -154,11 +158,6 @@ class TapDataPlatforms(SDKTap):
 
     def enabled_platforms(self) -> list[settings.PlatformSpec]:
         return [spec for spec in PLATFORMS if spec.key in self.runtime.settings.platforms]
-
-    #: True in discovery (``--discover``): without any platform configured, the catalog
-    #: lists every platform's static streams (``meltano select --list`` needs no
-    #: credentials); a sync without a platform stays a configuration error.
-    listing_only = False
 
     def discover_streams(self) -> list[Stream]:
         streams: list[Stream] = []
@@ -362,9 +361,18 @@ class TapDataPlatforms(SDKTap):
     @classmethod
     def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
         """``--discover``: also without any platform configured (the static streams)."""
-        if value:
-            cls.listing_only = True
-        super().cb_discover(ctx, param, value)
+        if not value:
+            return
+        config = ctx.params.get("config")
+        tap = cls(
+            config=config.config if config else None,
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+            setup_mapper=False,
+            listing_only=True,
+        )
+        tap.run_discovery()
+        ctx.exit()
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from singer_sdk.metrics import METRICS_LOGGER_NAME
 
 from tap_dataplatforms.core.errors import ConfigError
@@ -165,3 +166,17 @@ def test_metric_lines_follow_each_taps_setting_and_default_to_off() -> None:
         metrics.setLevel(logging.WARNING)
     with pytest.raises(ConfigError, match="metrics_log_level"):
         TapDataPlatforms(config={**redivis, "metrics_log_level": "LOUD"}, parse_env_config=False)
+
+
+def test_discovery_without_a_platform_leaves_later_taps_of_the_process_strict(
+    tmp_path: Path,
+) -> None:
+    """``--discover`` lists the static streams without any platform; it is that one tap's
+    mode, so a sync later in the same process still needs a platform."""
+    path = tmp_path / "config.json"
+    path.write_text("{}")
+    result = CliRunner().invoke(TapDataPlatforms.cli, ["--config", str(path), "--discover"])
+    assert result.exit_code == 0, result.output
+    assert '"dexi_runs"' in result.stdout
+    with pytest.raises(ConfigError, match="no platform configured"):
+        TapDataPlatforms(config={}, parse_env_config=False)

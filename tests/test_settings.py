@@ -87,7 +87,8 @@ def test_given_values_win_and_the_settings_are_frozen() -> None:
     assert parsed.common.max_concurrency == 2
     assert parsed.common.partition == Partition(index=1, count=3)
     assert not parsed.common.mirroring  # off under `partition` unless asked for
-    assert parsed.given >= {"max_concurrency", "partition", "invision"}
+    # Unset, the METRIC level is left to a logging config (the tap's metrics_level).
+    assert parsed.common.metrics_log_level is None
     invision = parsed.of(InvisionSettings, "invision")
     assert invision.dataflow_ids == ("a", "b")
     assert invision.poll_interval_seconds == 2.0

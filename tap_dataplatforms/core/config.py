@@ -91,7 +91,8 @@ COMMON_SETTINGS: list[th.Property] = [
     th.Property(
         "metrics_log_level",
         th.StringType(allowed_values=list(METRICS_LOG_LEVELS)),
-        default="WARNING",
+        # No declared default: unset, the level a logging config (SINGER_SDK_LOG_CONFIG)
+        # gives the METRIC logger is kept, else WARNING (tap.metrics_level).
         description=(
             "Level of the SDK's METRIC lines (logger `singer_sdk.metrics`), which are logged "
             "at INFO: the default WARNING keeps them out of the log; INFO (or DEBUG) turns "

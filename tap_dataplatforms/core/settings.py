@@ -98,7 +98,7 @@ class CommonSettings:
     run_summary_path: str | None
     request_timeout_seconds: float
     verify_tls: bool
-    metrics_log_level: str
+    metrics_log_level: str | None
     max_retries: int
     emit_activate_version_messages: bool | None
 
@@ -129,10 +129,6 @@ class Settings:
     common: CommonSettings
     #: Platform key -> its settings, for the platforms whose block is present.
     platforms: Mapping[str, PlatformSettings] = field(default_factory=dict)
-    #: The shared settings the config sets itself (not left to their default): where
-    #: another source may decide in their absence (``metrics_log_level`` vs a logging
-    #: config's level for the METRIC logger).
-    given: frozenset[str] = frozenset()
 
     def platform(self, key: str) -> PlatformSettings:
         return self.platforms[key]
@@ -156,8 +152,7 @@ def parse(config: Mapping[str, Any], platforms: Iterable[PlatformSpec]) -> Setti
         blocks[spec.key] = parse_fields(
             spec.settings_class, block, f"{spec.key}.", **declared_defaults(spec.settings)
         )
-    given = frozenset(name for name, value in config.items() if value is not None)
-    return Settings(common, types.MappingProxyType(blocks), given)
+    return Settings(common, types.MappingProxyType(blocks))
 
 
 def of_tap(tap: Any) -> Settings:
