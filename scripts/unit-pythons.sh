@@ -21,6 +21,7 @@ UNIT_TESTS=(
     tests/test_ratelimit.py
     tests/test_redact.py
     tests/test_naming.py
+    tests/test_new_platform.py
     tests/test_progress.py
     tests/test_runtime_counters.py
     tests/test_metric_tags.py
