@@ -359,19 +359,23 @@ class TapDataPlatforms(SDKTap):
             raise ConfigError(f"--config: cannot read {exc.filename}: {exc.strerror}") from None
 
     @classmethod
+    def from_cli(cls, ctx: click.Context, **kwargs: Any) -> TapDataPlatforms:
+        """The tap of a command-line mode (``--discover``, ``--test``): the ``--config``
+        given, validated."""
+        config = ctx.params.get("config")
+        return cls(
+            config=config.config if config else None,
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+            **kwargs,
+        )
+
+    @classmethod
     def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
         """``--discover``: also without any platform configured (the static streams)."""
         if not value:
             return
-        config = ctx.params.get("config")
-        tap = cls(
-            config=config.config if config else None,
-            parse_env_config=bool(config and config.parse_env),
-            validate_config=True,
-            setup_mapper=False,
-            listing_only=True,
-        )
-        tap.run_discovery()
+        cls.from_cli(ctx, setup_mapper=False, listing_only=True).run_discovery()
         ctx.exit()
 
     @classmethod
@@ -379,12 +383,7 @@ class TapDataPlatforms(SDKTap):
         """``--test``: the connection check of every platform, then one record per stream."""
         if value == CliTestOptionValue.Disabled.value:
             return
-        config = ctx.params.get("config")
-        tap = cls(
-            config=config.config if config else None,
-            parse_env_config=bool(config and config.parse_env),
-            validate_config=True,
-        )
+        tap = cls.from_cli(ctx)
         if value == CliTestOptionValue.Schema.value:
             tap.write_schemas()
         else:
