@@ -167,17 +167,10 @@ class TapDataPlatforms(SDKTap):
                 "credentials (streams read from the data appear once a platform is configured)"
             )
             for spec in PLATFORMS:
-                if spec.static_streams is not None:
-                    streams.extend(spec.static_streams(self))
+                streams.extend(spec.static_streams(self))
             return streams
         for spec in self.enabled_platforms():
-            if spec.build_streams is None:
-                self.logger.warning(
-                    "%s is configured, but its streams are not part of this version yet",
-                    spec.title,
-                )
-                continue
-            streams.extend(spec.build_streams(self))
+            streams.extend(spec.configured_streams(self))
         return streams
 
     # -- running ----------------------------------------------------------------------

@@ -82,18 +82,13 @@ class ItemsStream(PlatformStream):
         return {"page": next_page_token} if next_page_token else {}
 
 
-def streams(tap: Any) -> list[Any]:
-    return [ItemsStream(tap)]
-
-
 PLATFORM = PlatformSpec(
     key="toy",
     title="Toy",
     settings=SETTINGS,
     settings_class=ToySettings,
     credential_groups=(("token",),),
-    build_streams=streams,
-    static_streams=streams,
+    streams=(ItemsStream,),
     check=connection_check("toy_items", "/items", {"limit": 1}),
 )
 '''

@@ -145,10 +145,13 @@ class PlatformSpec:
     settings_class: type[PlatformSettings]
     # The block is complete when every setting of at least one group is set.
     credential_groups: tuple[tuple[str, ...], ...]
-    build_streams: Callable[[Tap], list[Stream]] | None = None
     #: The streams whose name and schema need no request (none of the dynamic ones): what
-    #: discovery lists, without credentials, when no platform is configured.
-    static_streams: Callable[[Tap], list[Stream]] | None = None
+    #: discovery lists, without credentials, when no platform is configured, and the
+    #: platform's streams unless ``build_streams`` makes them.
+    streams: tuple[type[Stream], ...] = ()
+    #: The streams of a configured platform where some are made from its data (read at
+    #: discovery); without it, ``streams``.
+    build_streams: Callable[[Tap], list[Stream]] | None = None
     # One request that proves the credentials and the host, before any record.
     check: Callable[[Tap], None] | None = None
     #: Rewrites, in place, bookmarks an earlier release wrote in another form.
@@ -161,6 +164,13 @@ class PlatformSpec:
             th.ObjectType(*self.settings, additional_properties=False),
             description=f"{self.title}: the platform is enabled when this block is present.",
         )
+
+    def static_streams(self, tap: Tap) -> list[Stream]:
+        return [stream_type(tap) for stream_type in self.streams]
+
+    def configured_streams(self, tap: Tap) -> list[Stream]:
+        """The streams of the platform, its block being configured."""
+        return self.build_streams(tap) if self.build_streams else self.static_streams(tap)
 
     @property
     def secret_names(self) -> tuple[str, ...]:

@@ -110,8 +110,8 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     settings_class=DatalinxSettings,
     credential_groups=(("api_url", "api_key"), ("api_url", "email", "password")),
+    streams=STREAMS,
     build_streams=build_streams,
-    static_streams=written_streams,
     # List one workspace: proves the host, the credentials (logging in if need be).
     check=connection_check("datalinx_workspaces", "/workspaces", {"page": 1, "page_size": 1}),
 )

@@ -123,7 +123,7 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     settings_class=InvisionSettings,
     credential_groups=(("api_url", "api_key"),),
+    streams=(DataflowRunsStream, ExecutionLogStream),
     build_streams=build_streams,
-    static_streams=lambda tap: [DataflowRunsStream(tap), ExecutionLogStream(tap)],
     check=check,
 )

@@ -97,7 +97,7 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     settings_class=RedivisSettings,
     credential_groups=(("token",),),
+    streams=STREAMS,
     build_streams=build_streams,
-    static_streams=lambda tap: [stream_type(tap) for stream_type in STREAMS],
     check=check,
 )

@@ -3,7 +3,7 @@ predictions."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.http import connection_check
@@ -14,13 +14,6 @@ from tap_dataplatforms.reinfer.streams import STREAMS as LISTING_STREAMS
 from tap_dataplatforms.reinfer.streams import CommentsStream
 
 STREAMS = (*LISTING_STREAMS, PredictionsStream)
-
-if TYPE_CHECKING:
-    from singer_sdk import Stream, Tap
-
-
-def build_streams(tap: Tap) -> list[Stream]:
-    return [stream_type(tap) for stream_type in STREAMS]
 
 
 def migrate_state(state: dict[str, Any]) -> None:
@@ -58,8 +51,7 @@ PLATFORM = PlatformSpec(
     settings=SETTINGS,
     settings_class=ReinferSettings,
     credential_groups=(("api_url", "token"),),
-    build_streams=build_streams,
-    static_streams=build_streams,
+    streams=STREAMS,
     # The token's user on the tenant endpoint: proves host, prefix and token.
     check=connection_check("reinfer_sources", CHECK_PATH),
     migrate_state=migrate_state,
