@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tap_dataplatforms.core import settings as core_settings
-from tap_dataplatforms.core.config import COMMON_SETTINGS
+from tap_dataplatforms.core.config import COMMON_SETTINGS, check_fields
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.partition import first_partition, in_partition, partition_of
 from tap_dataplatforms.core.settings import (
@@ -19,7 +19,6 @@ from tap_dataplatforms.core.settings import (
     Partition,
     PlatformSettings,
     Settings,
-    check_fields,
     parse,
 )
 from tap_dataplatforms.dexi.settings import DexiSettings
@@ -119,6 +118,9 @@ def test_every_settings_class_names_exactly_its_declarations() -> None:
 
     with pytest.raises(TypeError, match="undeclared"):
         check_fields(Drifted, PLATFORMS[0].settings)
+    # A platform whose typed block drifts from its declarations fails where it is declared.
+    with pytest.raises(TypeError, match=r"Drifted does not match.*undeclared \['undeclared'\]"):
+        dataclasses.replace(PLATFORMS[0], settings_class=Drifted)
 
 
 def test_the_tap_parses_once_at_start_up() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,17 @@ def declared_defaults(declarations: Iterable[th.Property]) -> dict[str, Any]:
     return {p.name: p.to_dict()[p.name].get("default") for p in declarations}
 
 
+def check_fields(cls: type[Any], declarations: Iterable[th.Property]) -> None:
+    """A settings dataclass names exactly the declared settings (raises at import)."""
+    declared = {p.name for p in declarations}
+    named = {f.name for f in dataclasses.fields(cls)}
+    if declared != named:
+        raise TypeError(
+            f"{cls.__name__} does not match its declarations: "
+            f"undeclared {sorted(named - declared)}, missing {sorted(declared - named)}"
+        )
+
+
 @dataclass(frozen=True)
 class PlatformSpec:
     """What the tap needs to know of a platform: its settings block and its streams."""
@@ -156,6 +168,9 @@ class PlatformSpec:
     check: Callable[[Tap], None] | None = None
     #: Rewrites, in place, bookmarks an earlier release wrote in another form.
     migrate_state: Callable[[dict[str, Any]], None] | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self.settings_class, self.settings)
 
     @property
     def block(self) -> th.Property:

@@ -23,22 +23,16 @@ from typing import Any, TypeVar
 
 from singer_sdk import typing as th
 
-from tap_dataplatforms.core.config import COMMON_SETTINGS, PlatformSpec, declared_defaults
+from tap_dataplatforms.core.config import (
+    COMMON_SETTINGS,
+    PlatformSpec,
+    check_fields,
+    declared_defaults,
+)
 from tap_dataplatforms.core.errors import ConfigError
 from tap_dataplatforms.core.versions import PROPERTY as VERSIONS_PROPERTY
 
 T = TypeVar("T")
-
-
-def check_fields(cls: type[Any], declarations: Iterable[th.Property]) -> None:
-    """A settings dataclass names exactly the declared settings (raises at import)."""
-    declared = {p.name for p in declarations}
-    named = {f.name for f in dataclasses.fields(cls)}
-    if declared != named:
-        raise TypeError(
-            f"{cls.__name__} does not match its declarations: "
-            f"undeclared {sorted(named - declared)}, missing {sorted(declared - named)}"
-        )
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import budget_setting, url_setting
-from tap_dataplatforms.core.settings import PlatformSettings, check_fields
+from tap_dataplatforms.core.settings import PlatformSettings
 
 SETTINGS = (
     url_setting(None, "https://acme.datalinx.ai/api"),
@@ -39,6 +39,3 @@ class DatalinxSettings(PlatformSettings):
     email: str | None
     password: str | None
     workspaces: tuple[str, ...] | None
-
-
-check_fields(DatalinxSettings, SETTINGS)

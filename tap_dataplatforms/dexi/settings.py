@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import budget_setting, url_setting
-from tap_dataplatforms.core.settings import PlatformSettings, check_fields
+from tap_dataplatforms.core.settings import PlatformSettings
 
 SETTINGS = (
     th.Property("account_id", th.StringType, description="Dexi account id."),
@@ -77,6 +77,3 @@ class DexiSettings(PlatformSettings):
     files_dir: str
     result_stream_names: Mapping[str, str] | None
     strict_results: bool
-
-
-check_fields(DexiSettings, SETTINGS)

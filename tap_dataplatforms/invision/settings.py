@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import budget_setting, url_setting
-from tap_dataplatforms.core.settings import PlatformSettings, check_fields
+from tap_dataplatforms.core.settings import PlatformSettings
 
 SETTINGS = (
     url_setting(None, "https://host/invision"),
@@ -73,6 +73,3 @@ class InvisionSettings(PlatformSettings):
     tables: tuple[str, ...] | None
     monitoring_api_key: str | None
     data_api_key: str | None
-
-
-check_fields(InvisionSettings, SETTINGS)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import budget_setting, url_setting
-from tap_dataplatforms.core.settings import PlatformSettings, check_fields
+from tap_dataplatforms.core.settings import PlatformSettings
 
 SETTINGS = (
     url_setting("https://redivis.com/api/v1", "https://redivis.com/api/v1"),
@@ -43,6 +43,3 @@ class RedivisSettings(PlatformSettings):
     users: tuple[str, ...] | None
     tables: tuple[str, ...] | None
     read_streams: int
-
-
-check_fields(RedivisSettings, SETTINGS)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from singer_sdk import typing as th
 
 from tap_dataplatforms.core.config import budget_setting, url_setting
-from tap_dataplatforms.core.settings import PlatformSettings, check_fields
+from tap_dataplatforms.core.settings import PlatformSettings
 
 SETTINGS = (
     url_setting(None, "https://acme.reinfer.io"),
@@ -37,6 +37,3 @@ class ReinferSettings(PlatformSettings):
     token: str
     sources: tuple[str, ...] | None
     datasets: tuple[str, ...] | None
-
-
-check_fields(ReinferSettings, SETTINGS)
