@@ -110,3 +110,25 @@ def checked_sync(config: dict[str, Any]) -> CheckedSync:
                     out.problems.append(f"{stream}: {where}: {error.message[:160]}")
     out.repeated = sum(kinds.values()) - len(kinds)
     return out
+
+
+def closed_objects(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Where ``schema`` has an object schema that is not open to undeclared fields."""
+    found: list[str] = []
+    types = schema.get("type")
+    kinds = {types} if isinstance(types, str) else set(types or ())
+    if ("object" in kinds or "properties" in schema) and schema.get(
+        "additionalProperties"
+    ) is not True:
+        found.append(path or "(record)")
+    for name, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            found += closed_objects(sub, f"{path}.{name}" if path else name)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        found += closed_objects(items, f"{path}[]")
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key) or ():
+            if isinstance(option, dict):
+                found += closed_objects(option, path)
+    return found

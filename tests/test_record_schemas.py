@@ -14,9 +14,8 @@ from jsonschema import Draft7Validator
 
 from dataplatforms_sandbox import Sandbox
 from dataplatforms_sandbox.shapes import OBJECT_FIELD, SCALAR_FIELD
-from tap_dataplatforms.core.schemas import closed_objects
 from tests.helpers import make_tap
-from tests.record_check import checked_sync, date_time_checker
+from tests.record_check import checked_sync, closed_objects, date_time_checker
 from tests.reliability import PLATFORM_NAMES, new_sandbox, tap_config
 
 #: Streams each platform's sync must deliver records for (so that a check of nothing

@@ -81,25 +81,3 @@ def opened(schema: dict[str, Any]) -> dict[str, Any]:
 def record_schema(*properties: th.Property) -> dict[str, Any]:
     """A stream's schema from its properties, open everywhere."""
     return opened(th.PropertiesList(*properties).to_dict())
-
-
-def closed_objects(schema: dict[str, Any], path: str = "") -> list[str]:
-    """Where ``schema`` has an object schema that is not open (for tests and checks)."""
-    found: list[str] = []
-    types = schema.get("type")
-    kinds = {types} if isinstance(types, str) else set(types or ())
-    if ("object" in kinds or "properties" in schema) and schema.get(
-        "additionalProperties"
-    ) is not True:
-        found.append(path or "(record)")
-    for name, sub in (schema.get("properties") or {}).items():
-        if isinstance(sub, dict):
-            found += closed_objects(sub, f"{path}.{name}" if path else name)
-    items = schema.get("items")
-    if isinstance(items, dict):
-        found += closed_objects(items, f"{path}[]")
-    for key in ("anyOf", "oneOf", "allOf"):
-        for option in schema.get(key) or ():
-            if isinstance(option, dict):
-                found += closed_objects(option, path)
-    return found
