@@ -54,7 +54,7 @@ def metrics_level(setting: str | None, configured: int) -> int:
     a scheduled run's log does not need: they are off unless asked for."""
     global _metrics_level_set
     if setting is not None:
-        level = logging.getLevelName(setting)
+        level = logging.getLevelName(setting.upper())
     elif configured not in (logging.NOTSET, _metrics_level_set):
         level = configured
     else:
