@@ -138,3 +138,40 @@ def test_the_duration_metric_names_the_endpoint_the_stream_says(
     monkeypatch.setattr(stream, "metric_endpoint", lambda response: "/other/{route}")
     stream.call("GET", URL)
     assert named == [stream.path, "/other/{route}"]
+
+
+def test_a_body_that_resumes_is_opened_again_at_what_was_delivered(
+    stream: PlatformStream, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opener hears how many rows came (a batch counts its rows); an opening refused
+    because what the body is read from expired is renewed by the platform's hook, not
+    counted as a break; a break waits out the retry policy's wait and counts as a retry."""
+    requests_mock.get(URL, content=b"")
+    offsets: list[int] = []
+    gone = [PartitionError("Redivis: HTTP 404 on GET readStreams/1", 404)]
+    renewals: list[int] = []
+
+    def open_at(delivered: int) -> requests.Response:
+        offsets.append(delivered)
+        if delivered and gone:
+            raise gone.pop()
+        return stream.stream_body(URL)
+
+    def renewed(error: PartitionError) -> bool:
+        renewals.append(error.status or 0)
+        return error.status == 404
+
+    def read(response: requests.Response, offset: int) -> Iterator[list[int]]:
+        yield list(range(offset, offset + 3))
+        if offset == 0:
+            raise BrokenBody("ended without the end-of-stream batch")
+
+    clock = stream.budget.clock
+    assert isinstance(clock, FakeClock)
+    monkeypatch.setattr(stream, "_retry_wait", lambda attempt, exc: 7.25)
+    rows = stream.read_resumed(open_at, read, what="stream 1", size=len, renewed=renewed)
+    assert list(rows) == [[0, 1, 2], [3, 4, 5]]
+    assert offsets == [0, 3, 3]
+    assert renewals == [404]
+    assert clock.sleeps.count(7.25) == 1
+    assert stream.runtime.counters["redivis.retries"] == 1

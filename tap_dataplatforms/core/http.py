@@ -11,10 +11,12 @@ reach the user as one line, in the platform's own words, without secrets.
 Requests come in three forms, all on that one path: a page of a listing (the SDK's
 ``request_records``; ``send_page`` for read-ahead), a one-off call (``call``, with
 ``idempotent=False`` for one with a side effect, sent once), and a body read as it
-arrives (``stream_body``, read again from the start by ``read_streamed`` when it breaks
-off). Platforms differ only through hooks (``on_unauthorized``, ``stream_bodies``,
-``validate_status``, ``error_message``, ``observe_response``), never by sending. A route
-a platform does not serve at all (``RouteMissingError``) skips the stream, said once.
+arrives (``stream_body``; one that breaks off is opened again after the retry wait, from
+the start by ``read_streamed``, at the rows already delivered by ``read_resumed``).
+Platforms differ only through hooks and declarations (``on_unauthorized``,
+``stream_bodies``, ``validate_status``, ``error_keys``, ``error_message``,
+``observe_response``), never by sending. A route a platform does not serve at all
+(``RouteMissingError``) skips the stream, said once.
 """
 
 from __future__ import annotations
@@ -244,25 +246,29 @@ class PlatformStream(SDKStream):
 
     # -- errors ---------------------------------------------------------------------
 
+    #: Whether the start of an error body that is not JSON says something (off for a
+    #: platform whose non-JSON errors are a proxy's page, which adds nothing).
+    error_text_detail: ClassVar[bool] = True
+
     def error_detail(self, response: requests.Response) -> str | None:
         """The platform's own message from an error body: from a JSON object through
-        ``error_message``, else the start of the text."""
+        ``error_message``, else the start of the text (``error_text_detail``)."""
         try:
             body = response_json(response)
         except ValueError:
-            text = response.text.strip()
+            text = response.text.strip() if self.error_text_detail else ""
             return text[:300] or None
         return self.error_message(body) if isinstance(body, dict) else None
 
-    #: Where a JSON error object holds the message, the first present wins.
+    #: Where a JSON error object holds the message, the first present (not blank) wins.
     error_keys: ClassVar[tuple[str, ...]] = ("message", "error_description", "error", "detail")
 
     def error_message(self, body: dict[str, Any]) -> str | None:
         """The message of a JSON error object; a platform of another shape overrides it."""
         for key in self.error_keys:
             value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
+            if isinstance(value, str) and value.strip():
+                return value.strip()
         return None
 
     def describe_failure(self, response: requests.Response) -> str:
@@ -321,7 +327,8 @@ class PlatformStream(SDKStream):
     #   ``request_decorator`` (read-ahead: ``send_page``);
     # - a one-off call: ``call`` (``idempotent=False`` for a call with a side effect);
     # - a body read as it arrives (JSON parsed as a stream, Arrow, a file):
-    #   ``stream_body`` opens it, ``read_streamed`` reads it again when it breaks off.
+    #   ``stream_body`` opens it, ``read_streamed`` (from the start) or ``read_resumed``
+    #   (at an offset) opens it again when it breaks off.
 
     def call(
         self,
@@ -387,19 +394,55 @@ class PlatformStream(SDKStream):
         retries: int | None = None,
     ) -> Generator[T, None, None]:
         """The items of a body read as it arrives (``open_body`` opens it, through
-        ``stream_body``). One that breaks off (cut, truncated, stalled, not whole JSON)
-        is opened again and read from the start, ``read(response, skip)`` passing over
-        the ``skip`` items already delivered, up to the retry limit: a body without keys
-        read twice must not deliver a row twice. A whole answer of another shape than
-        documented fails at once. ``what`` names the body in messages."""
+        ``stream_body``), for a body that can only be read from its start: one that
+        breaks off is opened again from the start and ``read(response, skip)`` passes
+        over the ``skip`` items already delivered (a body without keys read twice must
+        not deliver a row twice). ``read_resumed`` is the rest of the rules."""
+        return self.read_resumed(lambda delivered: open_body(), read, what=what, retries=retries)
+
+    def read_resumed(
+        self,
+        open_at: Callable[[int], requests.Response],
+        read: Callable[[requests.Response, int], Iterable[T]],
+        *,
+        what: str,
+        retries: int | None = None,
+        size: Callable[[T], int] | None = None,
+        renewed: Callable[[PartitionError], bool] | None = None,
+    ) -> Generator[T, None, None]:
+        """The items of a body read as it arrives, opened again where it broke off.
+
+        ``open_at(delivered)`` opens the body (through ``stream_body``) given how many
+        items were delivered already: a platform that can resume at an offset asks for
+        the body from there, one that cannot opens it from the start. ``read(response,
+        delivered)`` reads one opened body, passing over (or numbering from) those
+        items. A body that breaks off (``BODY_BREAKS``: cut, truncated, stalled, not
+        whole) is opened again after the retry policy's wait, counted and warned as
+        every retry, up to the retry limit (``retries``, else ``max_retries``); a read is
+        complete only when ``read`` returns. A whole answer of another shape than
+        documented (``WrongShape``) fails at once. ``size(item)``: how many items one
+        yielded value counts for (a batch of rows). ``renewed(error)``: when opening
+        fails with a ``PartitionError`` (an expired read session's 404), the platform's
+        hook renews what the body is read from and says whether to open it again (not
+        counted as a break). ``what`` names the body in messages.
+        """
         tries = self._tries(True, retries)
         delivered, reads = 0, 1
-        response = open_body()
+
+        def opened() -> requests.Response:
+            while True:
+                try:
+                    return open_at(delivered)
+                except PartitionError as exc:
+                    if renewed is None or not renewed(exc):
+                        raise
+
+        response = opened()
         try:
             while True:
                 try:
                     for item in read(response, delivered):
-                        delivered += 1
+                        delivered += 1 if size is None else size(item)
                         yield item
                     return
                 except WrongShape as exc:
@@ -408,18 +451,22 @@ class PlatformStream(SDKStream):
                     response.close()
                     if reads >= tries:
                         if isinstance(exc, BrokenBody):
-                            raise PartitionError(f"{exc} (gave up after {reads} reads)") from None
+                            raise PartitionError(
+                                f"{what} kept breaking off: {exc} (gave up after {reads} reads)"
+                            ) from None
                         raise
+                    wait = self._retry_wait(reads, exc)
                     reads += 1
-                    self.runtime.count_retry(self.platform)
-                    self.runtime.count_stream(self.name, "retries")
+                    self._count_retry()
                     self.logger.warning(
-                        "%s broke off after %d rows (%s); reading it again",
+                        "%s broke off after %d rows (%s); reading it again after %.1fs",
                         what,
                         delivered,
                         redact(str(exc) or type(exc).__name__),
+                        wait,
                     )
-                    response = open_body()
+                    self.budget.clock.sleep(wait)
+                    response = opened()
         finally:
             response.close()
 
@@ -589,26 +636,33 @@ class PlatformStream(SDKStream):
         return self.common.max_retries + 1
 
     def _retry_waits(self) -> Generator[float, Any, None]:
-        """Exponential backoff with jitter; a server's ``Retry-After`` on a 5xx wins."""
+        """The waits of the backoff policy (``_retry_wait``), as ``backoff`` asks them."""
         attempt = 0
         exception = yield 0.0  # primed by backoff
         while True:
             attempt += 1
-            wait = self._expo_wait(attempt)
-            response = getattr(exception, "response", None)
-            if response is not None:
-                now = time.time()
-                hint = ratelimit.retry_after(response.headers, received_at=now)
-                hinted = None if hint is None else ratelimit.clamp_wait(hint.instant, now=now)
-                if hinted is not None:
-                    wait = hinted
-            exception = yield wait
+            exception = yield self._retry_wait(attempt, exception)
+
+    def _retry_wait(self, attempt: int, exception: BaseException | None) -> float:
+        """Seconds before try ``attempt + 1``: exponential backoff with jitter; a server's
+        ``Retry-After`` on a 5xx wins."""
+        response = getattr(exception, "response", None)
+        if response is not None:
+            now = time.time()
+            hint = ratelimit.retry_after(response.headers, received_at=now)
+            hinted = None if hint is None else ratelimit.clamp_wait(hint.instant, now=now)
+            if hinted is not None:
+                return hinted
+        return self._expo_wait(attempt)
+
+    def _count_retry(self) -> None:
+        self.runtime.count_retry(self.platform)
+        self.runtime.count_stream(self.name, "retries")
 
     def backoff_handler(self, details: Any) -> None:
         exc = details.get("exception")
         reason = redact(str(exc)) if exc is not None else "unknown error"
-        self.runtime.count_retry(self.platform)
-        self.runtime.count_stream(self.name, "retries")
+        self._count_retry()
         self.logger.warning(
             "%s: retry %d after %.1fs: %s",
             self.platform_title,

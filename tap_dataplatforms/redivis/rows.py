@@ -8,8 +8,9 @@ table's variables, not from the Arrow schema, which can disagree (notes, pitfall
 A read is complete only when the platform says so: every request asks for the end-of-stream
 marker (``eosSentinel=true``, as the official clients do), and a stream is finished only
 when its zero-row end batch arrives. A body that breaks, or ends cleanly without that
-batch, resumes at ``?offset=`` the rows already read from that stream; an expired session
-is recreated and reading resumes where it was. ``estimatedRows`` is never used to trim or
+batch, resumes at ``?offset=`` the rows already read from that stream (the core's
+``read_resumed``, under the one retry policy); an expired session is recreated (its hook)
+and reading resumes where it was. ``estimatedRows`` is never used to trim or
 stop a stream; the session's ``numRows`` is the one total, and a table whose streams
 delivered another number fails, named.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -28,9 +28,9 @@ from urllib.parse import quote
 import requests
 
 from tap_dataplatforms.core.errors import PartitionError
+from tap_dataplatforms.core.jsonbody import BrokenBody
 from tap_dataplatforms.core.readahead import IDLE_WAIT_SECONDS, Lane
 from tap_dataplatforms.core.records import ConformedRecords
-from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
 from tap_dataplatforms.redivis.schemas import rows_schema
 
@@ -53,14 +53,6 @@ class _Layout:
     num_rows: int
     stream_ids: list[str]
     estimated: list[int]
-
-
-class _SessionExpiredError(Exception):
-    pass
-
-
-class _EndedEarlyError(Exception):
-    """A read stream's body ended without the end-of-stream batch: it was cut off."""
 
 
 class TableRowsStream(ConformedRecords, RedivisStream):
@@ -204,71 +196,69 @@ class TableRowsStream(ConformedRecords, RedivisStream):
         selected: list[dict[str, Any]],
         stop: threading.Event,
     ) -> Iterator[list[dict[str, Any]]]:
-        """One read stream's rows, batch by batch, resuming after breaks, until its
-        zero-row end batch."""
+        """One read stream's rows, batch by batch, until its zero-row end batch: a body
+        that breaks (or ends without that batch) resumes at ``?offset=`` the rows already
+        read (``read_resumed``), and an expired session is renewed first."""
         import pyarrow as pa
 
-        offset = 0
-        breaks = 0
-        max_breaks = self.common.max_retries
-        while not stop.is_set():
+        opened_with: list[_Layout] = []
+
+        def open_at(offset: int) -> requests.Response:
             with self._layout_lock:
                 layout = self._layout
             assert layout is not None
+            opened_with[:] = [layout]
             url = f"{self.url_base}/readStreams/{quote(layout.stream_ids[index], safe='')}"
-            response: requests.Response | None = None
+            return self.stream_body(url, params={"offset": offset, "eosSentinel": "true"})
+
+        def renewed(error: PartitionError) -> bool:
+            if error.status != 404:  # a read stream of an expired session is gone
+                return False
+            self._renew(selected, opened_with[0].generation)
+            return True
+
+        def read(response: requests.Response, offset: int) -> Iterator[list[dict[str, Any]]]:
             try:
-                try:
-                    response = self.stream_body(
-                        url, params={"offset": offset, "eosSentinel": "true"}
-                    )
-                except PartitionError as exc:
-                    if exc.status == 404:
-                        raise _SessionExpiredError from exc
-                    raise
-                response.raw.decode_content = True
-                for batch in pa.ipc.open_stream(response.raw):
-                    if batch.num_rows == 0:
-                        return  # the end-of-stream batch: this stream is whole
-                    for start in range(0, batch.num_rows, SLICE_ROWS):
-                        if stop.is_set():
-                            return
-                        piece = batch.slice(start, SLICE_ROWS)
-                        numbered = self._convert(piece, selected)
-                        for position, row in enumerate(numbered, offset):
-                            row["_row_number"] = position * count + index
-                        offset += piece.num_rows
-                        if numbered:
-                            yield numbered
-                raise _EndedEarlyError("the body ended without the end-of-stream batch")
-            except _SessionExpiredError:
-                self._renew(selected, layout.generation)
-            except (
-                _EndedEarlyError,
-                requests.exceptions.RequestException,
-                pa.ArrowException,
-                OSError,
-                ValueError,
-                _urllib3_errors(),
-            ) as exc:
-                breaks += 1
-                if breaks > max_breaks:
-                    raise PartitionError(
-                        f"Redivis: read stream {index} of {self.table_reference} kept breaking: "
-                        f"{redact(str(exc))}"
-                    ) from None
-                self.runtime.count_retry(self.platform)
-                self.logger.warning(
-                    "Read stream %d of %s broke after %d rows (%s); resuming there",
-                    index,
-                    self.table_reference,
-                    offset,
-                    type(exc).__name__,
-                )
-                time.sleep(self._expo_wait(breaks))
-            finally:
-                if response is not None:
-                    response.close()
+                yield from self._batches(response, offset, index, count, selected, stop)
+            except (pa.ArrowException, OSError, _urllib3_errors()) as exc:
+                raise BrokenBody(f"{type(exc).__name__}: {exc}") from exc
+
+        yield from self.read_resumed(
+            open_at,
+            read,
+            what=f"Redivis: read stream {index} of {self.table_reference}",
+            size=len,
+            renewed=renewed,
+        )
+
+    def _batches(
+        self,
+        response: requests.Response,
+        offset: int,
+        index: int,
+        count: int,
+        selected: list[dict[str, Any]],
+        stop: threading.Event,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rows of one opened read stream from row ``offset``, numbered across the
+        table; ended only by the zero-row end batch (or by the sync stopping)."""
+        import pyarrow as pa
+
+        response.raw.decode_content = True
+        for batch in pa.ipc.open_stream(response.raw):
+            if batch.num_rows == 0:
+                return  # the end-of-stream batch: this stream is whole
+            for start in range(0, batch.num_rows, SLICE_ROWS):
+                if stop.is_set():
+                    return
+                piece = batch.slice(start, SLICE_ROWS)
+                numbered = self._convert(piece, selected)
+                for position, row in enumerate(numbered, offset):
+                    row["_row_number"] = position * count + index
+                offset += piece.num_rows
+                if numbered:
+                    yield numbered
+        raise BrokenBody("the body ended without the end-of-stream batch")
 
     def _convert(
         self, batch: pa.RecordBatch, selected: list[dict[str, Any]]

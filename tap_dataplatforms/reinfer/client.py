@@ -109,6 +109,10 @@ class ReinferStream(PlatformStream):
     timestamp_fields: ClassVar[tuple[str, ...]] = ("created_at", "updated_at")
     #: Context values copied onto every record (the parent's ids, for joins).
     parent_fields: ClassVar[tuple[str, ...]] = ()
+    #: Errors are ``{"status": "error", "message": ...}``; a proxy's page (not JSON) adds
+    #: nothing to the status line.
+    error_keys = ("message",)
+    error_text_detail = False
 
     @property
     def records_jsonpath(self) -> str:
@@ -127,19 +131,6 @@ class ReinferStream(PlatformStream):
         return self.url_base + (self.path or "").format(**values)
 
     # -- errors and timings ------------------------------------------------------------
-
-    def error_detail(self, response: requests.Response) -> str | None:
-        """``{"status": "error", "message": ...}``; a proxy's page (not JSON) adds nothing
-        to the status line."""
-        try:
-            body = response_json(response)
-        except ValueError:
-            return None
-        if isinstance(body, dict):
-            message = body.get("message")
-            if isinstance(message, str) and message.strip():
-                return message.strip()
-        return None
 
     def validate_status(self, response: requests.Response) -> None:
         if response.status_code == 404 and PRIVATE_PREFIX in urlsplit(response.url).path:
