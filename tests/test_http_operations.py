@@ -175,3 +175,29 @@ def test_a_body_that_resumes_is_opened_again_at_what_was_delivered(
     assert renewals == [404]
     assert clock.sleeps.count(7.25) == 1
     assert stream.runtime.counters["redivis.retries"] == 1
+
+
+def test_pages_follow_the_streams_paginator_until_it_ends_or_the_caller_stops(
+    stream: PlatformStream, requests_mock: rm.Mocker
+) -> None:
+    """A listing read outside the stream's records: each page a call, the stream's own
+    paginator (Redivis: ``nextPageToken``) saying where it ends; leaving the loop stops."""
+    requests_mock.get(
+        URL,
+        [
+            {"json": {"results": [1], "nextPageToken": "b"}},
+            {"json": {"results": [], "nextPageToken": "c"}},  # empty, not the end
+            {"json": {"results": [2]}},
+        ],
+    )
+
+    def params(token: str | None) -> dict[str, Any]:
+        return {"pageToken": token} if token else {}
+
+    pages = [response_json(page) for page in stream.pages(URL, params)]
+    assert [page["results"] for page in pages] == [[1], [], [2]]
+    assert [r.qs.get("pagetoken") for r in requests_mock.request_history] == [None, ["b"], ["c"]]
+    requests_mock.get(URL, json={"results": [1], "nextPageToken": "b"})
+    for _page in stream.pages(URL, params):
+        break
+    assert requests_mock.call_count == 4

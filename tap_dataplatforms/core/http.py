@@ -9,7 +9,8 @@ exponential backoff and jitter, bounded by ``max_retries`` and by time. Errors
 reach the user as one line, in the platform's own words, without secrets.
 
 Requests come in three forms, all on that one path: a page of a listing (the SDK's
-``request_records``; ``send_page`` for read-ahead), a one-off call (``call``, with
+``request_records``; ``send_page`` for read-ahead; ``pages`` for a listing read outside
+the stream's own records, by the same paginators), a one-off call (``call``, with
 ``idempotent=False`` for one with a side effect, sent once), and a body read as it
 arrives (``stream_body``; one that breaks off is opened again after the retry wait, from
 the start by ``read_streamed``, at the rows already delivered by ``read_resumed``).
@@ -48,6 +49,7 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.jsonpath import extract_jsonpath
+from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
 from tap_dataplatforms import __version__
 from tap_dataplatforms.core import ratelimit
@@ -324,7 +326,8 @@ class PlatformStream(SDKStream):
     # inside ``_retrying`` (the one backoff policy: transient failures, Retry-After):
     #
     # - a page of a listing: the SDK's ``request_records`` sends it through
-    #   ``request_decorator`` (read-ahead: ``send_page``);
+    #   ``request_decorator`` (read-ahead: ``send_page``; another route's listing, by the
+    #   same paginators: ``pages``);
     # - a one-off call: ``call`` (``idempotent=False`` for a call with a side effect);
     # - a body read as it arrives (JSON parsed as a stream, Arrow, a file):
     #   ``stream_body`` opens it, ``read_streamed`` (from the start) or ``read_resumed``
@@ -469,6 +472,29 @@ class PlatformStream(SDKStream):
                     response = opened()
         finally:
             response.close()
+
+    def pages(
+        self,
+        url: str,
+        params: Callable[[Any], dict[str, Any]],
+        *,
+        paginator: BaseAPIPaginator[Any] | None = None,
+        context: Context | None = None,
+    ) -> Iterator[requests.Response]:
+        """The pages of a listing read outside the stream's own records (a lookup that
+        pages, another route listed inside a partition), each a ``call``, followed by
+        ``paginator`` (else the stream's own) as the SDK's ``request_records`` follows it:
+        ``params(token)`` are the query parameters of the page at ``token``. The paginator
+        says where the listing ends (and fails a cursor that does not advance); a rule
+        of the caller's own (stop below a watermark, at a page that repeats) is leaving
+        the loop."""
+        if paginator is None:
+            paginator = self.get_new_paginator() or SinglePagePaginator()
+        while not paginator.finished:
+            token = paginator.current_value
+            response = self.call("GET", url, params=params(token), context=context)
+            yield response
+            paginator.advance(response)
 
     def send_page(
         self, prepared_request: requests.PreparedRequest, context: Context | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -153,14 +154,15 @@ class ExecutionsStream(DexiStream):
         executions deleted meanwhile pull rows to earlier pages (skipped): when
         ``totalRows`` moved, the list is read again.
         """
-        path = self.path.format(run_id=encode_segment(str(context["run_id"])))
+        url = self.get_url(context)
         rows_by_id: dict[str, dict[str, Any]] = {}
         for _ in range(MAX_LIST_PASSES):
-            offset, first_total, total = 0, None, None
-            while True:
-                body = self.fetch_rows(path, {"offset": offset, "limit": PAGE_SIZE})
-                rows = body.get("rows") or []
-                total = body.get("totalRows")
+            first_total, total = None, None
+            # The listing's own paginator ends it at an empty page, at ``totalRows``, or
+            # (without a total) at a short page.
+            for response in self.pages(url, functools.partial(self.get_url_params, context)):
+                rows = self.documented_list(response, "rows")
+                total = response_json(response).get("totalRows")
                 first_total = total if first_total is None else first_total
                 fresh = 0
                 for row in rows:
@@ -168,12 +170,9 @@ class ExecutionsStream(DexiStream):
                     row["finished"] = epoch_ms(row.get("finished"))
                     fresh += str(row["_id"]) not in rows_by_id
                     rows_by_id[str(row["_id"])] = row
-                offset += len(rows)
-                if not rows or (total is not None and offset >= int(total)):
-                    break
-                if total is None and (len(rows) < PAGE_SIZE or not fresh):
-                    break  # no total: a short page, or one that repeats, is the last
-                oldest = rows[-1].get("starts")
+                if total is None and rows and not fresh:
+                    break  # no total: a page that repeats is the last
+                oldest = rows[-1].get("starts") if rows else None
                 if (
                     watermark is not None
                     and isinstance(oldest, int)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from tap_dataplatforms.core.config import PlatformSpec
 from tap_dataplatforms.core.errors import PartitionError
-from tap_dataplatforms.core.http import check_connection, reaching
+from tap_dataplatforms.core.http import check_connection, reaching, response_json
 from tap_dataplatforms.core.naming import distinct_slugs
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.redivis.client import RedivisStream, encode_reference
@@ -21,20 +21,17 @@ if TYPE_CHECKING:
 def describe_table(
     client: RedivisStream, reference: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The table resource and all its variables."""
+    """The table resource and all its variables (paged by ``pageToken``)."""
     base = f"{client.url_base}/tables/{encode_reference(reference)}"
-    table = client.call("GET", base).json()
+    table = response_json(client.call("GET", base))
     variables: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {"maxResults": 1000}
-        if token:
-            params["pageToken"] = token
-        page = client.call("GET", f"{base}/variables", params=params).json()
-        variables += page.get("results") or []
-        token = page.get("nextPageToken")
-        if not token:
-            return table, variables
+    for page in client.pages(f"{base}/variables", _variables_page):
+        variables += response_json(page).get("results") or []
+    return table, variables
+
+
+def _variables_page(token: str | None) -> dict[str, Any]:
+    return {"maxResults": 1000, **({"pageToken": token} if token else {})}
 
 
 def build_streams(tap: Tap) -> list[Stream]:

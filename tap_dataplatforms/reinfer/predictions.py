@@ -33,6 +33,7 @@ from tap_dataplatforms.reinfer.client import (
     LABELLERS_PATH,
     PREDICT_PATH,
     SOURCES_PATH,
+    CursorPaginator,
     ReinferStream,
 )
 from tap_dataplatforms.reinfer.streams import (
@@ -196,37 +197,40 @@ class PredictionsStream(ReinferStream):
                 "this token can see"
             )
         url = self._url(COMMENTS_PATH, project=source[0], source_name=source[1])
-        params: dict[str, Any] = {"to_timestamp": self.window_end, "limit": COMMENTS_PAGE_SIZE}
         start = self.replication_start(part)
-        if start is not None:
-            params["from_timestamp"] = format_rfc3339(start)
+
+        def page(token: str | None) -> dict[str, Any]:
+            params: dict[str, Any] = {"to_timestamp": self.window_end, "limit": COMMENTS_PAGE_SIZE}
+            if token is not None:
+                params["after"] = token
+            elif start is not None:
+                params["from_timestamp"] = format_rfc3339(start)
+            return params
+
+        # As reinfer_comments pages them: until ``continuation`` is null (an empty page is
+        # not the end), a cursor that does not advance failing the partition.
+        paginator = CursorPaginator("continuation", "comments", stop_on_empty=False)
         batch: list[dict[str, Any]] = []
-        previous: str | None = None
-        while True:
-            body = response_json(self.call("GET", url, params=params, context=part))
-            comments = body.get("comments") if isinstance(body, dict) else None
-            if not isinstance(comments, list):
-                raise PartitionError(
-                    f"{self.platform_title}: the answer of GET {url} holds a JSON "
-                    f"{json_type(comments)} where the `comments` list belongs"
-                )
+        for response in self.pages(url, page, paginator=paginator, context=part):
+            comments = self._listed(response, "comments", f"GET {url}")
             batch += (c for c in comments if isinstance(c, dict))
             while len(batch) >= self.batch_size[0]:
                 size = self.batch_size[0]
                 yield from self._predict(part, batch[:size])
                 del batch[:size]
-            token = body.get("continuation") or None
-            if token is None:
-                break
-            if token == previous:
-                raise FatalAPIError(
-                    f"{self.platform_title}: the `continuation` cursor did not advance on "
-                    f"{url}; stopping this partition instead of looping"
-                )
-            previous = token
-            params = {"to_timestamp": self.window_end, "limit": COMMENTS_PAGE_SIZE, "after": token}
         if batch:
             yield from self._predict(part, batch)
+
+    def _listed(self, response: requests.Response, member: str, request: str) -> list[Any]:
+        """The list ``member`` of a JSON object answer; anything else fails the partition."""
+        body = response_json(response)
+        listed = body.get(member) if isinstance(body, dict) else None
+        if not isinstance(listed, list):
+            raise PartitionError(
+                f"{self.platform_title}: the answer of {request} holds a JSON "
+                f"{json_type(listed)} where the `{member}` list belongs"
+            )
+        return listed
 
     def _predict(
         self, part: dict[str, Any], comments: list[dict[str, Any]]
@@ -265,13 +269,7 @@ class PredictionsStream(ReinferStream):
                 yield from self._predict(part, rest[:size])
                 rest = rest[size:]
             return
-        body = response_json(response)
-        listed = body.get("predictions") if isinstance(body, dict) else None
-        if not isinstance(listed, list):
-            raise PartitionError(
-                f"{self.platform_title}: the answer of POST {url} holds a JSON "
-                f"{json_type(listed)} where the `predictions` list belongs"
-            )
+        listed = self._listed(response, "predictions", f"POST {url}")
         by_uid = {str(p.get("uid")): p for p in listed if isinstance(p, dict)}
         missing = 0
         for uid, comment in zip(uids, comments, strict=True):
