@@ -44,7 +44,7 @@ GC_YOUNG_THRESHOLD = 10_000
 #: A buffered record is written out at the latest this long after the last flush.
 FLUSH_SECONDS = 1.0
 #: Records are written out in pieces of about this size.
-BUFFER_BYTES = 1 << 16
+BUFFER_BYTES = 1 << 20
 
 
 #: ``time_extracted`` of records written through a ``record_writer``: read at most this

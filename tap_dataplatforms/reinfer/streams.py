@@ -86,8 +86,8 @@ def _rfc3339(value: Any) -> str | None:
     hit = _CONVERTED.get(value)
     if hit is not None:
         return hit
-    # What to_rfc3339 keeps as it is (RFC 3339 UTC already, as the tap writes it) is
-    # recognised without the calls in between; anything else goes the full way.
+    # RFC 3339 UTC already (as the tap writes it, or with a zero fraction) is recognised
+    # without the calls in between; anything else goes the full way (to_rfc3339).
     size = len(value)
     converted: str | None = None
     if (
@@ -101,8 +101,8 @@ def _rfc3339(value: Any) -> str | None:
         except ValueError:
             pass
         else:
-            if size == 25 or parsed.microsecond:
-                converted = value
+            # what to_rfc3339 writes for it: the text itself, or without a zero fraction
+            converted = value if size == 25 or parsed.microsecond else format_rfc3339(parsed)
     if converted is None:
         converted = to_rfc3339(value)
         if converted is None:
