@@ -109,15 +109,17 @@ class MessageWriter(MsgSpecWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pending = bytearray()
+        #: Lines not yet written out (joined at a flush: a growing buffer of a megabyte
+        #: would be copied again and again as it grows), and their size in bytes.
+        self._lines: list[bytes] = []
+        self._size = 0
         self._flushed_at = time.monotonic()
         #: RECORD messages written, per stream (the run summary).
         self.records: Counter[str] = Counter()
         atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:
-        # Encoded straight onto the end of the pending bytes (no copy of each line). A
-        # STATE's dict is made here: ``to_dict`` deep-copies the whole state first (the
+        # A STATE's dict is made here: ``to_dict`` deep-copies the whole state first (the
         # value is encoded at once, nothing can change it in between).
         if type(message) is StateMessage and message.value is not None:
             self._encode({"type": message.type, "value": message.value})
@@ -127,7 +129,7 @@ class MessageWriter(MsgSpecWriter):
             self.records[message.stream] += 1
         if (
             not isinstance(message, RecordMessage)
-            or len(self._pending) >= BUFFER_BYTES
+            or self._size >= BUFFER_BYTES
             or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
         ):
             self.flush()
@@ -136,14 +138,11 @@ class MessageWriter(MsgSpecWriter):
         self, stream: str, record: dict[str, Any], version: int | None, extracted: Any
     ) -> None:
         """A RECORD message as ``RecordMessage.to_dict`` has it, without the object."""
-        self._pending += (
-            _record_head(stream) + encode_record(record) + _record_tail(version, extracted)
-        )
+        line = _record_head(stream) + encode_record(record) + _record_tail(version, extracted)
+        self._lines.append(line)
+        self._size += len(line)
         self.records[stream] += 1
-        if (
-            len(self._pending) >= BUFFER_BYTES
-            or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
-        ):
+        if self._size >= BUFFER_BYTES or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
     def record_writer(self, stream: str, version: int | None) -> Callable[[dict[str, Any]], None]:
@@ -151,7 +150,7 @@ class MessageWriter(MsgSpecWriter):
         message's fixed parts are encoded ahead, and ``time_extracted`` is read at most
         once a millisecond (``EXTRACTED_RESOLUTION``) instead of for every record."""
         head = _record_head(stream)
-        pending = self._pending
+        append = self._lines.append
         records = self.records
         monotonic = time.monotonic
         encode = encode_record
@@ -165,33 +164,33 @@ class MessageWriter(MsgSpecWriter):
             if now >= tail_until:
                 tail = _record_tail(version, utc_now())
                 tail_until = now + EXTRACTED_RESOLUTION
-            pending.extend(head + body + tail)
+            line = head + body + tail
+            append(line)
+            self._size += len(line)
             records[stream] += 1
-            if len(pending) >= BUFFER_BYTES or now - self._flushed_at >= FLUSH_SECONDS:
+            if self._size >= BUFFER_BYTES or now - self._flushed_at >= FLUSH_SECONDS:
                 self.flush()
 
         return write
 
     def _encode(self, message: dict[str, Any]) -> None:
-        end = len(self._pending)
-        try:
-            _ENCODER.encode_into(message, self._pending, -1)
-        except BaseException:
-            # msgspec leaves what it wrote before the error: no partial line goes out.
-            del self._pending[end:]
-            raise
-        self._pending += b"\n"
+        # Whole or not at all: an error leaves no partial line.
+        line = _ENCODER.encode(message) + b"\n"
+        self._lines.append(line)
+        self._size += len(line)
 
     def flush(self) -> None:
-        if self._pending:
+        if self._lines:
+            data = b"".join(self._lines)
             out = getattr(sys.stdout, "buffer", None)
             if out is not None:
-                out.write(self._pending)
+                out.write(data)
                 out.flush()
             else:  # a text stream in place of stdout (tests capture output so)
-                sys.stdout.write(self._pending.decode("utf-8"))
+                sys.stdout.write(data.decode("utf-8"))
                 sys.stdout.flush()
-            self._pending.clear()
+            self._lines.clear()
+            self._size = 0
         self._flushed_at = time.monotonic()
 
 
