@@ -598,13 +598,19 @@ def report(
     platforms: list[str],
 ) -> str:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    measured = {
+        "dexi": f"Dexi {sizes.dexi_rows} result rows",
+        "reinfer": f"Re:infer {sizes.comments} comments",
+        "redivis": f"Redivis {sizes.redivis_rows} table rows",
+    }
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         "# Benchmark results",
         "",
         f"Measured {when} on {os.cpu_count()} CPUs ({host.machine()}, Python "
         f"{host.python_version()}) by `bench/compare.py{' --quick' if args.quick else ''}`; "
-        f"Dexi {sizes.dexi_rows} result rows, Re:infer {sizes.comments} comments, Redivis "
-        f"{sizes.redivis_rows} table rows. One run; every tool reads the same sandbox.",
+        + ", ".join(measured[p] for p in platforms)
+        + f". One run; every tool reads the same sandbox. Load average at the end: {load}.",
         "",
     ]
     lines += table(throughput, "## Throughput (no added latency, limits off)")
