@@ -220,7 +220,10 @@ class TableRowsStream(ConformedRecords, RedivisStream):
         def read(response: requests.Response, offset: int) -> Iterator[list[dict[str, Any]]]:
             try:
                 yield from self._batches(response, offset, index, count, selected, stop)
-            except (pa.ArrowException, OSError, _urllib3_errors()) as exc:
+            except BrokenBody:
+                raise
+            except (pa.ArrowException, OSError, ValueError, _urllib3_errors()) as exc:
+                # What a cut Arrow body raises as it is read: read on from the offset.
                 raise BrokenBody(f"{type(exc).__name__}: {exc}") from exc
 
         yield from self.read_resumed(
