@@ -188,6 +188,13 @@ def with_cap(rates: list[Rate], cap: Rate) -> list[Rate]:
         return rates
     if last.limit >= cap.limit:
         windows = [*windows[:-1], Rate(cap.limit - 1, last.interval)]
+    # A shorter window (a budget's burst) may now hold as many as a longer one after it
+    # (a budget far above the cap); it is held one below, which the longer window
+    # already enforces within its span.
+    for index in range(len(windows) - 2, -1, -1):
+        ceiling = windows[index + 1].limit
+        if windows[index].limit >= ceiling:
+            windows[index] = Rate(max(1, ceiling - 1), windows[index].interval)
     return [*windows, cap]
 
 
