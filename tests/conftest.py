@@ -67,3 +67,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timing)
         if name in MELTANO_FILES:
             item.add_marker(pytest.mark.meltano)
+
+
+@pytest.fixture
+def loops(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Which record loop each partition took (tests/lean_loop.py)."""
+    from tests.lean_loop import count_loops
+
+    return count_loops(monkeypatch)

@@ -8,38 +8,11 @@ from typing import Any
 import pytest
 
 from dataplatforms_sandbox import Sandbox
-from tap_dataplatforms.core.records import LeanRecordLoop
 from tap_dataplatforms.dexi.executions import ThrottledState
 from tap_dataplatforms.dexi.streams import ResultsStream
 from tests.helpers import make_tap
+from tests.lean_loop import comparable
 from tests.test_dexi_sandbox import ROOMY, dexi_config, raw_sync
-
-
-def comparable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages without what differs between any two runs (extraction time, signposts,
-    the table version of full-table streams: the run's start)."""
-    for message in messages:
-        message.pop("time_extracted", None)
-        message.pop("version", None)
-        for stream in message.get("value", {}).get("bookmarks", {}).values():
-            for partition in stream.get("partitions", []):
-                partition.pop("replication_key_signpost", None)
-    return messages
-
-
-@pytest.fixture
-def loops(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Counts which loop each results partition took."""
-    used = {"lean": 0, "sdk": 0}
-    fits = LeanRecordLoop._lean_loop_fits
-
-    def counted(self: Any, context: Any, write_messages: bool) -> bool:
-        result = fits(self, context, write_messages)
-        used["lean" if result else "sdk"] += 1
-        return result
-
-    monkeypatch.setattr(LeanRecordLoop, "_lean_loop_fits", counted)
-    return used
 
 
 @pytest.mark.parametrize("workers", [1, 4])

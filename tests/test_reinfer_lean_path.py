@@ -20,36 +20,10 @@ from tap_dataplatforms.core.timestamps import UTC, to_rfc3339
 from tap_dataplatforms.reinfer import streams as reinfer_streams
 from tap_dataplatforms.reinfer.streams import CommentsStream
 from tests.helpers import FakeClock, make_tap
+from tests.lean_loop import comparable
 from tests.test_reinfer_sandbox import COMMENTS, ROOMY, only, reinfer_config, run_ordered
 from tests.test_reinfer_unit import DIRECT, comment, mock_base
 from tests.test_reinfer_unit import config as unit_config
-
-
-def comparable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages without what differs between any two runs (extraction time, signposts,
-    the table version of full-table streams: the run's start)."""
-    for message in messages:
-        message.pop("time_extracted", None)
-        message.pop("version", None)
-        bookmarks = message.get("value", {}).get("bookmarks", {})
-        for partition in bookmarks.get(COMMENTS, {}).get("partitions", []):
-            partition.pop("replication_key_signpost", None)
-    return messages
-
-
-@pytest.fixture
-def loops(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Counts which loop each comments partition took."""
-    used = {"lean": 0, "sdk": 0}
-    fits = LeanRecordLoop._lean_loop_fits
-
-    def counted(self: Any, context: Any, write_messages: bool) -> bool:
-        result = fits(self, context, write_messages)
-        used["lean" if result else "sdk"] += 1
-        return result
-
-    monkeypatch.setattr(LeanRecordLoop, "_lean_loop_fits", counted)
-    return used
 
 
 def both_loops(
