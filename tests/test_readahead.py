@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -221,39 +222,41 @@ def test_shutdown_ends_the_pool_and_the_next_use_makes_a_new_one() -> None:
     assert stats.pools_created == 2
 
 
-def test_as_completed_runs_a_task_itself_when_the_pool_is_busy_elsewhere() -> None:
+@contextlib.contextmanager
+def pool_held_elsewhere() -> Iterator[None]:
+    """Both of the pool's threads busy with another lane's tasks until the block ends."""
     release = threading.Event()
     hog = readahead.Lane(2)
     for _ in range(2):
         hog.start(release.wait, 10)
-    lane = readahead.Lane(2)
-    futures = [lane.start(lambda n: n * 2, n) for n in range(3)]
-    started = time.monotonic()
     try:
-        results = sorted(f.result() for f in lane.as_completed(futures, idle=0.05))
+        yield
     finally:
         release.set()
         hog.close()
+
+
+def test_as_completed_runs_a_task_itself_when_the_pool_is_busy_elsewhere() -> None:
+    lane = readahead.Lane(2)
+    started = time.monotonic()
+    try:
+        with pool_held_elsewhere():
+            futures = [lane.start(lambda n: n * 2, n) for n in range(3)]
+            results = sorted(f.result() for f in lane.as_completed(futures, idle=0.05))
+    finally:
         lane.close()
     assert results == [0, 2, 4]
     assert time.monotonic() - started < 5  # not after the other use let go
 
 
 def test_take_back_gives_a_task_not_started_only_while_none_of_them_runs() -> None:
-    release = threading.Event()
-    hog = readahead.Lane(2)
-    for _ in range(2):
-        hog.start(release.wait, 10)
     lane = readahead.Lane(2)
-    futures = [lane.start(lambda n: n, n) for n in range(3)]
-    try:
+    with pool_held_elsewhere():
+        futures = [lane.start(lambda n: n, n) for n in range(3)]
         taken = lane.take_back(futures)
         assert taken is futures[0]
         assert taken.cancelled()
         assert lane.take_back(futures[1:]) is futures[1]
-    finally:
-        release.set()
-        hog.close()
     running = readahead.Lane(1)
     gate = threading.Event()
     busy = running.start(gate.wait, 10)
