@@ -31,6 +31,7 @@ UNIT_TESTS=(
     tests/test_once.py
     tests/test_reinfer_sandbox.py
     tests/test_reinfer_lean_path.py
+    tests/test_reinfer_as_sent.py
     tests/test_reinfer_predictions.py
 )
 

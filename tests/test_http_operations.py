@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import requests
 import requests_mock as rm
+import urllib3
+from singer_sdk.authenticators import APIKeyAuthenticator, BearerTokenAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
 
 from tap_dataplatforms.core.errors import PartitionError, PlatformAuthError
@@ -201,3 +203,72 @@ def test_pages_follow_the_streams_paginator_until_it_ends_or_the_caller_stops(
     for _page in stream.pages(URL, params):
         break
     assert requests_mock.call_count == 4
+
+
+def test_a_read_body_is_read_in_large_pieces_and_kept(
+    stream: PlatformStream, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = b'{"a": "' + b"x" * 3_000_000 + b'"}'
+    requests_mock.get(URL, content=body)
+    reads = itertools.count()
+    original = urllib3.HTTPResponse.read
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        next(reads)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.HTTPResponse, "read", counted)
+    kept: list[bytes] = []
+
+    def reader(response: requests.Response) -> int:
+        kept.append(response.content)
+        return len(response_json(response)["a"])
+
+    assert stream.call_read("GET", URL, reader) == 3_000_000
+    assert kept == [body]
+    assert next(reads) < 10  # requests alone reads 10 KB at a time: about 300 reads
+
+
+def test_proxies_come_from_the_environment_once_per_host(
+    stream: PlatformStream, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.test")
+    requests_mock.get(URL, json={})
+    requests_mock.get("https://direct.test/x", json={})
+    stream.call("GET", URL)
+    assert requests_mock.last_request.proxies == {"https": "http://proxy.example:3128"}
+    stream.call("GET", "https://direct.test/x")
+    assert requests_mock.last_request.proxies == {}
+    # what requests itself works out for each, read once per host
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.example:3128")
+    stream.call("GET", URL)
+    assert requests_mock.last_request.proxies == {"https": "http://proxy.example:3128"}
+    stream.requests_session.trust_env = False
+    stream.__dict__.pop("_proxies")
+    stream.call("GET", URL)
+    assert requests_mock.last_request.proxies == {}
+
+
+def test_an_authenticator_that_only_sets_headers_is_applied_directly_and_others_are_called(
+    stream: PlatformStream, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests_mock.get(URL, json={})
+    stream.call("GET", URL, params={"q": "1"})
+    sent = requests_mock.last_request
+    assert sent.headers["Authorization"] == "Bearer t-1234567890"
+    assert sent.url == f"{URL}?q=1"
+
+    class Stamped(BearerTokenAuthenticator):
+        def authenticate_request(self, request: Any) -> Any:
+            request.headers["X-Stamp"] = "yes"
+            return super().authenticate_request(request)
+
+    monkeypatch.setitem(stream.__dict__, "authenticator", Stamped(token="t-2"))
+    stream.call("GET", URL)
+    assert requests_mock.last_request.headers["X-Stamp"] == "yes"
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer t-2"
+    keyed = APIKeyAuthenticator(key="api_key", value="k-3", location="params")
+    monkeypatch.setitem(stream.__dict__, "authenticator", keyed)
+    stream.call("GET", URL)
+    assert requests_mock.last_request.qs == {"api_key": ["k-3"]}

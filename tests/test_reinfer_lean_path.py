@@ -17,7 +17,7 @@ from tap_dataplatforms.core import records
 from tap_dataplatforms.core.records import LeanRecordLoop, tune_garbage_collection
 from tap_dataplatforms.core.sdk import SDKStream
 from tap_dataplatforms.core.timestamps import UTC, to_rfc3339
-from tap_dataplatforms.reinfer import streams as reinfer_streams
+from tap_dataplatforms.reinfer import comments as reinfer_comments
 from tap_dataplatforms.reinfer.streams import CommentsStream
 from tests.helpers import FakeClock, make_tap
 from tests.lean_loop import comparable
@@ -30,12 +30,12 @@ def both_loops(
     monkeypatch: pytest.MonkeyPatch, run: Any, used: dict[str, int]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     monkeypatch.setattr(CommentsStream, "LEAN_RECORD_LOOP", False)
-    reinfer_streams._CONVERTED.clear()
+    reinfer_comments.CONVERTED.clear()
     standard = comparable(run())
     assert used["lean"] == 0
     assert used["sdk"] > 0
     monkeypatch.setattr(CommentsStream, "LEAN_RECORD_LOOP", True)
-    reinfer_streams._CONVERTED.clear()
+    reinfer_comments.CONVERTED.clear()
     lean = comparable(run())
     assert used["lean"] > 0
     return standard, lean
@@ -147,10 +147,10 @@ TIMESTAMPS = [
 
 @pytest.mark.parametrize("value", TIMESTAMPS)
 def test_comment_timestamps_convert_as_to_rfc3339_does(value: Any) -> None:
-    reinfer_streams._CONVERTED.clear()
+    reinfer_comments.CONVERTED.clear()
     expected = to_rfc3339(value)
-    assert reinfer_streams._rfc3339(value) == expected
-    assert reinfer_streams._rfc3339(value) == expected  # kept the second time
+    assert reinfer_comments.rfc3339(value) == expected
+    assert reinfer_comments.rfc3339(value) == expected  # kept the second time
 
 
 @pytest.mark.parametrize("value", ["2024-13-01T00:00:00+00:00", "not a date", "2024-01-01T25:00"])
@@ -162,13 +162,13 @@ def test_an_unreadable_comment_timestamp_fails_as_before(value: str) -> None:
     else:
         pytest.fail(f"{value!r} converted")
     with pytest.raises(ValueError, match=re.escape(message)):
-        reinfer_streams._rfc3339(value)
+        reinfer_comments.rfc3339(value)
 
 
 @given(st.datetimes(timezones=st.just(UTC)))
 def test_any_utc_timestamp_converts_as_to_rfc3339_does(moment: Any) -> None:
     for text in (moment.isoformat(), moment.isoformat().replace("+00:00", "Z")):
-        assert reinfer_streams._rfc3339(text) == to_rfc3339(text)
+        assert reinfer_comments.rfc3339(text) == to_rfc3339(text)
 
 
 def test_the_garbage_collector_is_tuned_for_many_small_records() -> None:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -187,8 +188,9 @@ class PlatformSpec:
         """The streams of the platform, its block being configured."""
         return self.build_streams(tap) if self.build_streams else self.static_streams(tap)
 
-    @property
+    @cached_property
     def secret_names(self) -> tuple[str, ...]:
+        # Worked out once: every request's budget lookup asks for it.
         return tuple(p.name for p in self.settings if p.to_dict()[p.name].get("secret"))
 
     def defaults(self) -> dict[str, Any]:

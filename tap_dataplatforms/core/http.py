@@ -34,12 +34,15 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from urllib.parse import urlsplit
 
 import backoff
 import msgspec
 import requests
 import urllib3
 from pyrate_limiter import Rate
+from requests.utils import resolve_proxies
+from singer_sdk.authenticators import APIAuthenticatorBase
 from singer_sdk.exceptions import (
     AbortedSyncFailedException,
     AbortedSyncPausedException,
@@ -63,7 +66,7 @@ from tap_dataplatforms.core.errors import (
 )
 from tap_dataplatforms.core.jsonbody import BrokenBody, WrongShape, describe_start
 from tap_dataplatforms.core.progress import Progress
-from tap_dataplatforms.core.records import boolean_text_fixer
+from tap_dataplatforms.core.records import EncodedRecords, boolean_text_fixer
 from tap_dataplatforms.core.redact import redact, redact_url
 from tap_dataplatforms.core.sdk import SDKStream, reset_progress_markers
 
@@ -118,6 +121,26 @@ def is_permanent(exc: Exception) -> bool:
     if not isinstance(exc, requests.exceptions.SSLError):
         return False
     return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+#: A body read whole is read in pieces of this size (requests reads 10 KB at a time, a
+#: call through urllib3's reader each).
+BODY_PIECE = 1 << 20
+
+
+def read_whole(response: requests.Response) -> bytes:
+    """The body of a response sent with ``stream=True``, read in large pieces and kept as
+    its ``content`` (as requests keeps a body it reads itself)."""
+    # requests' own attributes: ``content`` reads with a fixed 10 KB piece and offers no
+    # other size; what it keeps is set here as it would set it.
+    if (
+        response._content is False
+        and not response._content_consumed
+        and response.raw is not None
+        and response.status_code != 0
+    ):
+        response._content = b"".join(response.iter_content(BODY_PIECE)) or b""
+    return response.content
 
 
 def response_json(response: requests.Response) -> Any:
@@ -535,6 +558,7 @@ class PlatformStream(SDKStream):
             response = self.send_prepared(prepared, context, stream=stream)
             if read is None:
                 return response
+            read_whole(response)
             try:
                 return read(response)
             except ValueError as exc:
@@ -567,6 +591,36 @@ class PlatformStream(SDKStream):
                 raise
             return self._send_once(prepared_request, context, stream or self.stream_bodies)
 
+    def authenticate(self, prepared_request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """The request with the stream's credentials: an SDK authenticator that only sets
+        headers (no query parameters, no override) sets them here directly, without the
+        SDK's parse of the URL for parameters it would not add; any other is called."""
+        auth = self.authenticator
+        if (
+            isinstance(auth, APIAuthenticatorBase)
+            and type(auth).__call__ is APIAuthenticatorBase.__call__
+            and type(auth).authenticate_request is APIAuthenticatorBase.authenticate_request
+            and not auth.auth_params
+        ):
+            prepared_request.headers.update(auth.auth_headers)
+            return prepared_request
+        return cast("requests.PreparedRequest", auth(prepared_request))
+
+    def proxies_for(self, url: str | None) -> dict[str, str]:
+        """The proxies for a request to ``url``, from the session and (unless it ignores
+        it) the environment, worked out once per scheme and host: requests would read
+        every proxy variable of the environment again for each request."""
+        scheme, host = urlsplit(url or "")[:2]
+        cache: dict[tuple[str, str], dict[str, str]] = self.__dict__.setdefault("_proxies", {})
+        found = cache.get((scheme, host))
+        if found is None:
+            session = self.requests_session
+            probe = requests.PreparedRequest()
+            probe.url = f"{scheme}://{host}/"
+            found = resolve_proxies(probe, dict(session.proxies), session.trust_env)
+            cache[(scheme, host)] = found
+        return found
+
     def on_unauthorized(
         self, prepared_request: requests.PreparedRequest, error: PlatformAuthError
     ) -> bool:
@@ -586,12 +640,13 @@ class PlatformStream(SDKStream):
             if waited:
                 self.runtime.count_stream(self.name, "budget_wait_seconds", waited)
             try:
-                request = self.authenticator(prepared_request)
+                request = self.authenticate(prepared_request)
                 response = self.requests_session.send(
                     request,
                     timeout=self.request_timeout,
                     allow_redirects=self.allow_redirects,
                     stream=stream,
+                    proxies=self.proxies_for(request.url),
                 )
                 received_at = budget.clock.time()
                 # What the server says is left, less what requests still in flight (the
@@ -812,12 +867,15 @@ class PlatformStream(SDKStream):
         uncounted = 0
         try:
             for record in self.request_records(context):
-                uncounted += 1
-                if uncounted == PROGRESS_BATCH:
+                if type(record) is EncodedRecords:  # several records, encoded already
+                    uncounted += len(record)
+                else:
+                    uncounted += 1
+                    if fix is not None:
+                        fix(record)
+                if uncounted >= PROGRESS_BATCH:
                     progress.advance(uncounted)
                     uncounted = 0
-                if fix is not None:
-                    fix(record)
                 yield record
         except PlatformAuthError:
             raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import datetime
 import gc
+import itertools
 import logging
 import math
 import sys
@@ -77,6 +78,25 @@ def _record_tail(version: int | None, extracted: Any) -> bytes:
     rest: dict[str, Any] = {} if version is None else {"version": version}
     rest["time_extracted"] = extracted
     return b"," + _ENCODER.encode(rest)[1:] + b"\n"
+
+
+class EncodedRecords:
+    """Records their stream encoded itself, in order. Each record is ``text + suffix``:
+    ``texts`` hold what differs (bytes-like), ``suffix`` what ends every one (members
+    the stream adds, the closing brace); together they are the JSON object the stream's
+    post-processing and conformance would make of the record. ``values`` are their
+    replication key's values (strings). Only the lean loop takes these, and only from a
+    stream it has told so (``LeanRecordLoop.encoded_records_wanted``)."""
+
+    __slots__ = ("suffix", "texts", "values")
+
+    def __init__(self, texts: list[Any], suffix: bytes, values: list[str]) -> None:
+        self.texts = texts
+        self.suffix = suffix
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
 def utc_now() -> datetime.datetime:
@@ -145,10 +165,14 @@ class MessageWriter(MsgSpecWriter):
         if self._size >= BUFFER_BYTES or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
-    def record_writer(self, stream: str, version: int | None) -> Callable[[dict[str, Any]], None]:
+    def record_writer(
+        self, stream: str, version: int | None
+    ) -> Callable[[dict[str, Any] | EncodedRecords], None]:
         """``write_record`` for one stream and table version, worked out once: the
         message's fixed parts are encoded ahead, and ``time_extracted`` is read at most
-        once a millisecond (``EXTRACTED_RESOLUTION``) instead of for every record."""
+        once a millisecond (``EXTRACTED_RESOLUTION``) instead of for every record.
+        ``EncodedRecords`` are written as one piece: each line is the head, a text, the
+        suffix and the tail, so the lines are joined around the texts in one call."""
         head = _record_head(stream)
         append = self._lines.append
         records = self.records
@@ -157,17 +181,22 @@ class MessageWriter(MsgSpecWriter):
         tail = b""
         tail_until = 0.0
 
-        def write(record: dict[str, Any]) -> None:
+        def write(record: dict[str, Any] | EncodedRecords) -> None:
             nonlocal tail, tail_until
-            body = encode(record)
             now = monotonic()
             if now >= tail_until:
                 tail = _record_tail(version, utc_now())
                 tail_until = now + EXTRACTED_RESOLUTION
-            line = head + body + tail
-            append(line)
-            self._size += len(line)
-            records[stream] += 1
+            if type(record) is EncodedRecords:
+                ending = record.suffix + tail
+                data = head + (ending + head).join(record.texts) + ending
+                count = len(record.texts)
+            else:
+                data = head + encode(record) + tail
+                count = 1
+            append(data)
+            self._size += len(data)
+            records[stream] += count
             if self._size >= BUFFER_BYTES or now - self._flushed_at >= FLUSH_SECONDS:
                 self.flush()
 
@@ -331,6 +360,7 @@ class ConformedRecords:
     # Attributes of the SDK stream this mixin is combined with.
     name: str
     schema: dict[str, Any]
+    effective_schema: dict[str, Any]
     mask: Any
     stream_maps: list[Any]
     logger: logging.Logger
@@ -345,7 +375,10 @@ class ConformedRecords:
         cached = self.__dict__.get("_record_path_cache")
         if cached is None:
             deselected = any(not selected for selected in dict(self.mask).values())
-            conformer = None if self.RECORDS_FIT_SCHEMA else compile_conformer(self.schema)
+            # The catalog's schema where one is given, as the SDK conforms to it.
+            conformer = (
+                None if self.RECORDS_FIT_SCHEMA else compile_conformer(self.effective_schema)
+            )
             maps = self.stream_maps
             identity = (
                 maps[0].stream_alias
@@ -421,6 +454,20 @@ class ConformedRecords:
             )
 
 
+def split_at_states(records: EncodedRecords, index: int, frequency: int) -> list[EncodedRecords]:
+    """``records`` cut where a STATE falls due (after every ``frequency`` records, counted
+    from ``index`` records already written), so each STATE follows the records it covers."""
+    size = len(records)
+    first = frequency - index % frequency
+    if size <= first:
+        return [records]
+    cuts = [0, *range(first, size, frequency), size]
+    return [
+        EncodedRecords(records.texts[a:b], records.suffix, records.values[a:b])
+        for a, b in itertools.pairwise(cuts)
+    ]
+
+
 class LeanRecordLoop:
     """Mixin (before ``ConformedRecords``) for a child stream without children of its
     own, full-table or sorted incremental: the SDK's per-record loop
@@ -438,10 +485,17 @@ class LeanRecordLoop:
     those of the SDK's loop (tested); a stream or a run this does not fit (children, a
     record limit, batches, stream maps, ``check_sorted``, an unsorted incremental stream)
     takes the SDK's loop.
+
+    While a partition runs here with no property deselected, ``encoded_records_wanted``
+    is true: the stream may then yield ``EncodedRecords``, already post-processed,
+    conformed and encoded, which go to the writer as they are, a STATE after every
+    ``STATE_MSG_FREQUENCY`` records as for any others.
     """
 
     #: Off: the SDK's loop, always (for comparisons).
     LEAN_RECORD_LOOP: ClassVar[bool] = True
+    #: Whether the partition being read may yield ``EncodedRecords`` (see above).
+    encoded_records_wanted: bool = False
 
     # Attributes of the SDK stream this mixin is combined with.
     ABORT_AT_RECORD_COUNT: int | None
@@ -502,8 +556,26 @@ class LeanRecordLoop:
             state_manager = self.state_manager
             post_process = stream.post_process
             index = counted = 0
+            self.encoded_records_wanted = not deselected
             try:
                 for record in stream.get_records(context):
+                    if type(record) is EncodedRecords:
+                        for part in split_at_states(record, index, frequency):
+                            write(part)
+                            state_manager.is_flushed = False
+                            if key is not None:
+                                if state is None:
+                                    state = cast(
+                                        "dict[str, Any]", stream.get_context_state(context)
+                                    )
+                                state["replication_key"] = key
+                                state["replication_key_value"] = part.values[-1]
+                            index += len(part)
+                            if index % frequency == 0:
+                                stream.write_state_message()
+                                record_counter.increment(index - counted)
+                                counted = index
+                        continue  # (records are yielded for children: this stream has none)
                     record = post_process(record, context)
                     if record is None:
                         continue
@@ -533,6 +605,7 @@ class LeanRecordLoop:
                         counted = index
                     yield record
             finally:
+                self.encoded_records_wanted = False
                 record_counter.increment(index - counted)
             if context == partition:
                 state_manager.finalize_state(stream.get_context_state(context))

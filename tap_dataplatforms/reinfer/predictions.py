@@ -36,12 +36,12 @@ from tap_dataplatforms.reinfer.client import (
     CursorPaginator,
     ReinferStream,
 )
+from tap_dataplatforms.reinfer.comments import rfc3339
 from tap_dataplatforms.reinfer.streams import (
     COMMENTS_PAGE_SIZE,
     CommentsStream,
     DatasetsStream,
     _normalise_label,
-    _rfc3339,
 )
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ class PredictionsStream(ReinferStream):
                 model_version=part["model_version"],
                 source_id=part["source_id"],
                 comment_id=comment.get("id"),
-                timestamp=_rfc3339(comment.get("timestamp")),
+                timestamp=rfc3339(comment.get("timestamp")),
             )
             for label in record.get("labels") or []:
                 _normalise_label(label)

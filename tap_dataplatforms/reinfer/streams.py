@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 from collections.abc import Iterable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import msgspec
+import orjson
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_dataplatforms.core.http import response_json
 from tap_dataplatforms.core.naming import NamesById
 from tap_dataplatforms.core.partition import first_partition, in_partition
 from tap_dataplatforms.core.readahead import PagePrefetch
 from tap_dataplatforms.core.records import ConformedRecords, LeanRecordLoop
-from tap_dataplatforms.core.timestamps import UTC, format_rfc3339, parse_iso8601, to_rfc3339
-from tap_dataplatforms.reinfer import schemas
+from tap_dataplatforms.core.timestamps import UTC, format_rfc3339
+from tap_dataplatforms.reinfer import comments, schemas
 from tap_dataplatforms.reinfer.client import (
     COMMENTS_PATH,
     DATASETS_PATH,
@@ -32,38 +30,14 @@ from tap_dataplatforms.reinfer.client import (
 )
 
 if TYPE_CHECKING:
-    import requests
+    from collections.abc import Callable, Iterator
+
     from singer_sdk.helpers.types import Context, Record
 
 #: The maximum page size of the comments endpoint (notes 5.4); larger is rejected.
 COMMENTS_PAGE_SIZE = 256
 #: Comment pages (bodies of 256 comments) a source read ahead may hold.
 PREFETCH_PAGES = 48
-_DECODE = msgspec.json.Decoder().decode
-
-
-class _Cursor(msgspec.Struct):
-    """The one member of a comment page the read-ahead needs."""
-
-    continuation: str | None = None
-
-
-_CURSOR = msgspec.json.Decoder(_Cursor).decode
-
-
-def _body_and_cursor(response: requests.Response) -> tuple[bytes, str | None]:
-    """A page's body, unparsed, and its ``continuation`` (a light scan); a body that is
-    not JSON raises ValueError."""
-    content = response.content
-    try:
-        return content, _CURSOR(content).continuation or None
-    except msgspec.MsgspecError:
-        pass
-    body = response_json(response)  # what msgspec refuses may still be JSON to Python (NaN)
-    token = body.get("continuation") if isinstance(body, dict) else None
-    return content, token or None
-
-
 #: How a label name given as parts is shown (the CLI's display form).
 LABEL_SEPARATOR = " > "
 
@@ -71,63 +45,6 @@ LABEL_SEPARATOR = " > "
 _COMMENT_FIELDS = schemas.COMMENT_FIELDS
 _LABEL = schemas.LABEL
 _LABELLING_GROUP = schemas.LABELLING_GROUP
-
-
-#: Conversions kept (comments share timestamps: a batch imported at once, a message sent
-#: when its comment was stamped); emptied when full.
-_CONVERTED: dict[str, str] = {}
-_CONVERTED_MAX = 4096
-_FROM_ISO = parse_iso8601
-
-
-def _rfc3339(value: Any) -> str | None:
-    if type(value) is not str:
-        return to_rfc3339(value)
-    hit = _CONVERTED.get(value)
-    if hit is not None:
-        return hit
-    # RFC 3339 UTC already (as the tap writes it, or with a zero fraction) is recognised
-    # without the calls in between; anything else goes the full way (to_rfc3339).
-    size = len(value)
-    converted: str | None = None
-    if (
-        (size == 25 or size == 32)
-        and value[4] == "-"
-        and value[10] == "T"
-        and value.endswith("+00:00")
-    ):
-        try:
-            parsed = _FROM_ISO(value)
-        except ValueError:
-            pass
-        else:
-            # what to_rfc3339 writes for it: the text itself, or without a zero fraction
-            converted = value if size == 25 or parsed.microsecond else format_rfc3339(parsed)
-    if converted is None:
-        converted = to_rfc3339(value)
-        if converted is None:
-            return None
-    if len(_CONVERTED) >= _CONVERTED_MAX:
-        _CONVERTED.clear()
-    _CONVERTED[value] = converted
-    return converted
-
-
-def _normalise_comment(comment: dict[str, Any]) -> dict[str, Any]:
-    # A conversion already kept is looked up here, without the call (most are).
-    kept = _CONVERTED.get
-    for name in ("timestamp", "created_at"):
-        value = comment.get(name)
-        if value is not None:
-            hit = kept(value) if type(value) is str else None
-            comment[name] = hit if hit is not None else _rfc3339(value)
-    for message in comment.get("messages") or []:
-        if isinstance(message, dict):
-            value = message.get("sent_at")
-            if value is not None:
-                hit = kept(value) if type(value) is str else None
-                message["sent_at"] = hit if hit is not None else _rfc3339(value)
-    return comment
 
 
 def _normalise_label(label: Any) -> Any:
@@ -362,9 +279,10 @@ class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
         if prefetch is not None:
             prefetch.close()
 
-    def _read_pages(self, source_id: Any) -> Iterable[bytes]:
-        """One source's page bodies, unparsed, following ``continuation``: the workers
-        only find the cursor (a light scan), the sync parses a page when it emits it."""
+    def _read_pages(self, source_id: Any) -> Iterable[comments.PageRead]:
+        """One source's pages, following ``continuation``: the workers only find the
+        cursor and each comment's JSON text (a light scan), the sync decodes a comment
+        when it must."""
         url, params, context = self._first_requests[str(source_id)]
         params = dict(params)
         previous: str | None = None
@@ -384,10 +302,10 @@ class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
 
     def _page(
         self, url: str, params: dict[str, Any], context: dict[str, Any]
-    ) -> tuple[bytes, str | None]:
-        """One page body and its cursor; a 2xx that is not JSON is fetched again, as
-        every other request's is (and fails the partition after the last try)."""
-        return self.call_read("GET", url, _body_and_cursor, params=params, context=context)
+    ) -> tuple[comments.PageRead, str | None]:
+        """One page and its cursor; a 2xx that is not JSON is fetched again, as every
+        other request's is (and fails the partition after the last try)."""
+        return self.call_read("GET", url, comments.read_page, params=params, context=context)
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         prefetch = self.__dict__.get("_prefetch")
@@ -395,12 +313,48 @@ class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
         if prefetch is None or key not in prefetch:
             yield from super().request_records(context)
             return
-        for content in prefetch.pages(key):
-            try:
-                body = _DECODE(content)
-            except msgspec.MsgspecError:
-                body = json.loads(content)
-            yield from body.get(self.list_field) or []
+        suffix = self._added_members(context)
+        check = self._order_check(context)
+        for content, raws in prefetch.pages(key):
+            # EncodedRecords among them only when the lean loop asked for those (suffix)
+            page = comments.page_records(content, raws, suffix, check)
+            yield from cast("Iterator[dict[str, Any]]", page)
+
+    def _added_members(self, context: Context | None) -> bytes | None:
+        """What post-processing adds to a comment, as the JSON text that ends it, when
+        the record loop takes comments encoded as sent (``encoded_records_wanted``) and
+        the catalog's schema is the stream's own (the conformance to it is what
+        ``comments.page_as_sent`` checks); else ``None``."""
+        if not self.encoded_records_wanted or self.effective_schema != schemas.COMMENTS:
+            return None
+        if not context or "source_id" not in context:
+            return None
+        named = self.named(context) or {}
+        members: list[tuple[str, Any]] = [
+            (key, named[key]) for key in ("project", "source_name") if key in named
+        ]
+        members.append(("source_id", context["source_id"]))
+        return b"".join(b"," + orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in members) + b"}"
+
+    def _order_check(self, context: Context | None) -> Callable[[str], None]:
+        """What post-processing checks of each comment's ``timestamp``, for comments
+        passed on as sent: a comment out of order is warned of (once)."""
+        source_id = (context or {}).get("source_id")
+        last = self._last_timestamp
+
+        def check(stamp: str) -> None:
+            previous = last.get(source_id)
+            if previous is not None and stamp < previous:
+                self._warn_out_of_order(context)
+            last[source_id] = stamp
+
+        return check
+
+    def _warn_out_of_order(self, context: Context | None) -> None:
+        self.runtime.warn_once(
+            f"{self.platform_title}: comments of {self.partition_label(context)} are not in "
+            "ascending timestamp order; the bookmark follows the last one read"
+        )
 
     def get_new_paginator(self) -> CursorPaginator:
         return CursorPaginator("continuation", "comments", stop_on_empty=False)
@@ -430,14 +384,11 @@ class CommentsStream(LeanRecordLoop, ConformedRecords, ReinferStream):
         for key in ("project", "source_name"):
             if key in named and row.get(key) is None:
                 row[key] = named[key]
-        row = _normalise_comment(super().post_process(row, context))
+        row = comments.normalise(super().post_process(row, context))
         stamp = row.get("timestamp")
         previous = self._last_timestamp.get(row.get("source_id"))
         if stamp is not None and previous is not None and stamp < previous:
-            self.runtime.warn_once(
-                f"{self.platform_title}: comments of {self.partition_label(context)} are not in "
-                "ascending timestamp order; the bookmark follows the last one read"
-            )
+            self._warn_out_of_order(context)
         if stamp is not None:
             self._last_timestamp[row.get("source_id")] = stamp
         return row
@@ -496,7 +447,7 @@ class LabellingsStream(ReinferStream):
         comment = row.get("comment")
         if isinstance(comment, dict):
             row["uid"] = comment.get("uid")
-            _normalise_comment(comment)
+            comments.normalise(comment)
         if context and "dataset_id" in context:
             row["dataset_id"] = context["dataset_id"]
         for group in row.get("labelling") or []:
