@@ -274,6 +274,25 @@ def test_the_writer_writes_encoded_records_as_it_writes_records(
     assert writer.records["s"] == 3
 
 
+def test_records_written_together_are_the_lines_written_one_by_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    moment = dt.datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    batch = [{"id": 1}, {"id": 2, "at": moment}, {"id": 3, "big": 2**70}]
+    writer = MessageWriter()
+    write = writer.record_writer("s", None)
+    for record in batch:
+        write(record)
+    write(batch)  # orjson declines the datetime and the big integer: msgspec writes them
+    writer.flush()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    one_by_one, together = lines[:3], lines[3:]
+    assert [m["record"] for m in together] == [m["record"] for m in one_by_one]
+    assert together[1]["record"]["at"] == "2024-05-01T10:00:00Z"
+    assert together[2]["record"]["big"] == 2**70
+    assert writer.records["s"] == 6
+
+
 def stamp(hour: int, n: int) -> str:
     return f"2024-05-01T{hour}:{n // 60:02d}:{n % 60:02d}.00000{n % 9 + 1}+00:00"
 
