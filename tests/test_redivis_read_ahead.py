@@ -53,7 +53,7 @@ def sync(sb: Sandbox, workers: int, *names: str, **extra: Any) -> list[dict[str,
 
 @pytest.fixture(scope="module")
 def sandbox() -> Any:
-    with Sandbox(seed=4, scale=3, limits=ROOMY) as sb:
+    with Sandbox(seed=4, scale=1, limits=ROOMY) as sb:
         yield sb
 
 
@@ -133,7 +133,7 @@ def test_children_of_several_datasets_are_read_at_once(monkeypatch: pytest.Monke
                 in_flight -= 1
 
     monkeypatch.setattr(PlatformStream, "send_prepared", counted)
-    with Sandbox(seed=4, scale=2, limits=ROOMY, latency_ms=30) as sb:
+    with Sandbox(seed=4, scale=1, limits=ROOMY, latency_ms=30) as sb:
         started = time.monotonic()
         sync(sb, 4, *METADATA)
         concurrent = time.monotonic() - started
