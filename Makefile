@@ -94,7 +94,14 @@ UNIT_PYTHONS ?= 3.10 3.13
 unit-pythons:
 	scripts/unit-pythons.sh $(UNIT_PYTHONS)
 
-test: lint pytest unit-pythons
+# make test: lint beside building the unit tests' environments (neither measures time),
+# then the timing tests alone, the rest side by side, and the unit tests on 3.10 and 3.13.
+test: $(VENV)/.installed $(MELTANO) $(DAGSTER) $(ORACLE)
+	scripts/unit-pythons.sh --build-only $(UNIT_PYTHONS) & build=$$!; \
+		$(MAKE) --no-print-directory lint; lint=$$?; wait $$build && test $$lint -eq 0
+	$(BIN)/pytest -m timing
+	scripts/pytest-side-by-side.sh
+	scripts/unit-pythons.sh $(UNIT_PYTHONS)
 
 # The side-by-side benchmark (docs/benchmark.md): the tap against the raw floor,
 # tap-rest-api-msdk and dlt, each tool in its own environment with pinned versions.

@@ -3,6 +3,7 @@
 # its own environment .venv-py<XY> with the package and its dev dependencies:
 #
 #   scripts/unit-pythons.sh 3.10 3.13
+#   scripts/unit-pythons.sh --build-only 3.10 3.13   (only build what is missing or stale)
 #
 # An interpreter is taken from $PYTHON<XY> (e.g. PYTHON310=/usr/bin/python3.10), else the
 # newest pyenv install of that version, else python<X.Y> on PATH. A missing interpreter
@@ -55,6 +56,12 @@ find_python() {
     fi
 }
 
+BUILD_ONLY=false
+if [[ "${1:-}" == "--build-only" ]]; then
+    BUILD_ONLY=true
+    shift
+fi
+
 UV=${UV:-$(command -v uv 2>/dev/null || echo .venv-meltano/bin/uv)}
 
 build() {  # build VERSION PYTHON VENV: a fresh environment with the package and dev tools
@@ -96,6 +103,9 @@ run_version() {  # run_version VERSION: build if needed, then the unit tests
     if [[ ! -f "$venv/.installed" || pyproject.toml -nt "$venv/.installed" || sandbox/pyproject.toml -nt "$venv/.installed" \
         || warehouse/pyproject.toml -nt "$venv/.installed" ]]; then
         build "$version" "$python" "$venv" || return 1
+    fi
+    if [[ "$BUILD_ONLY" == "true" ]]; then
+        return 0
     fi
     echo "unit tests on $("$venv/bin/python" --version)"
     # The editable install points at this tree; -p no:cacheprovider keeps runs apart.
