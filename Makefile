@@ -57,13 +57,14 @@ $(DAGSTER): orchestration/requirements.txt
 
 # The official Redivis client, the oracle tests/test_redivis_oracle.py reads the sandbox with:
 # its own environment, since it pulls pandas, polars, dask and geopandas. Pinned in the file;
-# built with uv when there is one (.venv-meltano has it), else pip.
+# built with uv when there is one (.venv-meltano has it), else pip; compiled ahead (uv does
+# not by default), so the first import of pandas and friends in a test is not a compile.
 oracle: $(ORACLE)
 $(ORACLE): tests/oracle/requirements.txt
 	rm -rf $(ORACLE_VENV)
 	if [ -x .venv-meltano/bin/uv ]; then \
 		.venv-meltano/bin/uv venv -q --python $(PYTHON) $(ORACLE_VENV) && \
-		VIRTUAL_ENV=$(ORACLE_VENV) .venv-meltano/bin/uv pip install -q -r $<; \
+		VIRTUAL_ENV=$(ORACLE_VENV) .venv-meltano/bin/uv pip install -q --compile-bytecode -r $<; \
 	else \
 		$(PYTHON) -m venv $(ORACLE_VENV) && \
 		$(ORACLE_VENV)/bin/python -m pip install -q -r $<; \

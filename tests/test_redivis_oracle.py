@@ -99,7 +99,9 @@ def read_with_client(sandbox: Sandbox, specs: list[str], out: Path, **env_extra:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        # a guard against a hung client, not a measure: its imports (pandas, polars,
+        # dask) alone take a minute on a busy 2-core machine
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
 
