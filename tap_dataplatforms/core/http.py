@@ -147,16 +147,19 @@ def response_json(response: requests.Response) -> Any:
     """The parsed JSON body of a response, parsed once."""
     cached = getattr(response, _JSON_CACHE, None)
     if cached is None:
-        content = response.content
-        try:
-            # msgspec parses JSON about twice as fast as the standard library.
-            cached = (_MSGSPEC_DECODE(content),)
-        except msgspec.MsgspecError:
-            # What msgspec refuses that Python reads (NaN, floats out of range, a BOM) and
-            # truly invalid bodies, which raise ValueError here as they always did.
-            cached = (json.loads(content),)
+        cached = (decode_json(response.content),)
         setattr(response, _JSON_CACHE, cached)
     return cached[0]
+
+
+def decode_json(content: bytes | msgspec.Raw) -> Any:
+    """JSON text decoded: by msgspec, about twice as fast as the standard library; what
+    msgspec refuses that Python reads (NaN, floats out of range, a BOM) by Python, and
+    truly invalid text raises ValueError as it always did."""
+    try:
+        return _MSGSPEC_DECODE(content)
+    except msgspec.MsgspecError:
+        return json.loads(bytes(content))
 
 
 def json_type(value: Any) -> str:

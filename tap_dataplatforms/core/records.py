@@ -72,7 +72,7 @@ def encode_record(record: Any) -> bytes:
     """A record as JSON: orjson for JSON-native values, msgspec (the SDK's encoder, with
     its hook for other types) for anything orjson declines."""
     try:
-        return orjson.dumps(record, option=_ORJSON_OPTIONS)
+        return encode_native(record)
     except TypeError:  # orjson.JSONEncodeError: a type it leaves to msgspec, a big int
         return _ENCODER.encode(record)
 
@@ -575,62 +575,66 @@ class LeanRecordLoop:
             # Records written a batch at a time (one join, one clock read), always
             # before the STATE that covers them and before any other message.
             pending: list[dict[str, Any]] = []
+
+            def bookmark(value: str) -> None:
+                """A sorted stream's bookmark at a record's replication value."""
+                nonlocal state
+                if state is None:
+                    state = cast("dict[str, Any]", stream.get_context_state(context))
+                state["replication_key"] = key
+                state["replication_key_value"] = value
+
+            def state_due() -> None:
+                """After every ``frequency`` records: they are written, then the STATE."""
+                nonlocal counted
+                if pending:
+                    write(pending)
+                    pending.clear()
+                stream.write_state_message()
+                # The record count goes up a page at a time (its log is periodic).
+                record_counter.increment(index - counted)
+                counted = index
+
             self.encoded_records_wanted = not deselected
             try:
                 for record in stream.get_records(context):
                     if type(record) is EncodedRecords:
                         if pending:
                             write(pending)
-                            pending = []
+                            pending.clear()
                         for part in split_at_states(record, index, frequency):
                             write(part)
                             state_manager.is_flushed = False
                             if key is not None:
-                                if state is None:
-                                    state = cast(
-                                        "dict[str, Any]", stream.get_context_state(context)
-                                    )
-                                state["replication_key"] = key
-                                state["replication_key_value"] = part.values[-1]
+                                bookmark(part.values[-1])
                             index += len(part)
                             if index % frequency == 0:
-                                stream.write_state_message()
-                                record_counter.increment(index - counted)
-                                counted = index
+                                state_due()
                         continue  # (records are yielded for children: this stream has none)
                     record = post_process(record, context)
                     if record is None:
                         continue
-                    for name, value in fill:
+                    for name, filled in fill:
                         if name not in record:
-                            record[name] = value
+                            record[name] = filled
                     if fit is not None:
                         fit(record, deselected, conformer)
                     pending.append(record)
                     if len(pending) == WRITE_BATCH:
                         write(pending)
-                        pending = []
+                        pending.clear()
                     state_manager.is_flushed = False
                     if key is not None:
                         value = record[key]
                         if type(value) is str:
-                            if state is None:
-                                state = cast("dict[str, Any]", stream.get_context_state(context))
-                            state["replication_key"] = key
-                            state["replication_key_value"] = value
+                            bookmark(value)
                         else:  # null or not a string: the SDK's conversions and warning
                             state_manager.increment_state(
                                 record, context=context, replication_key=key
                             )
                     index += 1
                     if index % frequency == 0:
-                        if pending:
-                            write(pending)
-                            pending = []
-                        stream.write_state_message()
-                        # The record count goes up a page at a time (its log is periodic).
-                        record_counter.increment(index - counted)
-                        counted = index
+                        state_due()
                     yield record
             finally:
                 self.encoded_records_wanted = False

@@ -13,13 +13,12 @@ generated pages).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tap_dataplatforms.core.http import response_json
+from tap_dataplatforms.core.http import decode_json, response_json
 from tap_dataplatforms.core.records import EncodedRecords
 from tap_dataplatforms.core.timestamps import format_rfc3339, parse_iso8601, to_rfc3339
 
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     import requests
-
-DECODE = msgspec.json.Decoder().decode
 
 # -- timestamps ----------------------------------------------------------------------------
 
@@ -154,17 +151,7 @@ def page_records(
 
 def decode_page(content: bytes) -> list[Any]:
     """A page's comments, decoded."""
-    try:
-        body = DECODE(content)
-    except msgspec.MsgspecError:
-        body = response_json_bytes(content)
-    return body.get("comments") or []
-
-
-def response_json_bytes(content: bytes | msgspec.Raw) -> Any:
-    """JSON msgspec refuses that Python reads (NaN, floats out of range); anything else
-    raises ValueError as it always did."""
-    return json.loads(bytes(content))
+    return decode_json(content).get("comments") or []
 
 
 # -- passed on as sent --------------------------------------------------------------------
@@ -312,10 +299,7 @@ def page_as_sent(
             if texts:
                 yield EncodedRecords(texts, suffix, stamps)
                 texts, stamps = [], []
-            try:
-                yield DECODE(raw)
-            except msgspec.MsgspecError:
-                yield response_json_bytes(raw)
+            yield decode_json(raw)
             continue
         check_order(passed[1])
         texts.append(passed[0])
