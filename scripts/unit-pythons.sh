@@ -28,6 +28,7 @@ UNIT_TESTS=(
     tests/test_metric_tags.py
     tests/test_redivis_json_ready.py
     tests/test_dexi_streamed_results.py
+    tests/test_dexi_encoded_rows.py
     tests/test_config.py
     tests/test_once.py
     tests/test_reinfer_sandbox.py

@@ -12,6 +12,7 @@ from tap_dataplatforms.dexi.executions import ThrottledState
 from tap_dataplatforms.dexi.streams import ResultsStream
 from tests.helpers import make_tap
 from tests.lean_loop import comparable
+from tests.test_dexi_encoded_rows import counted_runs
 from tests.test_dexi_sandbox import ROOMY, dexi_config, raw_sync
 
 
@@ -34,8 +35,10 @@ def test_the_lean_loop_writes_what_the_sdk_loop_writes(
         standard = run(False)
         assert loops["lean"] == 0
         assert loops["sdk"] > 0
+        encoded = counted_runs(monkeypatch)
         lean = run(True)
         assert loops["lean"] > 0
+        assert sum(encoded) > 3000  # most rows came a run at a time (dexi/rowtext.py)
         assert lean == standard
         rows = [m for m in lean if m["type"] == "RECORD" and m["stream"].startswith("dexi_results")]
         assert len(rows) > 6000

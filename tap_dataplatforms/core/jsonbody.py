@@ -44,6 +44,9 @@ import msgspec
 #: Event kinds yielded by iter_body.
 MEMBER = "member"  # (MEMBER, name, value): a whole member of the top-level object
 ITEM = "item"  # (ITEM, name, value): one item of the streamed array ("" for a bare array)
+#: (RUN, name, items): several items of the streamed array in a row, in a list (only when
+#: asked for: ``iter_body(runs=True)``)
+RUN = "run"
 
 #: Off: yajl parses every byte of every body (for comparisons).
 QUICK_ROWS = True
@@ -108,6 +111,7 @@ def iter_body(
     members: Sequence[str] = (),
     hints: Sequence[str] = (),
     required: Sequence[str] = (),
+    runs: bool = False,
 ) -> Iterator[tuple[str, str, Any]]:
     """Events of one JSON body, chunk by chunk (within a chunk, members first).
 
@@ -123,7 +127,9 @@ def iter_body(
     The items of a streamed member that are arrays or objects (Dexi's rows) take a quicker
     path, see ``_RowCutter``: whole runs of them are decoded by msgspec, and yajl parses
     the rest of the body with each run in place of one item (then dropped), so the
-    structure, the errors and the events are yajl's, as for any other body.
+    structure, the errors and the events are yajl's, as for any other body. With ``runs``
+    such a run comes as one ``(RUN, name, items)`` event instead of an event per item (for
+    a caller that handles rows a list at a time); the items are the same, in order.
     """
     want = b"{" if streamed is not None else b"["
     expected = "a JSON object" if streamed is not None else "a JSON array"
@@ -205,6 +211,9 @@ def iter_body(
         for part in cutter.feed(chunk):
             if isinstance(part, list):  # items msgspec decoded
                 count += len(part)
+                if runs:
+                    yield RUN, streamed or "", part
+                    continue
                 for item in part:
                     yield ITEM, streamed or "", item
             else:  # bytes for yajl, and whether they start with a stand-in item

@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import requests
 
 from tap_dataplatforms.core.errors import PartitionError
 from tap_dataplatforms.core.http import json_type, response_json
-from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, iter_body
+from tap_dataplatforms.core.jsonbody import ITEM, MEMBER, RUN, iter_body
 from tap_dataplatforms.core.partition import in_partition
 from tap_dataplatforms.core.readahead import read_ahead
-from tap_dataplatforms.core.records import ConformedRecords, LeanRecordLoop
+from tap_dataplatforms.core.records import ConformedRecords, EncodedRecords, LeanRecordLoop
 from tap_dataplatforms.core.redact import redact
 from tap_dataplatforms.core.timestamps import to_rfc3339
 from tap_dataplatforms.dexi import schemas
@@ -40,6 +40,7 @@ from tap_dataplatforms.dexi.executions import (
 )
 from tap_dataplatforms.dexi.files import download_file, file_cells, parse_file_cell
 from tap_dataplatforms.dexi.prefetch import ResultPrefetch
+from tap_dataplatforms.dexi.rowtext import RowEncoder
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -323,6 +324,11 @@ class ExecutionsStream(DexiStream):
 GONE_STATUSES = frozenset({404, 410})
 
 
+def _rows(item: Any) -> int:
+    """How many rows one value from ``ResultsStream.rows_of_events`` stands for."""
+    return len(item) if type(item) is EncodedRecords else 1
+
+
 def skip_gone(stream: DexiStream, context: Context | None, exc: BaseException) -> bool:
     """A result or file of one execution failed; whether it is skipped as gone.
 
@@ -354,6 +360,9 @@ def notify_parent(stream: DexiStream, context: Context | None) -> None:
 
 class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream):
     """``dexi_results__<run>``: the rows of each newly finished execution of one run."""
+
+    #: Off: every row is made a record on its own, never a run at a time (comparisons).
+    ENCODED_ROWS: ClassVar[bool] = True
 
     path = "executions/{execution_id}/result"
     primary_keys = ("_execution_id", "_row_index")
@@ -418,28 +427,50 @@ class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream
             # Executions vanish (deleted, or with their run); the next one goes on.
             self.logger.warning("Skipping a vanished execution's result: %s", exc)
             return
-        yield from self.rows_streamed(execution_id, response, cells)
+        # EncodedRecords among them only when the lean loop asked for those (_encoded_ids)
+        rows = self.rows_streamed(execution_id, response, cells, context)
+        yield from cast("Iterable[dict[str, Any]]", rows)
         if self.files is not None and cells is not None:
             self.files.pending[execution_id] = cells
 
     def rows_streamed(
-        self, execution_id: str, response: requests.Response, sink: list[str] | None
-    ) -> Iterable[dict[str, Any]]:
+        self,
+        execution_id: str,
+        response: requests.Response,
+        sink: list[str] | None,
+        context: Context | None = None,
+    ) -> Iterable[dict[str, Any] | EncodedRecords]:
         """The rows of an opened result; a body cut off mid-way is read again from the
-        start (up to the retry limit), skipping the rows already emitted."""
+        start (up to the retry limit), skipping the rows already emitted. Runs of rows
+        come encoded (``EncodedRecords``) where ``_encoded_ids`` allows it."""
         first = [response]  # the first read is of the result already opened
+        ids = self._encoded_ids(context, sink)
 
         def open_body() -> requests.Response:
             return first.pop() if first else self.open_result(execution_id)
 
-        def read(body: requests.Response, skip: int) -> Iterable[dict[str, Any]]:
-            return self.rows_of_events(self._events(execution_id, body), sink, skip=skip)
+        def read(body: requests.Response, skip: int) -> Iterable[Any]:
+            events = self._events(execution_id, body, runs=ids is not None)
+            return self.rows_of_events(events, sink, skip=skip, ids=ids)
 
         what = f"Dexi: the result of execution {execution_id}"
-        yield from self.read_streamed(open_body, read, what=what)
+        yield from self.read_resumed(lambda delivered: open_body(), read, what=what, size=_rows)
+
+    def _encoded_ids(
+        self, context: Context | None, sink: list[str] | None
+    ) -> tuple[Any, Any] | None:
+        """``(_execution_id, _run_id)`` of the records when runs of rows may be passed on
+        encoded (``rowtext``): the record loop takes them (``encoded_records_wanted``:
+        the lean loop, nothing deselected), no file cells are collected, and the loop
+        adds no partition values of its own (the partition is the stream's one state)."""
+        if not self.ENCODED_ROWS or not self.encoded_records_wanted or sink is not None:
+            return None
+        if self.state_partitioning_keys != []:
+            return None
+        return (context or {}).get("execution_id"), self.run_id
 
     def _events(
-        self, execution_id: str, response: requests.Response
+        self, execution_id: str, response: requests.Response, *, runs: bool = False
     ) -> Iterable[tuple[str, str, Any]]:
         return iter_body(
             response.iter_content(_CHUNK_BYTES),
@@ -450,6 +481,7 @@ class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream
             # that would parse every body twice)
             hints=("totalRows",),
             required=("headers", "rows", "totalRows"),
+            runs=runs,
         )
 
     def rows_of(self, body: Any, sink: list[str] | None) -> Iterable[dict[str, Any]]:
@@ -463,10 +495,18 @@ class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream
         yield from self.rows_of_events(events, sink)
 
     def rows_of_events(
-        self, events: Iterable[tuple[str, str, Any]], sink: list[str] | None, skip: int = 0
-    ) -> Iterable[dict[str, Any]]:
+        self,
+        events: Iterable[tuple[str, str, Any]],
+        sink: list[str] | None,
+        skip: int = 0,
+        ids: tuple[Any, Any] | None = None,
+    ) -> Iterable[Any]:
+        """Records of a result's events, numbered from 0 and from ``skip`` on; with
+        ``ids`` (``_encoded_ids``) runs of rows (``RUN`` events) whose cells all fit
+        come as ``EncodedRecords``, the rest record by record."""
         headers: list[str] | None = None
         plan: list[tuple[int, str, str | None, tuple[type, ...]]] = []
+        encoder: RowEncoder | None = None
         early: list[Any] = []  # rows that came before the headers (kept until they come)
         index = 0
 
@@ -494,11 +534,32 @@ class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream
                 if name == "headers" and headers is None:
                     headers = [str(h) for h in value or []]
                     plan = self._plan(headers)
+                    if ids is not None and [p[0] for p in plan] == list(range(len(headers))):
+                        encoder = RowEncoder.for_columns(headers, [p[2] for p in plan])
                     for cells in early:
                         if index >= skip:
                             yield record_of(cells, index)
                         index += 1
                     early = []
+                continue
+            if kind == RUN:
+                if headers is None:
+                    early.extend(value)
+                    continue
+                if index < skip:  # rows a read before this one delivered
+                    passed = min(len(value), skip - index)
+                    value = value[passed:]
+                    index += passed
+                texts = None
+                if encoder is not None and ids is not None and value:
+                    texts = encoder.encode(value, index, *ids)
+                if texts is not None:
+                    index += len(texts)
+                    yield EncodedRecords(texts, b"", [])
+                    continue
+                for cells in value:
+                    yield record_of(cells, index)
+                    index += 1
                 continue
             if headers is None:
                 early.append(value)
