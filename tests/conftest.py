@@ -8,7 +8,12 @@
   sandbox (budgets at the server, shared budgets, tight limits, wait hints) are marked
   ``timing``. ``make test`` runs them first, one at a time with nothing else running, and
   then the rest in two pytest processes side by side (``scripts/pytest-side-by-side.sh``):
-  many of those wait on budgets and on Meltano rather than on the CPU.
+  many of those wait on budgets and on Meltano rather than on the CPU. The mark goes to
+  every test of a file in ``TIMING_FILES`` but those marked ``untimed``
+  (``@pytest.mark.untimed``): a test there that measures neither time nor rate (it checks
+  records, keys, bookmarks, counts of forced faults; a fake clock at most) runs side by
+  side with the rest. A test that counts requests per second, waits out a hint, holds a
+  budget or compares elapsed times stays ``timing``.
 - **One Meltano project.** Tests that run Meltano in the project directory share its
   ``.meltano/`` (the plugins they install, the system database): they are marked
   ``meltano`` and run one after another in one of those two processes.
@@ -53,6 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "timing: measures time or rate at the sandbox; run alone (make test runs these first)",
     )
     config.addinivalue_line(
+        "markers",
+        "untimed: in a file of TIMING_FILES, but measures neither time nor rate (not timing)",
+    )
+    config.addinivalue_line(
         "markers", "meltano: runs Meltano in the project directory; one at a time"
     )
     # Set in every pytest process (the two side by side inherit make's environment).
@@ -63,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         name = item.path.name
-        if name in TIMING_FILES:
+        if name in TIMING_FILES and item.get_closest_marker("untimed") is None:
             item.add_marker(pytest.mark.timing)
         if name in MELTANO_FILES:
             item.add_marker(pytest.mark.meltano)

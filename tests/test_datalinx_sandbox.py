@@ -113,6 +113,7 @@ def test_tokens_expiring_every_two_seconds_full_sync_no_429_one_login_per_expiry
     assert "pw-" not in json.dumps(out.records["datalinx_sources"])
 
 
+@pytest.mark.untimed
 def test_key_without_admin_rights_workspaces_complete_org_streams_skipped_with_a_warning(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -159,6 +160,7 @@ def test_burst_exceeded_by_a_greedy_budget_is_waited_out(sandbox: Sandbox) -> No
     assert set(keys(out, "sources")) == wanted
 
 
+@pytest.mark.untimed
 def test_second_run_emits_only_what_is_new_or_changed(sandbox: Sandbox) -> None:
     config = datalinx_config(sandbox, max_requests_per_second=100)
     first = run_sync(make_tap(config))
@@ -191,6 +193,7 @@ def test_second_run_emits_only_what_is_new_or_changed(sandbox: Sandbox) -> None:
         ({"api_key": "dlx-wrong-key"}, "Invalid or missing credentials (UNAUTHORIZED)"),
     ],
 )
+@pytest.mark.untimed
 def test_bad_credentials_fail_before_any_record(
     sandbox: Sandbox, block: dict[str, str], message: str
 ) -> None:
@@ -216,6 +219,7 @@ def raw_sync(config: dict[str, Any], state: dict[str, Any] | None = None) -> lis
     return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
+@pytest.mark.untimed
 def test_interrupted_run_resumes_from_its_last_state(sandbox: Sandbox) -> None:
     config = datalinx_config(sandbox, max_requests_per_second=100)
     messages = raw_sync(config)
@@ -245,6 +249,7 @@ def test_interrupted_run_resumes_from_its_last_state(sandbox: Sandbox) -> None:
         assert len([r for r in again if r["workspace"] == workspace]) < len(wanted)
 
 
+@pytest.mark.untimed
 def test_partitions_split_workspaces_and_read_the_organization_once(sandbox: Sandbox) -> None:
     config = datalinx_config(sandbox, max_requests_per_second=100)
     outs = [run_sync(make_tap({**config, "partition": {"index": i, "count": 2}})) for i in range(2)]
@@ -256,6 +261,7 @@ def test_partitions_split_workspaces_and_read_the_organization_once(sandbox: San
     assert outs[1].records["datalinx_users"] == []
 
 
+@pytest.mark.untimed
 def test_a_renamed_workspace_keeps_its_partition(sandbox: Sandbox) -> None:
     """Partitions hash the workspace id: renaming a workspace (to a name that would hash
     elsewhere) moves neither it nor its workspace-scoped records to another process."""
@@ -293,6 +299,7 @@ def test_a_renamed_workspace_keeps_its_partition(sandbox: Sandbox) -> None:
     assert not after[0] & after[1]
 
 
+@pytest.mark.untimed
 def test_a_renamed_workspace_keeps_its_bookmarks(sandbox: Sandbox) -> None:
     """Bookmarks are keyed by the workspace id: after a rename, the next run reads only
     what changed there, as in any other workspace, under the new name."""
@@ -336,6 +343,7 @@ def test_a_429_waits_until_the_reset_in_epoch_seconds(sandbox: Sandbox) -> None:
     assert set(keys(out, "queries")) == wanted
 
 
+@pytest.mark.untimed
 def test_route_the_instance_lacks_is_one_warning_and_the_stream_skipped(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -355,6 +363,7 @@ def test_route_the_instance_lacks_is_one_warning_and_the_stream_skipped(
     assert len(asked) == 1
 
 
+@pytest.mark.untimed
 def test_without_a_pipelines_route_pipeline_runs_are_skipped_too(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -85,6 +85,7 @@ def assert_unique(keys: list[Any], what: str) -> None:
     assert not dupes, f"duplicates in {what}: {dupes[:3]}"
 
 
+@pytest.mark.untimed
 def test_every_stream_equals_the_sandbox_by_key_at_200_plus_runs() -> None:
     model, out, _ = big_sync()
     assert len(model.runs) > 200
@@ -112,6 +113,7 @@ def test_every_stream_equals_the_sandbox_by_key_at_200_plus_runs() -> None:
         assert out.records[name][0]["sku"] == rows[0]["sku"]
 
 
+@pytest.mark.untimed
 def test_one_results_stream_per_run_named_by_slug() -> None:
     model, out, streams = big_sync()
     slugs = run_slugs([(r.id, r.name) for r in reversed(model.runs)])  # as listed
@@ -131,6 +133,7 @@ def test_one_results_stream_per_run_named_by_slug() -> None:
             assert {name.removeprefix("dexi_results__")} == {slugs[i] for i in run_ids}
 
 
+@pytest.mark.untimed
 def test_result_columns_are_typed_from_the_values() -> None:
     model, out, _ = big_sync()
     big = model.runs[0]
@@ -157,6 +160,7 @@ def test_result_columns_are_typed_from_the_values() -> None:
     assert all(isinstance(s, str) for s in scores)
 
 
+@pytest.mark.untimed
 def test_second_sync_emits_exactly_what_finished_since(sandbox: Sandbox) -> None:
     model = sandbox.dexi
     config = dexi_config(sandbox)
@@ -199,6 +203,7 @@ def raw_sync(config: dict[str, Any], state: dict[str, Any] | None = None) -> lis
     return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
+@pytest.mark.untimed
 def test_killed_sync_resumes_from_its_last_state(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +237,7 @@ def test_killed_sync_resumes_from_its_last_state(
     assert len(executions_2) < len(finished)
 
 
+@pytest.mark.untimed
 def test_executions_added_while_paging_cause_no_gap_and_no_duplicate(sandbox: Sandbox) -> None:
     model = sandbox.dexi
     big = model.runs[0]
@@ -243,6 +249,7 @@ def test_executions_added_while_paging_cause_no_gap_and_no_duplicate(sandbox: Sa
     assert set(got) == {e.id for e in model.finished_executions(big.id)}
 
 
+@pytest.mark.untimed
 def test_files_are_streamed_to_disk_and_described(sandbox: Sandbox, tmp_path: Path) -> None:
     model = sandbox.dexi
     run = next(r for r in model.runs if r.name == "priceWatchFR")
@@ -278,6 +285,7 @@ def test_files_are_streamed_to_disk_and_described(sandbox: Sandbox, tmp_path: Pa
     assert not [e for e in log if e["status"] == 429]
 
 
+@pytest.mark.untimed
 def test_a_deleted_run_fails_its_partition_and_the_rest_goes_on(sandbox: Sandbox) -> None:
     model = sandbox.dexi
     keep, gone = model.runs[1], model.runs[3]
@@ -293,6 +301,7 @@ def test_a_deleted_run_fails_its_partition_and_the_rest_goes_on(sandbox: Sandbox
         tap.finish()
 
 
+@pytest.mark.untimed
 def test_forced_429_and_500_are_waited_out(sandbox: Sandbox) -> None:
     sandbox.force("dexi", status=429, count=2, path_contains="/executions")
     sandbox.force("dexi", status=500, count=1, path_contains="/result")
@@ -305,6 +314,7 @@ def test_forced_429_and_500_are_waited_out(sandbox: Sandbox) -> None:
     assert statuses[500] == 1
 
 
+@pytest.mark.untimed
 def test_wrong_key_fails_before_any_record(sandbox: Sandbox) -> None:
     config = dexi_config(sandbox, api_key="not-the-key")
     with pytest.raises(PlatformAuthError, match="Dexi: HTTP 401"):
@@ -314,6 +324,7 @@ def test_wrong_key_fails_before_any_record(sandbox: Sandbox) -> None:
     assert sent[0]["request_headers"]["x-dexiio-access"] == "<redacted>"
 
 
+@pytest.mark.untimed
 def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandbox) -> None:
     model = sandbox.dexi
     runs = [model.runs[4], model.runs[5]]
@@ -343,6 +354,7 @@ def test_execute_runs_starts_waits_then_extracts_in_the_same_sync(sandbox: Sandb
     assert clock.sleeps  # it waited between polls, on the budget's clock
 
 
+@pytest.mark.untimed
 def test_a_start_whose_answer_is_lost_is_adopted_not_sent_again(sandbox: Sandbox) -> None:
     """The default sandbox loses the answer to the first start of a run after starting
     it (dropped, cut mid-body, 502): each run is executed once, and its result read."""
@@ -363,6 +375,7 @@ def test_a_start_whose_answer_is_lost_is_adopted_not_sent_again(sandbox: Sandbox
     assert len(posts) == len(runs)
 
 
+@pytest.mark.untimed
 def test_a_start_is_sent_again_when_the_lost_request_started_nothing(sandbox: Sandbox) -> None:
     model = sandbox.dexi
     model.lose_start_answers = False
@@ -381,6 +394,7 @@ def test_a_start_is_sent_again_when_the_lost_request_started_nothing(sandbox: Sa
     assert sum(clock.sleeps) >= 10.0  # the grace period, on the budget's clock
 
 
+@pytest.mark.untimed
 def test_a_lost_start_that_cannot_be_looked_up_is_not_sent_again(sandbox: Sandbox) -> None:
     model = sandbox.dexi
     run = model.runs[4]
@@ -407,6 +421,7 @@ def test_a_lost_start_that_cannot_be_looked_up_is_not_sent_again(sandbox: Sandbo
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.untimed
 def test_through_seeded_faults_no_run_is_started_twice(sandbox: Sandbox, seed: int) -> None:
     model = sandbox.dexi
     runs = [model.runs[1], model.runs[3], model.runs[4], model.runs[5]]
@@ -484,6 +499,7 @@ def newest_finished_with_rows(model: DexiData) -> Any:
     return max(executions, key=lambda e: (e.finished, e.id))
 
 
+@pytest.mark.untimed
 def test_a_result_gone_for_good_is_named_and_the_bookmark_moves_past_it(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -506,6 +522,7 @@ def test_a_result_gone_for_good_is_named_and_the_bookmark_moves_past_it(
     assert not [e for e in sandbox.request_log("dexi") if gone.id in e["path"]]
 
 
+@pytest.mark.untimed
 def test_the_default_sandbox_has_a_result_gone_and_the_sync_moves_past_it(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -527,6 +544,7 @@ def test_the_default_sandbox_has_a_result_gone_and_the_sync_moves_past_it(
     assert set(result_keys(out)) == expected_result_keys(model, readable)
 
 
+@pytest.mark.untimed
 def test_strict_results_fails_and_keeps_the_bookmark_before_a_gone_result(
     sandbox: Sandbox,
 ) -> None:

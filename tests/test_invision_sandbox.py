@@ -134,6 +134,7 @@ def test_the_events_of_started_runs_reach_the_log(sandbox: Sandbox) -> None:
     assert "completed" in texts[1]
 
 
+@pytest.mark.untimed
 def test_the_command_line_exits_non_zero_naming_the_failed_flow(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -66,6 +66,7 @@ def sandbox() -> Any:
         ("redivis_datasets", "redivis_variables"),
     ],
 )
+@pytest.mark.untimed
 def test_a_concurrent_sync_writes_what_a_sequential_one_does(
     sandbox: Sandbox, names: tuple[str, ...]
 ) -> None:
@@ -78,6 +79,7 @@ def test_a_concurrent_sync_writes_what_a_sequential_one_does(
     assert any(m["stream"] == names[-1] for m in concurrent if m["type"] == "RECORD")
 
 
+@pytest.mark.untimed
 def test_the_same_requests_as_a_sequential_sync(sandbox: Sandbox) -> None:
     paths: dict[int, list[str]] = {}
     for workers in (1, 4):
@@ -90,6 +92,7 @@ def test_the_same_requests_as_a_sequential_sync(sandbox: Sandbox) -> None:
     assert sum("/variables" in p for p in paths[4]) > 20
 
 
+@pytest.mark.untimed
 def test_failed_partitions_fail_as_in_a_sequential_sync(sandbox: Sandbox) -> None:
     records = [m["record"] for m in sync(sandbox, 1, *METADATA) if m["type"] == "RECORD"]
     tables = [r for r in records if "dataset_reference" in r and "variableCount" in r]

@@ -42,6 +42,7 @@ def keys(out: Any) -> dict[str, list[Any]]:
     }
 
 
+@pytest.mark.untimed
 def test_full_sync_equals_the_sandbox_by_key() -> None:
     sb = shared_sandbox()
     config = redivis_config(sb, max_requests_per_second=200)
@@ -105,6 +106,7 @@ def test_forced_429_waits_what_the_server_asked(sandbox: Sandbox, form: str) -> 
     assert set(got["redivis_variables"]) == expected(sandbox, ["demo"])["redivis_variables"]
 
 
+@pytest.mark.untimed
 def test_flattened_datasets_schema_has_every_column_the_records_carry() -> None:
     config = redivis_config(shared_sandbox(), organizations=["demo"], users=[])
     config.update(flattening_enabled=True, flattening_max_depth=1)

@@ -40,6 +40,7 @@ def predict_calls(sb: Sandbox) -> list[dict[str, Any]]:
     return [e for e in sb.request_log("reinfer") if e["path"].endswith("/predict-comments")]
 
 
+@pytest.mark.untimed
 def test_every_scored_comment_has_one_prediction_record_as_the_model_says(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -106,6 +107,7 @@ def test_every_scored_comment_has_one_prediction_record_as_the_model_says(
     )
 
 
+@pytest.mark.untimed
 def test_incremental_rerun_emits_only_new_predictions(sandbox: Sandbox) -> None:
     model = sandbox.reinfer
     config = reinfer_config(sandbox)
@@ -136,6 +138,7 @@ def test_incremental_rerun_emits_only_new_predictions(sandbox: Sandbox) -> None:
     assert len(predict_calls(sandbox)) == len(bookmarks)
 
 
+@pytest.mark.untimed
 def test_a_newer_model_version_scores_every_comment_again(sandbox: Sandbox) -> None:
     model = sandbox.reinfer
     config = reinfer_config(sandbox)
@@ -149,6 +152,7 @@ def test_a_newer_model_version_scores_every_comment_again(sandbox: Sandbox) -> N
     assert {v for _, _, v in rescored} == {3}
 
 
+@pytest.mark.untimed
 def test_killed_sync_resumes_without_losing_predictions(sandbox: Sandbox) -> None:
     model = sandbox.reinfer
     config = reinfer_config(sandbox)
@@ -170,6 +174,7 @@ def test_killed_sync_resumes_without_losing_predictions(sandbox: Sandbox) -> Non
     assert all(n <= PREDICT_BATCH_UIDS + 20 for n in re_read.values()), re_read
 
 
+@pytest.mark.untimed
 def test_a_batch_refused_as_too_large_is_halved(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -183,6 +188,7 @@ def test_a_batch_refused_as_too_large_is_halved(
     assert sum("predict-comments refused" in r.getMessage() for r in caplog.records) == 2
 
 
+@pytest.mark.untimed
 def test_private_labellers_route_missing_skips_predictions_once(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -195,6 +201,7 @@ def test_private_labellers_route_missing_skips_predictions_once(
     assert sum(e["path"].endswith("/labellers") for e in sandbox.request_log("reinfer")) == 1
 
 
+@pytest.mark.untimed
 def test_sandbox_predictions_are_the_apis(sandbox: Sandbox) -> None:
     base = sandbox.base_url("reinfer")
     auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -111,6 +111,7 @@ def test_workers_never_closed_do_not_keep_the_process_alive() -> None:
     assert done.returncode == 0
 
 
+@pytest.mark.untimed
 def test_a_concurrent_sync_writes_what_a_sequential_one_does() -> None:
     messages = {}
     for workers in (1, 4):

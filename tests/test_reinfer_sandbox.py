@@ -71,6 +71,7 @@ def sandbox() -> Iterator[Sandbox]:
     sb.stop()
 
 
+@pytest.mark.untimed
 def test_full_sync_equals_the_sandbox_by_key(
     shared: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -145,6 +146,7 @@ def test_full_sync_equals_the_sandbox_by_key(
     assert counters["reinfer.client_duration_ms"] > 0
 
 
+@pytest.mark.untimed
 def test_uipath_tenant_prefix_and_configured_sources(shared: Sandbox) -> None:
     shared.clear_log()
     config = reinfer_config(
@@ -161,6 +163,7 @@ def test_uipath_tenant_prefix_and_configured_sources(shared: Sandbox) -> None:
     assert all(e["status"] == 200 for e in log)
 
 
+@pytest.mark.untimed
 def test_unknown_configured_source_fails_after_the_others(shared: Sandbox) -> None:
     config = reinfer_config(shared, sources=["acme-sales/calls", "acme-sales/nope"])
     tap = only(make_tap(config), COMMENTS)
@@ -172,6 +175,7 @@ def test_unknown_configured_source_fails_after_the_others(shared: Sandbox) -> No
         tap.finish()
 
 
+@pytest.mark.untimed
 def test_partitions_split_the_sources_between_processes(shared: Sandbox) -> None:
     shares = []
     for index in (0, 1):
@@ -183,6 +187,7 @@ def test_partitions_split_the_sources_between_processes(shared: Sandbox) -> None
     assert shares[0] | shares[1] == shared.reinfer.comment_keys()
 
 
+@pytest.mark.untimed
 def test_second_sync_emits_only_new_comments(sandbox: Sandbox) -> None:
     model = sandbox.reinfer
     config = reinfer_config(sandbox)
@@ -214,6 +219,7 @@ def test_second_sync_emits_only_new_comments(sandbox: Sandbox) -> None:
     assert all(r["timestamp"] == last[r["source_id"]] for r in third.records[COMMENTS])
 
 
+@pytest.mark.untimed
 def test_killed_sync_resumes_from_the_last_state(sandbox: Sandbox) -> None:
     model = sandbox.reinfer
     config = reinfer_config(sandbox)
@@ -240,6 +246,7 @@ def test_killed_sync_resumes_from_the_last_state(sandbox: Sandbox) -> None:
     assert all(count <= 256 + 20 for count in re_read.values()), re_read
 
 
+@pytest.mark.untimed
 def test_private_routes_missing_are_reported_once_and_skipped(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -259,6 +266,7 @@ def test_private_routes_missing_are_reported_once_and_skipped(
     assert len(private) == 4
 
 
+@pytest.mark.untimed
 def test_throttling_and_server_errors_are_waited_out(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,6 +281,7 @@ def test_throttling_and_server_errors_are_waited_out(
     assert statuses[503] == 1
 
 
+@pytest.mark.untimed
 def test_bad_token_fails_before_any_record_with_the_platform_message(sandbox: Sandbox) -> None:
     config = reinfer_config(sandbox, token="wrong-token-98765")
     with pytest.raises(PlatformAuthError) as caught:
@@ -285,6 +294,7 @@ def test_bad_token_fails_before_any_record_with_the_platform_message(sandbox: Sa
     assert entry["path"] == "/auth/user"
 
 
+@pytest.mark.untimed
 def test_sandbox_rejects_what_the_api_rejects(shared: Sandbox) -> None:
     url = shared.base_url("reinfer") + "/api/_private/sources/acme-sales/calls/comments"
     auth = {"Authorization": f"Bearer {TOKEN}"}

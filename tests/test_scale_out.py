@@ -94,6 +94,7 @@ def partition_sandbox() -> Iterator[Sandbox]:
     sb.stop()
 
 
+@pytest.mark.untimed
 def test_each_parent_hashes_to_exactly_one_partition() -> None:
     keys = [f"parent-{i}" for i in range(400)]
     for count in (1, 2, 4, 7):
@@ -117,6 +118,7 @@ WHOLE_ACCOUNT_STREAMS = frozenset(
 )
 
 
+@pytest.mark.untimed
 def test_four_partitions_together_equal_one_full_sync(
     partition_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,6 +227,7 @@ def test_four_partitions_together_equal_one_full_sync(
         )
 
 
+@pytest.mark.untimed
 def test_each_data_flow_is_triggered_by_one_partition(
     partition_sandbox: Sandbox, tmp_path: Path
 ) -> None:
