@@ -96,13 +96,13 @@ unit-pythons:
 	scripts/unit-pythons.sh $(UNIT_PYTHONS)
 
 # make test: lint beside building the unit tests' environments (neither measures time),
-# then the timing tests alone, the rest side by side, and the unit tests on 3.10 and 3.13.
+# then the timing tests alone, then the rest side by side, the unit tests on 3.10 and 3.13
+# starting on the core the first of those two processes leaves idle.
 test: $(VENV)/.installed $(MELTANO) $(DAGSTER) $(ORACLE)
 	scripts/unit-pythons.sh --build-only $(UNIT_PYTHONS) & build=$$!; \
 		$(MAKE) --no-print-directory lint; lint=$$?; wait $$build && test $$lint -eq 0
 	$(BIN)/pytest -m timing
-	scripts/pytest-side-by-side.sh
-	scripts/unit-pythons.sh $(UNIT_PYTHONS)
+	UNIT_PYTHONS="$(UNIT_PYTHONS)" scripts/pytest-side-by-side.sh
 
 # The side-by-side benchmark (docs/benchmark.md): the tap against the raw floor,
 # tap-rest-api-msdk and dlt, each tool in its own environment with pinned versions.
