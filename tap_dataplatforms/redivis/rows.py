@@ -17,6 +17,7 @@ delivered another number fails, named.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 BATCH_QUEUE_PER_WORKER = 2
 # Rows converted to Python at a time: what sits in the queue is bounded by this.
-SLICE_ROWS = 2048
+SLICE_ROWS = 1024
 MAX_SESSION_RENEWALS = 3
 
 
@@ -245,8 +246,7 @@ class TableRowsStream(ConformedRecords, RedivisStream):
     ) -> Iterator[list[dict[str, Any]]]:
         """The rows of one opened read stream from row ``offset``, numbered across the
         table; ended only by the zero-row end batch (or by the sync stopping)."""
-        import pyarrow as pa
-
+        pa = _arrow()
         response.raw.decode_content = True
         for batch in pa.ipc.open_stream(response.raw):
             if batch.num_rows == 0:
@@ -285,6 +285,17 @@ def _urllib3_errors() -> type[Exception]:
     from urllib3.exceptions import HTTPError
 
     return HTTPError
+
+
+@functools.cache
+def _arrow() -> Any:
+    """pyarrow, its buffers from the system allocator. Arrow's default (jemalloc) keeps
+    what each reading thread freed in that thread's arena: with several read streams,
+    about 20 MB more at the peak for the same batches (measured on 1M rows)."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    return pa
 
 
 def to_json_ready(column: pa.Array, variable_type: str) -> pa.Array:
