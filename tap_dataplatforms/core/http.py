@@ -423,13 +423,16 @@ class PlatformStream(SDKStream):
         *,
         what: str,
         retries: int | None = None,
+        size: Callable[[T], int] | None = None,
     ) -> Generator[T, None, None]:
         """The items of a body read as it arrives (``open_body`` opens it, through
         ``stream_body``), for a body that can only be read from its start: one that
         breaks off is opened again from the start and ``read(response, skip)`` passes
         over the ``skip`` items already delivered (a body without keys read twice must
         not deliver a row twice). ``read_resumed`` is the rest of the rules."""
-        return self.read_resumed(lambda delivered: open_body(), read, what=what, retries=retries)
+        return self.read_resumed(
+            lambda delivered: open_body(), read, what=what, retries=retries, size=size
+        )
 
     def read_resumed(
         self,

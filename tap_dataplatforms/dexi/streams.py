@@ -454,7 +454,7 @@ class ResultsStream(LeanRecordLoop, ConformedRecords, ThrottledState, DexiStream
             return self.rows_of_events(events, sink, skip=skip, ids=ids)
 
         what = f"Dexi: the result of execution {execution_id}"
-        yield from self.read_resumed(lambda delivered: open_body(), read, what=what, size=_rows)
+        yield from self.read_streamed(open_body, read, what=what, size=_rows)
 
     def _encoded_ids(
         self, context: Context | None, sink: list[str] | None
